@@ -1,0 +1,53 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.genbench-installed
+CORES ?= all
+# Debian packages the project needs at run or test time (installed via apt-get when run as root).
+DEB_PACKAGES ?=
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test setup system-deps lint dry-run-paper slurm-profile clean-results
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+setup: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# Installs only what is missing; a no-op for a non-root user (the packages must then be present already).
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "genbench needs Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check workflow tests benchmarks
+	$(BIN)/snakemake --lint
+
+dry-run-paper: setup
+	$(BIN)/snakemake -n --profile profiles/slurm
+
+# One documented step so that `snakemake --profile slurm` resolves from the repo root:
+# Snakemake searches ~/.config/snakemake/<name>, so link the repo's profile there.
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(abspath profiles/slurm) $(HOME)/.config/snakemake/slurm
+	@echo "linked $(HOME)/.config/snakemake/slurm -> $(abspath profiles/slurm)"
+
+clean-results:
+	rm -rf results logs .snakemake

@@ -1,0 +1,20 @@
+# genbench: setting-matched benchmarking of generative models.
+# Default config: the embedded mini-world (runs anywhere). Paper scale: --configfile config/paper.yaml
+# (chosen by the slurm profile). Logic lives in workflow/genbench; rules only wire files to it.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/curate.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

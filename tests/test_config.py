@@ -1,0 +1,75 @@
+import copy
+
+import pytest
+import yaml
+
+from genbench.config import ConfigError, cells, config_hash, fmt_cfg, select, validate_config
+
+
+def load(root, name):
+    with open(root / "config" / name) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_validate(root, name):
+    cfg = validate_config(load(root, name))
+    assert cells(cfg), "the sweep must produce cells"
+
+
+def test_defaults_are_filled(default_config):
+    del default_config["generation"]
+    cfg = validate_config(default_config)
+    assert cfg["generation"] == {"batch_size": 50, "shards": 1, "grid_size": 20}
+    assert cfg["models"]["sit_mini"]["train"]["class_dropout"] == 0.1
+
+
+def test_typo_key_is_named(default_config):
+    default_config["models"]["sit_mini"]["famly"] = default_config["models"]["sit_mini"].pop("family")
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    msg = str(err.value)
+    assert "famly" in msg and "models.sit_mini" in msg
+
+
+def test_wrong_type_is_named(default_config):
+    default_config["sweep"][0]["steps"] = ["four"]
+    with pytest.raises(ConfigError, match=r"sweep\.0\.steps\.0: 'four' is not of type 'integer'"):
+        validate_config(default_config)
+
+
+def test_top_level_typo(default_config):
+    default_config["scorng"] = {}
+    with pytest.raises(ConfigError, match="scorng"):
+        validate_config(default_config)
+
+
+def test_unknown_reference_is_named(default_config):
+    default_config["sweep"][0]["models"] = ["sit_mni"]
+    with pytest.raises(ConfigError, match=r"sweep\.0\.models: unknown model 'sit_mni'"):
+        validate_config(default_config)
+
+
+def test_model_needs_train_or_weights(default_config):
+    default_config["models"]["sit_mini"]["weights"] = {"path": "x.pt"}
+    with pytest.raises(ConfigError, match="exactly one of 'train'"):
+        validate_config(default_config)
+
+
+def test_cells_and_naming(default_config):
+    cfg = validate_config(default_config)
+    cs = cells(cfg)
+    block = cfg["sweep"][0]
+    assert len(cs) == len(block["datasets"]) * len(block["steps"]) * len(block["cfg"]) * len(block["seeds"])
+    assert {c.setting for c in cs} >= {"steps4_cfg1", "steps16_cfg4"}
+    assert fmt_cfg(1.0) == "1" and fmt_cfg(1.5) == "1.5" and fmt_cfg(7.25) == "7.25"
+
+
+def test_select_and_hash(default_config):
+    cfg = validate_config(default_config)
+    sub = select(cfg, "seed", "models.sit_mini", "nothing.here")
+    assert sub == {"seed": 0, "models": {"sit_mini": cfg["models"]["sit_mini"]}}
+    other = copy.deepcopy(cfg)
+    assert config_hash(other) == config_hash(cfg)
+    other["seed"] = 1
+    assert config_hash(other) != config_hash(cfg)

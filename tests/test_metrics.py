@@ -1,0 +1,107 @@
+"""FID/IS against reference implementations on the same inputs.
+
+Tolerances: Fréchet distance 1e-6 relative to clean-fid (scipy sqrtm) and torch-fidelity (eigvals of S1 S2) on the
+same float64 statistics; IS mean and std 1e-10 relative to torch-fidelity on the same logits.
+"""
+
+import numpy as np
+import pytest
+import torch
+from cleanfid.fid import frechet_distance as cleanfid_fd
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+
+from genbench.metrics.bootstrap import bootstrap_ci
+from genbench.metrics.fid import MetricInputError, feature_statistics, frechet_distance, frechet_distance_features
+from genbench.metrics.inception_score import inception_score
+from genbench.metrics.score2d import score_cell
+
+
+def _features(seed, n, d, shift=0.0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    return (rng.normal(size=(n, d)) @ mix) * scale + shift
+
+
+@pytest.mark.parametrize("n,d", [(500, 32), (300, 64), (40, 64)])  # the last: n < d, singular covariances
+def test_fd_matches_references(n, d):
+    a, b = _features(0, n, d), _features(1, n, d, shift=0.3, scale=1.2)
+    mu1, s1 = feature_statistics(a)
+    mu2, s2 = feature_statistics(b)
+    ours = frechet_distance(mu1, s1, mu2, s2)
+    tf = fid_statistics_to_metric(fid_features_to_statistics(torch.from_numpy(a)),
+                                  fid_features_to_statistics(torch.from_numpy(b)), verbose=False)["frechet_inception_distance"]
+    cf = cleanfid_fd(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(tf, rel=1e-6)
+    assert ours == pytest.approx(cf, rel=1e-6)
+
+
+def test_fd_near_singular_covariance():
+    a = _features(2, 400, 16)
+    a[:, -1] = a[:, 0] * 2 + 1e-9 * np.random.default_rng(3).normal(size=400)  # rank-deficient up to 1e-9
+    b = _features(4, 400, 16, shift=0.1)
+    mu1, s1 = feature_statistics(a)
+    mu2, s2 = feature_statistics(b)
+    tf = fid_statistics_to_metric({"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2}, False)[
+        "frechet_inception_distance"]
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(tf, rel=1e-6)
+
+
+def test_fd_identity_and_closed_form():
+    a = _features(5, 200, 8)
+    assert frechet_distance_features(a, a) == pytest.approx(0.0, abs=1e-9)
+    # diagonal Gaussians: FD = |dmu|^2 + sum (sqrt(s1) - sqrt(s2))^2
+    s1, s2 = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 1.0, 9.0])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(5.0 + 1.0 + 1.0 + 0.0, rel=1e-12)
+
+
+def test_is_matches_torch_fidelity():
+    logits = _features(6, 1000, 8, scale=3.0)
+    ours = inception_score(logits, splits=10)
+    ref = isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=True, rng_seed=2020)
+    assert ours[0] == pytest.approx(ref["inception_score_mean"], rel=1e-10)
+    assert ours[1] == pytest.approx(ref["inception_score_std"], rel=1e-10)
+    # one-hot-like confident, uniformly spread predictions reach IS = number of classes
+    sharp = np.eye(8)[np.arange(800) % 8] * 50.0
+    assert inception_score(sharp, splits=4, shuffle=False)[0] == pytest.approx(8.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((0, 4)), "0 sample"),
+    (np.full((10, 4), np.nan), "NaN"),
+    (np.zeros((10,)), "expected"),
+])
+def test_bad_features_named(bad, match):
+    with pytest.raises(MetricInputError, match=f"'my set'.*{match}|{match}"):
+        feature_statistics(bad, "my set")
+
+
+def test_is_needs_enough_samples():
+    with pytest.raises(MetricInputError, match="'gen x'.*at least 10"):
+        inception_score(np.zeros((5, 3)), splits=10, set_name="gen x")
+
+
+def test_bootstrap_is_seeded_and_covers():
+    x = np.random.default_rng(0).normal(size=400)
+    lo, hi, reps = bootstrap_ci(lambda i: float(x[i].mean()), (400,), 300, 0.95, np.random.default_rng(1))
+    lo2, hi2, _ = bootstrap_ci(lambda i: float(x[i].mean()), (400,), 300, 0.95, np.random.default_rng(1))
+    assert (lo, hi) == (lo2, hi2)
+    assert lo < x.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * x.std() / 20, rel=0.2)  # the normal-theory width
+
+
+def test_score_cell_rows():
+    real = {"features": _features(7, 300, 8)}
+    gen = {"features": _features(8, 300, 8, shift=0.5), "logits": _features(9, 300, 5, scale=2)}
+    cell = {"model": "m", "dataset": "d", "steps": 4, "cfg": 2.0, "seed": 0}
+    df = score_cell(real, gen, cell=cell, metrics=["fid", "is"], is_splits=10,
+                    bootstrap={"n": 50, "confidence": 0.9, "seed": 0})
+    assert list(df["metric"]) == ["fid", "is", "is_std"]
+    fid = df.set_index("metric").loc["fid"]
+    assert fid["value"] == pytest.approx(frechet_distance_features(real["features"], gen["features"]))
+    assert fid["ci_low"] <= fid["ci_high"] and fid["n"] == 300 and fid["n_real"] == 300
+    assert df["model"].eq("m").all() and df["cfg"].eq(2.0).all()
+    again = score_cell(real, gen, cell=cell, metrics=["fid", "is"], is_splits=10,
+                       bootstrap={"n": 50, "confidence": 0.9, "seed": 0})
+    assert df.equals(again)

@@ -1,0 +1,181 @@
+"""Configuration: schema validation with defaults, cross-reference checks, and the sweep's cells.
+
+The Snakefile calls :func:`validate_config` at start; pytest calls it directly. Errors name the offending key as a
+dotted path (``models.sit_mini.famly``) and say what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration that does not match the schema or refers to something undefined."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        return f"{where}: {error.message} (check the spelling against workflow/schemas/config.schema.yaml)"
+    if error.validator == "oneOf" and where.startswith("models."):
+        return f"{where}: a model needs exactly one of 'train' (trained by the pipeline) or 'weights' (local files)"
+    return f"{where}: {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place (filling schema defaults) and return it; raise :class:`ConfigError`."""
+    schema = load_schema() if schema is None else schema
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid genbench config ({len(errors)} error(s)):\n  {lines}")
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict[str, Any]) -> None:
+    datasets, models = config["datasets"], config["models"]
+    extractors = config.get("extractors", {})
+    problems = []
+    for name, m in models.items():
+        if "train" in m and m["train"]["dataset"] not in datasets:
+            problems.append(f"models.{name}.train.dataset: unknown dataset '{m['train']['dataset']}'")
+    for name, e in extractors.items():
+        if "train" in e and e["train"]["dataset"] not in datasets:
+            problems.append(f"extractors.{name}.train.dataset: unknown dataset '{e['train']['dataset']}'")
+    for i, block in enumerate(config["sweep"]):
+        for m in block["models"]:
+            if m not in models:
+                problems.append(f"sweep.{i}.models: unknown model '{m}' (defined: {', '.join(models)})")
+        for d in block["datasets"]:
+            if d not in datasets:
+                problems.append(f"sweep.{i}.datasets: unknown dataset '{d}' (defined: {', '.join(datasets)})")
+    ex = config["scoring"]["extractor"]
+    if ex not in extractors:
+        problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")
+    for name, d in datasets.items():
+        if d["adapter"] == "miniworld":
+            if "split" not in d:
+                problems.append(f"datasets.{name}: a miniworld data set needs 'split'")
+            if "miniworld" not in config:
+                problems.append(f"datasets.{name}: uses the miniworld adapter but the config has no 'miniworld' block")
+        elif "root" not in d:
+            problems.append(f"datasets.{name}: adapter '{d['adapter']}' needs 'root' (where the data set lies)")
+    if problems:
+        raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    with open(path) as f:
+        return validate_config(yaml.safe_load(f) or {})
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of the validated config (recorded in every table's metadata)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fmt_cfg(value: float) -> str:
+    """Canonical text of a guidance scale in paths and wildcards (1.0 -> '1', 1.5 -> '1.5')."""
+    return f"{float(value):g}"
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One generated image set: a model on a data set at (steps, guidance, seed)."""
+
+    model: str
+    dataset: str
+    steps: int
+    cfg: float
+    seed: int
+
+    @property
+    def setting(self) -> str:
+        return f"steps{self.steps}_cfg{fmt_cfg(self.cfg)}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.model}/{self.dataset}/{self.setting}/seed{self.seed}"
+
+
+def iter_cells(config: dict[str, Any]) -> Iterator[Cell]:
+    seen = set()
+    for block in config["sweep"]:
+        for m in block["models"]:
+            for d in block["datasets"]:
+                for s in block["steps"]:
+                    for g in block["cfg"]:
+                        for k in block.get("seeds", [0]):
+                            cell = Cell(m, d, int(s), float(g), int(k))
+                            if cell not in seen:
+                                seen.add(cell)
+                                yield cell
+
+
+def cells(config: dict[str, Any]) -> list[Cell]:
+    return sorted(iter_cells(config))
+
+
+def model_shards(config: dict[str, Any], model: str) -> int:
+    return int(config["models"][model].get("shards", config["generation"]["shards"]))
+
+
+def model_batch_size(config: dict[str, Any], model: str) -> int:
+    return int(config["models"][model].get("batch_size", config["generation"]["batch_size"]))
+
+
+def select(config: dict[str, Any], *paths: str) -> dict[str, Any]:
+    """The sub-config holding only the dotted ``paths`` (e.g. 'seed', 'datasets.mw_val'), same nesting.
+
+    Rules pass such subsets as params, so Snakemake reruns a job exactly when a setting it uses changes.
+    """
+    out: dict[str, Any] = {}
+    for path in paths:
+        keys = path.split(".")
+        src, dst = config, out
+        for i, k in enumerate(keys):
+            if k not in src:
+                break
+            if i == len(keys) - 1:
+                dst[k] = copy.deepcopy(src[k])
+            else:
+                src = src[k]
+                dst = dst.setdefault(k, {})
+    return out

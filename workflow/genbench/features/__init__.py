@@ -1,0 +1,1 @@
+"""Feature extractors (registry) whose outputs feed every 2D metric."""

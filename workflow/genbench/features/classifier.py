@@ -1,0 +1,80 @@
+"""The mini-world classifier: a small CNN trained on the mini-world's train split.
+
+It stands in for the Inception network of FID/IS: its 64-d global-average-pooled activations play the role of
+Inception's pool3 features (FID, KID) and its class logits the role of Inception's logits (IS).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class MiniClassifier(nn.Module):
+    def __init__(self, num_classes: int, width: int = 32, feature_dim: int = 64):
+        super().__init__()
+
+        def block(cin, cout, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+        self.body = nn.Sequential(block(3, width, 1), block(width, width, 2), block(width, 2 * width, 1),
+                                  block(2 * width, 2 * width, 2), block(2 * width, feature_dim, 1))
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+
+    @staticmethod
+    def preprocess(images: np.ndarray) -> torch.Tensor:
+        """uint8 NHWC at the native mini-world size -> float NCHW, (x - 127.5) / 127.5. No resize."""
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().sub(127.5).div(127.5)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return f, self.head(f)
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, train: dict[str, Any],
+                     progress: bool = True) -> tuple[MiniClassifier, dict[str, float]]:
+    """Train with light augmentation (flips, 90-degree rotations); returns the model and train accuracy."""
+    torch.manual_seed(train["seed"])
+    gen = torch.Generator().manual_seed(train["seed"])
+    net = MiniClassifier(num_classes)
+    x_all = MiniClassifier.preprocess(images)
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    opt = torch.optim.AdamW(net.parameters(), lr=train["lr"], weight_decay=1e-4)
+    bs, n = train["batch_size"], len(x_all)
+    steps = train["epochs"] * ((n + bs - 1) // bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train["lr"], total_steps=steps)
+    net.train()
+    for epoch in range(train["epochs"]):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for start in tqdm(range(0, n, bs), desc=f"classifier epoch {epoch}", disable=not progress, mininterval=5):
+            idx = perm[start:start + bs]
+            x = x_all[idx]
+            k = int(torch.randint(0, 4, (1,), generator=gen))
+            x = torch.rot90(x, k, dims=(2, 3))
+            if torch.rand(1, generator=gen) < 0.5:
+                x = x.flip(3)
+            _, logits = net(x)
+            loss = nn.functional.cross_entropy(logits, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        log.info("classifier epoch %d loss %.4f", epoch, total / n)
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(x_all)[1].argmax(1) == y_all).float().mean())
+    return net, {"train_accuracy": acc, "final_loss": total / n}

@@ -1,0 +1,94 @@
+"""Feature-extractor registry: kind -> loader. Every extractor maps uint8 NHWC images to float64 features and
+(if it has a classifier head) logits, and states its preprocessing, which is recorded in the tables' metadata."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .classifier import MiniClassifier
+
+EXTRACTORS: dict[str, type[Extractor]] = {}
+
+
+class FeatureInputError(ValueError):
+    pass
+
+
+def register(kind: str):
+    def deco(cls):
+        cls.kind = kind
+        EXTRACTORS[kind] = cls
+        return cls
+
+    return deco
+
+
+class Extractor(ABC):
+    kind: ClassVar[str] = ""
+    preprocessing: ClassVar[str] = ""
+
+    def __init__(self, name: str, batch_size: int = 128):
+        self.name = name
+        self.batch_size = batch_size
+
+    @abstractmethod
+    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def extract(self, images: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
+        """Features of an image set, batch by batch, with the input checked first (the set is named on error)."""
+        check_images(images, set_name)
+        parts: dict[str, list[np.ndarray]] = {}
+        with torch.no_grad():
+            for start in range(0, len(images), self.batch_size):
+                for k, v in self._forward(images[start:start + self.batch_size]).items():
+                    parts.setdefault(k, []).append(v)
+        out = {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+        for k, v in out.items():
+            if not np.isfinite(v).all():
+                raise FeatureInputError(f"extractor '{self.name}' produced non-finite {k} for image set '{set_name}'")
+        return out
+
+
+def check_images(images: np.ndarray, set_name: str) -> None:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise FeatureInputError(f"image set '{set_name}': expected a uint8 array, got "
+                                f"{getattr(images, 'dtype', type(images))}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise FeatureInputError(f"image set '{set_name}': expected NHWC with 3 channels, got shape {images.shape}")
+    if len(images) == 0:
+        raise FeatureInputError(f"image set '{set_name}' is empty")
+
+
+@register("miniworld_classifier")
+class MiniworldClassifierExtractor(Extractor):
+    preprocessing = "native resolution (no resize), (x - 127.5) / 127.5; features: 64-d pooled CNN activations"
+
+    def __init__(self, name: str, net: MiniClassifier, batch_size: int = 128):
+        super().__init__(name, batch_size)
+        self.net = net.eval()
+
+    @classmethod
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> MiniworldClassifierExtractor:
+        state = load_file(str(checkpoint))
+        num_classes, feature_dim = state["head.weight"].shape
+        net = MiniClassifier(num_classes, feature_dim=feature_dim)
+        net.load_state_dict(state, strict=True)
+        return cls(name, net, spec.get("batch_size", 128))
+
+    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        f, logits = self.net(MiniClassifier.preprocess(images))
+        return {"features": f.numpy(), "logits": logits.numpy()}
+
+
+def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Extractor:
+    kind = spec["kind"]
+    if kind not in EXTRACTORS:
+        raise NotImplementedError(f"feature extractor kind '{kind}' is not available in this genbench version "
+                                  f"(available: {', '.join(sorted(EXTRACTORS))})")
+    return EXTRACTORS[kind].load(name, spec, checkpoint)

@@ -1,0 +1,1 @@
+"""2D generators: architectures, samplers, the generator registry, training of the mini models, generation."""

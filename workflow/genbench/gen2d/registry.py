@@ -1,0 +1,66 @@
+"""The generator registry: family name -> class. Adding a model family is one module plus one config entry.
+
+Every generator turns (labels, per-item noise, steps, guidance) into images in [-1, 1] (N, 3, H, W); the one
+generation rule and the one evaluation path serve them all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .samplers import SampleResult
+
+GENERATORS: dict[str, type[Generator]] = {}
+
+
+class WeightsMissingError(FileNotFoundError):
+    pass
+
+
+def register(name: str):
+    def deco(cls: type[Generator]) -> type[Generator]:
+        cls.family = name
+        GENERATORS[name] = cls
+        return cls
+
+    return deco
+
+
+class Generator(ABC):
+    family: ClassVar[str] = ""
+
+    def __init__(self, name: str, spec: dict[str, Any]):
+        self.name = name
+        self.spec = spec
+
+    @classmethod
+    @abstractmethod
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
+        """Build the network and load its weights from local files only."""
+
+    @abstractmethod
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's initial noise (C, H, W)."""
+
+    @abstractmethod
+    def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float) -> SampleResult:
+        """Images in [-1, 1] as (N, 3, H, W) float, with NFE per sample."""
+
+
+def get_generator_class(family: str) -> type[Generator]:
+    # importing the families registers them
+    from . import families  # noqa: F401
+
+    if family not in GENERATORS:
+        raise NotImplementedError(
+            f"generator family '{family}' is not available in this genbench version "
+            f"(available: {', '.join(sorted(GENERATORS))})")
+    return GENERATORS[family]
+
+
+def load_generator(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
+    return get_generator_class(spec["family"]).load(name, spec, checkpoint)

@@ -1,0 +1,1 @@
+"""2D metrics on features: Fréchet distance (FID), Inception Score, bootstrap intervals."""

@@ -1,0 +1,64 @@
+"""Fréchet distance between Gaussians fitted to two feature sets (FID when the features are Inception's).
+
+FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
+
+tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which equal those of the
+symmetric PSD matrix S1^(1/2) S2 S1^(1/2). Two symmetric eigendecompositions (numpy ``eigh``) give it without
+scipy's general ``sqrtm`` and without the complex eigenvalues of the non-symmetric product; tiny negative
+eigenvalues from round-off are clipped to 0. Statistics are float64 (np.cov with ddof=1, as the references).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MetricInputError(ValueError):
+    pass
+
+
+def check_features(features: np.ndarray, set_name: str, min_samples: int = 2) -> np.ndarray:
+    f = np.asarray(features)
+    if f.ndim != 2:
+        raise MetricInputError(f"feature set '{set_name}': expected (N, D), got shape {f.shape}")
+    if len(f) < min_samples:
+        raise MetricInputError(f"feature set '{set_name}': {len(f)} sample(s), at least {min_samples} needed")
+    if not np.isfinite(f).all():
+        raise MetricInputError(f"feature set '{set_name}': contains NaN or inf")
+    return f.astype(np.float64, copy=False)
+
+
+def feature_statistics(features: np.ndarray, set_name: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    f = check_features(features, set_name)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr((sigma1 sigma2)^(1/2)) for symmetric PSD matrices, via eigh."""
+    s1 = 0.5 * (sigma1 + sigma1.T)
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = root1 @ sigma2 @ root1
+    ev = np.linalg.eigvalsh(0.5 * (m + m.T))
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise MetricInputError(f"Fréchet distance: mismatched statistics {mu1.shape}, {sigma1.shape}, "
+                               f"{mu2.shape}, {sigma2.shape}")
+    for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(a).all():
+            raise MetricInputError(f"Fréchet distance: {name} contains NaN or inf")
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2))
+    return max(value, 0.0) if value > -1e-9 * max(1.0, np.trace(sigma1) + np.trace(sigma2)) else value
+
+
+def frechet_distance_features(real: np.ndarray, gen: np.ndarray, real_name: str = "real",
+                              gen_name: str = "generated") -> float:
+    mu1, s1 = feature_statistics(real, real_name)
+    mu2, s2 = feature_statistics(gen, gen_name)
+    return frechet_distance(mu1, s1, mu2, s2)

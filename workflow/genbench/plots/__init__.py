@@ -1,0 +1,1 @@
+"""Figures: one function per figure, each drawn from a table only."""

@@ -1,0 +1,155 @@
+"""One function per pipeline stage: what each ``workflow/scripts/*.py`` calls with its rule's paths and params.
+
+These functions take plain paths and dicts (no Snakemake objects), read their inputs, call the library and write
+their outputs atomically, so tests can run any stage without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from .config import config_hash
+from .data.manifest import load_images, read_manifest, write_manifest
+from .data.registry import class_names, prepare_dataset
+from .features.classifier import train_classifier
+from .features.registry import load_extractor
+from .gen2d.generate import generate_shard, sample_grid
+from .gen2d.registry import load_generator
+from .gen2d.train import train_sit
+from .io import atomic_path, load_npz, save_npz, write_json
+from .metrics.score2d import score_cell
+from .plots.figures import FIGURES
+from .tables import concat_tables, provenance, write_parquet
+
+log = logging.getLogger("genbench")
+
+
+def setup_logging(log_file: str | Path | None, threads: int | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def _load_split(manifest_path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    manifest = read_manifest(manifest_path)
+    return manifest, load_images(manifest, Path(manifest_path).parent)
+
+
+def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: str | Path) -> None:
+    out_dir = Path(manifest_path).parent
+    df = prepare_dataset(dataset, config, out_dir)
+    write_manifest(df, manifest_path, dataset, metadata=provenance(config_hash(config)))
+    log.info("%s: %d items, %d classes", dataset, len(df), df["label_id"].nunique())
+
+
+def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
+                          meta: str | Path) -> None:
+    spec = config["models"][model]
+    manifest, images = _load_split(manifest_path)
+    if spec["family"] != "sit":
+        raise NotImplementedError(f"model '{model}': training is available for the 'sit' family only")
+    net, losses = train_sit(images, manifest["label_id"].to_numpy(), spec["arch"], spec["train"])
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(ckpt) as tmp:
+        save_file(state, str(tmp), metadata={"model": model, "family": spec["family"]})
+    k = max(1, len(losses) // 20)
+    write_json(meta, {"model": model, "arch": spec["arch"], "train": spec["train"], "n_train": len(manifest),
+                      "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
+                      "parameters": int(sum(p.numel() for p in net.parameters()))})
+    log.info("%s trained: loss %.4f -> %.4f", model, np.mean(losses[:k]), np.mean(losses[-k:]))
+
+
+def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, shard: int, config: dict[str, Any],
+                   manifest_path: str | Path, checkpoint: str | Path | None, out: str | Path,
+                   n_shards: int, batch_size: int) -> None:
+    manifest = read_manifest(manifest_path, dataset)
+    gen = load_generator(model, config["models"][model], checkpoint)
+    arrays = generate_shard(gen, manifest, model=model, dataset=dataset, global_seed=config["seed"], seed=seed,
+                            steps=steps, cfg=cfg, shard=shard, n_shards=n_shards, batch_size=batch_size)
+    save_npz(out, **arrays)
+    log.info("%s/%s steps %d cfg %g seed %d shard %d/%d: %d images, NFE %s", model, dataset, steps, cfg, seed,
+             shard, n_shards, len(arrays["images"]), sorted(set(arrays["nfe"].tolist())))
+
+
+def read_shards(paths: list[str | Path]) -> dict[str, np.ndarray]:
+    parts = [load_npz(p) for p in paths]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None:
+    img = sample_grid(read_shards(shards)["images"], n=n)
+    with atomic_path(out) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
+                          meta: str | Path) -> None:
+    spec = config["extractors"][name]
+    manifest, images = _load_split(manifest_path)
+    n_classes = len(class_names(config, spec["train"]["dataset"]))
+    net, stats = train_classifier(images, manifest["label_id"].to_numpy(), n_classes, spec["train"])
+    with atomic_path(ckpt) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    write_json(meta, {"extractor": name, "kind": spec["kind"], **stats})
+    log.info("%s trained: %s", name, stats)
+
+
+def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Path | None,
+                        manifest_path: str | Path, dataset: str, out: str | Path) -> None:
+    manifest, images = _load_split(manifest_path)
+    ex = load_extractor(name, config["extractors"][name], checkpoint)
+    feats = ex.extract(images, f"real {dataset}")
+    save_npz(out, item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
+             **feats)
+
+
+def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path | None, shards: list[str | Path],
+                       set_name: str, out: str | Path) -> None:
+    data = read_shards(shards)
+    ex = load_extractor(name, config["extractors"][name], checkpoint)
+    feats = ex.extract(data["images"], set_name)
+    save_npz(out, item_id=data["item_id"], label_id=data["label_id"], nfe=data["nfe"],
+             forward_passes=data["forward_passes"], **feats)
+
+
+def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
+                out: str | Path) -> None:
+    g = load_npz(gen)
+    spec = config["models"][cell["model"]]
+    sc = config["scoring"]
+    facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
+                 forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
+    df = score_cell(load_npz(real), g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
+                    bootstrap=sc["bootstrap"])
+    write_parquet(df, out, metadata=provenance(config_hash(config)))
+
+
+def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                    out: str | Path) -> None:
+    from .features.registry import EXTRACTORS
+
+    df = concat_tables(tables)
+    keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]
+    df = df.sort_values(keys).reset_index(drop=True)
+    ex = config["scoring"]["extractor"]
+    kind = config["extractors"][ex]["kind"]
+    meta = provenance(full_config_hash)
+    meta["extractors"] = {ex: {"kind": kind, "preprocessing": EXTRACTORS[kind].preprocessing}}
+    meta["key_columns"] = keys
+    write_parquet(df, out, metadata=meta)
+
+
+def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    FIGURES[name](pd.read_parquet(table), pdf, png, data)

@@ -1,0 +1,128 @@
+# Config validation, the sweep's cells, and the input functions shared by the rules.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from genbench.config import (  # noqa: E402
+    ConfigError,
+    cells,
+    config_hash,
+    model_batch_size,
+    model_shards,
+    select,
+    validate_config,
+)
+
+try:
+    validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+CELLS = cells(config)
+SCORE_EXTRACTOR = config["scoring"]["extractor"]
+LOGS = "results/logs"
+BENCH = "results/benchmarks"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    extractor=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    steps=r"\d+",
+    cfg=r"\d+(\.\d+)?",
+    seed=r"\d+",
+    shard=r"\d+",
+
+
+def dataset_config(dataset):
+    return select(config, "seed", f"datasets.{dataset}", "miniworld")
+
+
+def model_config(model):
+    return select(config, "seed", f"models.{model}")
+
+
+def extractor_config(name):
+    spec = config["extractors"][name]
+    paths = [f"extractors.{name}"]
+    if "train" in spec:
+        paths += [f"datasets.{spec['train']['dataset']}", "miniworld"]
+    return select(config, *paths)
+
+
+def score_config(model):
+    return select(config, f"models.{model}", "scoring", f"extractors.{SCORE_EXTRACTOR}")
+
+
+def manifest_path(dataset):
+    return f"results/data/{dataset}/manifest.parquet"
+
+
+def cell_dir(wildcards):
+    return f"results/gen2d/{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
+
+
+def cell_shards(wildcards):
+    n = model_shards(config, wildcards.model)
+    return [f"{cell_dir(wildcards)}/shard-{i}.npz" for i in range(n)]
+
+
+def generator_inputs(wildcards):
+    """The manifest, plus the checkpoint when the pipeline trains the model itself."""
+    inputs = {"manifest": manifest_path(wildcards.dataset)}
+    if "train" in config["models"][wildcards.model]:
+        inputs["checkpoint"] = f"results/models/{wildcards.model}/model.safetensors"
+    return inputs
+
+
+def generator_checkpoint(wildcards, input):
+    """Trained models: the rule's input; official weights: the configured local path (checked at run time)."""
+    if "checkpoint" in input.keys():
+        return input.checkpoint
+    return config["models"][wildcards.model]["weights"].get("path")
+
+
+def extractor_inputs(name):
+    spec = config["extractors"][name]
+    return {"checkpoint": f"results/extractors/{name}/model.safetensors"} if "train" in spec else {}
+
+
+def extractor_checkpoint(name, input):
+    if "checkpoint" in input.keys():
+        return input.checkpoint
+    return config["extractors"][name].get("weights", {}).get("path")
+
+
+def train_manifest_model(wildcards):
+    return manifest_path(config["models"][wildcards.model]["train"]["dataset"])
+
+
+def train_manifest_extractor(wildcards):
+    return manifest_path(config["extractors"][wildcards.extractor]["train"]["dataset"])
+
+
+def cell_wildcards(wildcards):
+    return dict(model=wildcards.model, dataset=wildcards.dataset, steps=int(wildcards.steps),
+                cfg=float(wildcards.cfg), seed=int(wildcards.seed))
+
+
+def metric_tables():
+    return [f"results/metrics/gen2d/{c.path}.parquet" for c in CELLS]
+
+
+def sample_grids():
+    return [f"results/gen2d/{c.path}/grid.png" for c in CELLS]
+
+
+def figure_files():
+    return [f"results/figures/{name}.{ext}" for name in config["figures"] for ext in ("pdf", "png")]
+
+
+def all_targets():
+    manifests = [manifest_path(d) for d in config["datasets"]]
+    return [*manifests, "results/tables/gen2d_metrics.parquet", *figure_files(), *sample_grids()]

@@ -1,0 +1,74 @@
+# Feature extractors: training of the mini-world stand-ins, features of real sets (once per data set) and of
+# each generated cell.
+
+
+rule train_extractor:
+    input:
+        manifest=train_manifest_extractor,
+    output:
+        checkpoint="results/extractors/{extractor}/model.safetensors",
+        meta="results/extractors/{extractor}/train.json",
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    log:
+        f"{LOGS}/train_extractor/{{extractor}}.log",
+    benchmark:
+        f"{BENCH}/train_extractor/{{extractor}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/train_extractor.py"
+
+
+rule features_real:
+    input:
+        unpack(lambda wc: extractor_inputs(wc.extractor)),
+        manifest=lambda wc: manifest_path(wc.dataset),
+    output:
+        features="results/features/{extractor}/real/{dataset}.npz",
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
+        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        f"{LOGS}/features_real/{{extractor}}/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/features_real/{{extractor}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/features_real.py"
+
+
+rule features_gen:
+    input:
+        unpack(lambda wc: extractor_inputs(wc.extractor)),
+        shards=cell_shards,
+    output:
+        features="results/features/{extractor}/gen/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.npz",
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
+        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
+        set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        f"{LOGS}/features_gen/{{extractor}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/features_gen/{{extractor}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/features_gen.py"

@@ -1,0 +1,67 @@
+# Generators: training of the mini-world models, sharded generation per sweep cell, sample grids.
+
+
+rule train_generator:
+    input:
+        manifest=train_manifest_model,
+    output:
+        checkpoint="results/models/{model}/model.safetensors",
+        meta="results/models/{model}/train.json",
+    params:
+        config=lambda wc: model_config(wc.model),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    log:
+        f"{LOGS}/train_generator/{{model}}.log",
+    benchmark:
+        f"{BENCH}/train_generator/{{model}}.tsv"
+    conda:
+        "../../envs/gen2d.yaml"
+    script:
+        "../scripts/train_generator.py"
+
+
+rule generate:
+    input:
+        unpack(generator_inputs),
+    output:
+        shard="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/shard-{shard}.npz",
+    params:
+        config=lambda wc: model_config(wc.model),
+        cell=cell_wildcards,
+        checkpoint=generator_checkpoint,
+        n_shards=lambda wc: model_shards(config, wc.model),
+        batch_size=lambda wc: model_batch_size(config, wc.model),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    log:
+        f"{LOGS}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/gen2d.yaml"
+    script:
+        "../scripts/generate.py"
+
+
+rule sample_grid:
+    input:
+        shards=cell_shards,
+    output:
+        grid="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/grid.png",
+    params:
+        n=config["generation"]["grid_size"],
+    log:
+        f"{LOGS}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/gen2d.yaml"
+    script:
+        "../scripts/sample_grid.py"

@@ -1,0 +1,20 @@
+# Metrics of one generated cell against the real features of its data set.
+
+
+rule score_cell:
+    input:
+        real=f"results/features/{SCORE_EXTRACTOR}/real/{{dataset}}.npz",
+        gen=f"results/features/{SCORE_EXTRACTOR}/gen/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.npz",
+    output:
+        table="results/metrics/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
+    params:
+        config=lambda wc: score_config(wc.model),
+        cell=cell_wildcards,
+    log:
+        f"{LOGS}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/score_cell.py"
