@@ -2,7 +2,12 @@
 # Default config: the embedded mini-world (runs anywhere). Paper scale: --configfile config/paper.yaml
 # (chosen by the slurm profile). Logic lives in workflow/genbench; rules only wire files to it.
 
-configfile: "config/config.yaml"
+# The default config is the mini-world; a --configfile (e.g. the slurm profile's config/paper.yaml) replaces it
+# instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

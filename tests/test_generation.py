@@ -5,10 +5,11 @@ import torch
 from safetensors.torch import save_file
 
 from genbench.gen2d.families import SiTGenerator, sit_from_arch
-from genbench.gen2d.generate import generate_shard, sample_grid, shard_blocks
+from genbench.gen2d.generate import generate_shard, shard_blocks
 from genbench.gen2d.registry import WeightsMissingError, load_generator
 from genbench.gen2d.samplers import euler, heun, sample_flow
 from genbench.gen2d.sit import SIT_CONFIGS, SiT
+from genbench.plots.grids import sample_grid
 from genbench.seeding import derive_seed, item_seed
 
 

@@ -7,9 +7,12 @@ BLAKE2b, so generating a cell in one shard or in many, in any batch order, yield
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(*parts: object) -> int:
@@ -24,6 +27,8 @@ def item_seed(global_seed: int, model: str, dataset: str, item_id: str, purpose:
 
 
 def item_generator(seed: int) -> torch.Generator:
+    import torch
+
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
     return g
@@ -31,6 +36,8 @@ def item_generator(seed: int) -> torch.Generator:
 
 def item_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     """Stack one standard-normal tensor of ``shape`` per seed (float32, CPU)."""
+    import torch
+
     return torch.stack([torch.randn(shape, generator=item_generator(s)) for s in seeds])
 
 

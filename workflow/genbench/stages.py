@@ -12,21 +12,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from safetensors.torch import save_file
 
 from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
-from .features.classifier import train_classifier
-from .features.registry import load_extractor
-from .gen2d.generate import generate_shard, sample_grid
-from .gen2d.registry import load_generator
-from .gen2d.train import train_sit
 from .io import atomic_path, load_npz, save_npz, write_json
-from .metrics.score2d import score_cell
-from .plots.figures import FIGURES
 from .tables import concat_tables, provenance, write_parquet
+
+# torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
+# scoring, aggregation) then start in well under a second, which matters for a DAG of thousands of small jobs.
 
 log = logging.getLogger("genbench")
 
@@ -39,6 +33,8 @@ def setup_logging(log_file: str | Path | None, threads: int | None = None) -> No
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if threads:
+        import torch
+
         torch.set_num_threads(int(threads))
 
 
@@ -56,6 +52,10 @@ def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: s
 
 def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
                           meta: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    from .gen2d.train import train_sit
+
     spec = config["models"][model]
     manifest, images = _load_split(manifest_path)
     if spec["family"] != "sit":
@@ -74,6 +74,9 @@ def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str
 def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, shard: int, config: dict[str, Any],
                    manifest_path: str | Path, checkpoint: str | Path | None, out: str | Path,
                    n_shards: int, batch_size: int) -> None:
+    from .gen2d.generate import generate_shard
+    from .gen2d.registry import load_generator
+
     manifest = read_manifest(manifest_path, dataset)
     gen = load_generator(model, config["models"][model], checkpoint)
     arrays = generate_shard(gen, manifest, model=model, dataset=dataset, global_seed=config["seed"], seed=seed,
@@ -89,13 +92,20 @@ def read_shards(paths: list[str | Path]) -> dict[str, np.ndarray]:
 
 
 def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None:
-    img = sample_grid(read_shards(shards)["images"], n=n)
+    from .plots.grids import sample_grid
+
+    images = read_shards(shards)["images"]
+    img = sample_grid(images, n=n, scale=max(1, 64 // max(1, images.shape[1])))
     with atomic_path(out) as tmp:
         img.save(tmp, format="PNG")
 
 
 def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
                           meta: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    from .features.classifier import train_classifier
+
     spec = config["extractors"][name]
     manifest, images = _load_split(manifest_path)
     n_classes = len(class_names(config, spec["train"]["dataset"]))
@@ -108,6 +118,8 @@ def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str 
 
 def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Path | None,
                         manifest_path: str | Path, dataset: str, out: str | Path) -> None:
+    from .features.registry import load_extractor
+
     manifest, images = _load_split(manifest_path)
     ex = load_extractor(name, config["extractors"][name], checkpoint)
     feats = ex.extract(images, f"real {dataset}")
@@ -117,6 +129,8 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
 
 def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path | None, shards: list[str | Path],
                        set_name: str, out: str | Path) -> None:
+    from .features.registry import load_extractor
+
     data = read_shards(shards)
     ex = load_extractor(name, config["extractors"][name], checkpoint)
     feats = ex.extract(data["images"], set_name)
@@ -126,6 +140,8 @@ def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
                 out: str | Path) -> None:
+    from .metrics.score2d import score_cell
+
     g = load_npz(gen)
     spec = config["models"][cell["model"]]
     sc = config["scoring"]
@@ -138,7 +154,7 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
 
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
                     out: str | Path) -> None:
-    from .features.registry import EXTRACTORS
+    from .features.registry import EXTRACTORS  # the extractor's preprocessing goes into the metadata
 
     df = concat_tables(tables)
     keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]
@@ -152,4 +168,6 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
 
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    from .plots.figures import FIGURES
+
     FIGURES[name](pd.read_parquet(table), pdf, png, data)

@@ -72,7 +72,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, t
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log.info("classifier epoch %d loss %.4f", epoch, total / n)
     net.eval()
     with torch.no_grad():

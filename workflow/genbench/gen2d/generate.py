@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from ..seeding import item_noise, item_seed
 from .registry import Generator
@@ -62,19 +61,3 @@ def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, 
         "nfe": np.array(nfe, dtype=np.int64),
         "forward_passes": np.array(passes, dtype=np.int64),
     }
-
-
-def sample_grid(images: np.ndarray, n: int = 20, ncols: int = 10, scale: int = 2, pad: int = 2) -> Image.Image:
-    """The first ``n`` images in a grid (nearest-neighbour upscaled), white padding between them."""
-    images = images[:n]
-    if len(images) == 0:
-        raise ValueError("no images to put in a sample grid")
-    ncols = min(ncols, len(images))
-    nrows = math.ceil(len(images) / ncols)
-    h, w = images.shape[1] * scale, images.shape[2] * scale
-    canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, ncols)
-        big = img.repeat(scale, axis=0).repeat(scale, axis=1)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = big
-    return Image.fromarray(canvas)

@@ -67,6 +67,7 @@ def fid_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str 
                         label=f"{model}, {steps} step{'s' if steps != 1 else ''}")
                 if s["ci_low"].notna().all():
                     ax.fill_between(s["cfg"], s["ci_low"], s["ci_high"], color=colour, alpha=0.15, lw=0)
+            ax.set_xticks(sorted(sub["cfg"].unique()))
             ax.set_title(ds)
             ax.set_xlabel("guidance scale (CFG)")
             ax.set_ylabel(f"{metric.upper()} (lower is better)" if metric == "fid" else metric)
