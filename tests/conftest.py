@@ -1,4 +1,5 @@
 import copy
+import shutil
 import sys
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,14 @@ def tiny_sit_spec() -> dict:
         "train": {"dataset": "x", "steps": 1},
         "sampler": {"method": "euler", "cfg_channels": None},
     })
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny config run locally end to end once per session (shared by the workflow and SLURM tests)."""
+    from wfutil import copy_workflow, smk
+
+    wd = copy_workflow(ROOT, tmp_path_factory.mktemp("wf"))
+    shutil.copy(ROOT / "tests" / "config" / "tiny.yaml", wd / "config" / "config.yaml")
+    smk(wd, "--cores", "2")
+    return wd

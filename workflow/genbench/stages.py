@@ -7,6 +7,8 @@ their outputs atomically, so tests can run any stage without Snakemake.
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,9 @@ def setup_logging(log_file: str | Path | None, threads: int | None = None) -> No
         import torch
 
         torch.set_num_threads(int(threads))
+    # where the job ran and which accelerators the scheduler granted (SLURM sets CUDA_VISIBLE_DEVICES for --gpus)
+    log.info("host %s, threads %s, CUDA_VISIBLE_DEVICES=%s, SLURM_JOB_ID=%s", platform.node(), threads,
+             os.environ.get("CUDA_VISIBLE_DEVICES", ""), os.environ.get("SLURM_JOB_ID", ""))
 
 
 def _load_split(manifest_path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
