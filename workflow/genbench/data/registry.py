@@ -8,18 +8,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..registry import Registry
 from . import miniworld
 
 Adapter = Callable[[str, dict[str, Any], dict[str, Any], Path], pd.DataFrame]
-ADAPTERS: dict[str, Adapter] = {}
-
-
-def register(name: str) -> Callable[[Adapter], Adapter]:
-    def deco(fn: Adapter) -> Adapter:
-        ADAPTERS[name] = fn
-        return fn
-
-    return deco
+ADAPTERS: Registry[Adapter] = Registry("data set adapter")
+register = ADAPTERS.register
 
 
 @register("miniworld")
@@ -35,12 +29,7 @@ def _miniworld(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir:
 
 def prepare_dataset(name: str, config: dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
     spec = config["datasets"][name]
-    adapter = spec["adapter"]
-    if adapter not in ADAPTERS:
-        raise NotImplementedError(
-            f"data set '{name}': adapter '{adapter}' is not available in this genbench version "
-            f"(available: {', '.join(sorted(ADAPTERS))})")
-    df = ADAPTERS[adapter](name, spec, config, Path(out_dir))
+    df = ADAPTERS.lookup(spec["adapter"])(name, spec, config, Path(out_dir))
     if "max_items" in spec:
         df = df.iloc[: spec["max_items"]].reset_index(drop=True)
     return df

@@ -11,26 +11,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..registry import Registry
 from .classifier import MiniClassifier
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
+EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor kind")
+register = EXTRACTORS.register
 
 
 class FeatureInputError(ValueError):
     pass
 
 
-def register(kind: str):
-    def deco(cls):
-        cls.kind = kind
-        EXTRACTORS[kind] = cls
-        return cls
-
-    return deco
-
-
 class Extractor(ABC):
-    kind: ClassVar[str] = ""
     preprocessing: ClassVar[str] = ""
 
     def __init__(self, name: str, batch_size: int = 128):
@@ -87,8 +79,4 @@ class MiniworldClassifierExtractor(Extractor):
 
 
 def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Extractor:
-    kind = spec["kind"]
-    if kind not in EXTRACTORS:
-        raise NotImplementedError(f"feature extractor kind '{kind}' is not available in this genbench version "
-                                  f"(available: {', '.join(sorted(EXTRACTORS))})")
-    return EXTRACTORS[kind].load(name, spec, checkpoint)
+    return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint)

@@ -8,31 +8,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
+from ..registry import Registry
 from .samplers import SampleResult
 
-GENERATORS: dict[str, type[Generator]] = {}
+GENERATORS: Registry[type[Generator]] = Registry("generator family")
+register = GENERATORS.register
 
 
 class WeightsMissingError(FileNotFoundError):
     pass
 
 
-def register(name: str):
-    def deco(cls: type[Generator]) -> type[Generator]:
-        cls.family = name
-        GENERATORS[name] = cls
-        return cls
-
-    return deco
-
-
 class Generator(ABC):
-    family: ClassVar[str] = ""
-
     def __init__(self, name: str, spec: dict[str, Any]):
         self.name = name
         self.spec = spec
@@ -55,11 +46,7 @@ def get_generator_class(family: str) -> type[Generator]:
     # importing the families registers them
     from . import families  # noqa: F401
 
-    if family not in GENERATORS:
-        raise NotImplementedError(
-            f"generator family '{family}' is not available in this genbench version "
-            f"(available: {', '.join(sorted(GENERATORS))})")
-    return GENERATORS[family]
+    return GENERATORS.lookup(family)
 
 
 def load_generator(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
