@@ -73,3 +73,17 @@ def test_select_and_hash(default_config):
     assert config_hash(other) == config_hash(cfg)
     other["seed"] = 1
     assert config_hash(other) != config_hash(cfg)
+
+
+def test_cli_validate_and_cells(root, tmp_path, capsys):
+    from genbench.cli import main
+
+    assert main(["validate", str(root / "config/paper.yaml")]) == 0
+    assert "valid (config hash" in capsys.readouterr().out
+    assert main(["cells", str(root / "config/config.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "model\tdataset\tsteps\tcfg\tseed" and "sit_mini\tmw_val\t4\t2\t0" in lines
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((root / "config/config.yaml").read_text().replace("seed: 0\n", "seed: zero\n", 1))
+    assert main(["validate", str(bad)]) == 1
+    assert "seed: 'zero' is not of type 'integer'" in capsys.readouterr().err
