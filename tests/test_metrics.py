@@ -106,3 +106,42 @@ def test_score_cell_rows():
     again = score_cell(real, gen, cell=cell, metrics=["fid", "is"], is_splits=10,
                        bootstrap={"n": 50, "confidence": 0.9, "seed": 0})
     assert df.equals(again)
+
+
+def test_kid_matches_torch_fidelity():
+    """Same features, same RandomState(2020) subsets: KID mean and std equal torch-fidelity's to 1e-10 relative."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from genbench.metrics.kid import kernel_inception_distance
+
+    a, b = _features(10, 300, 16), _features(11, 250, 16, shift=0.2)
+    mean, std, m = kernel_inception_distance(a, b, subsets=20, subset_size=100)
+    ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=20, kid_subset_size=100,
+                                 verbose=False)
+    assert m == 100
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-10)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-10)
+    # identical distributions: KID is unbiased, so it scatters around 0
+    same = kernel_inception_distance(a[:150], a[150:], subsets=20, subset_size=100)[0]
+    assert abs(same) < 0.1 * mean
+
+
+def test_kid_small_sample_policy():
+    from genbench.metrics.kid import kernel_inception_distance
+
+    a, b = _features(12, 50, 8), _features(13, 40, 8)
+    with pytest.raises(MetricInputError, match=r"KID needs at least 1000 samples.*gen y: 40"):
+        kernel_inception_distance(a, b, subset_size=1000, real_name="real x", gen_name="gen y")
+    assert kernel_inception_distance(a, b, subsets=3, subset_size=1000, small_sample="shrink")[2] == 40
+
+
+def test_score_cell_kid_rows_note_shrink():
+    real = {"features": _features(7, 120, 8)}
+    gen = {"features": _features(8, 100, 8, shift=0.5), "logits": _features(9, 100, 5)}
+    cell = {"model": "m", "dataset": "d", "steps": 1, "cfg": 1.0, "seed": 0}
+    df = score_cell(real, gen, cell=cell, metrics=["fid", "kid"], is_splits=10,
+                    bootstrap={"n": 0, "confidence": 0.95, "seed": 0},
+                    kid={"subsets": 5, "subset_size": 1000, "small_sample": "shrink"}).set_index("metric")
+    assert list(df.index) == ["fid", "kid", "kid_std"]
+    assert df.loc["kid", "note"] == "5 subsets of 100 (shrunk from 1000)" and df.loc["fid", "note"] == ""
+    assert df.loc["fid", "ci_method"] == "none (bootstrap disabled)"

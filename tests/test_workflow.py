@@ -14,8 +14,9 @@ from genbench.tables import read_metadata
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    assert len(table) == 4 * 3  # 4 cells x (fid, is, is_std)
-    assert set(table["metric"]) == {"fid", "is", "is_std"}
+    assert len(table) == 4 * 5  # 4 cells x (fid, is, is_std, kid, kid_std)
+    assert set(table["metric"]) == {"fid", "is", "is_std", "kid", "kid_std"}
+    assert (table.loc[table["metric"] == "kid", "note"] == "10 subsets of 40 (shrunk from 1000)").all()
     assert set(zip(table["steps"], table["cfg"], strict=True)) == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
     fid = table[table["metric"] == "fid"]
     assert (fid["value"] > 0).all() and fid["value"].notna().all()

@@ -153,7 +153,7 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
     df = score_cell(load_npz(real), g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
-                    bootstrap=sc["bootstrap"])
+                    bootstrap=sc["bootstrap"], kid=sc.get("kid"))
     write_parquet(df, out, metadata=provenance(config_hash(config)))
 
 

@@ -11,12 +11,14 @@ from ..seeding import derive_seed
 from .bootstrap import bootstrap_ci
 from .fid import MetricInputError, feature_statistics, frechet_distance
 from .inception_score import inception_score
+from .kid import kernel_inception_distance
 
 KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
 
 
 def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],
-               metrics: list[str], is_splits: int, bootstrap: dict[str, Any]) -> pd.DataFrame:
+               metrics: list[str], is_splits: int, bootstrap: dict[str, Any],
+               kid: dict[str, Any] | None = None) -> pd.DataFrame:
     """Rows (one per metric) with value and a bootstrap CI; ``cell`` holds the key columns and cell facts."""
     real_name = f"real {cell['dataset']}"
     gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
@@ -51,7 +53,20 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                          ci_method=ci_method))
         rows.append(dict(metric="is_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(logits), n_real=0,
                          ci_method=f"none (population std over {is_splits} splits)"))
+    if "kid" in metrics:
+        kid = kid or {}
+        requested = kid.get("subset_size", 1000)
+        mean, std, m = kernel_inception_distance(
+            real["features"], gen["features"], subsets=kid.get("subsets", 100), subset_size=requested,
+            small_sample=kid.get("small_sample", "error"), real_name=real_name, gen_name=gen_name)
+        note = f"{kid.get('subsets', 100)} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
+        spread = f"none (population std over {kid.get('subsets', 100)} subsets)"
+        rows.append(dict(metric="kid", value=mean, ci_low=np.nan, ci_high=np.nan, n=len(gen["features"]),
+                         n_real=len(real["features"]), ci_method=spread, note=note))
+        rows.append(dict(metric="kid_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(gen["features"]),
+                         n_real=len(real["features"]), ci_method="none (spread of kid)", note=note))
     df = pd.DataFrame(rows)
+    df["note"] = df["note"].fillna("") if "note" in df.columns else ""
     for k, v in cell.items():
         df[k] = v
     front = [c for c in KEY_COLUMNS if c in df.columns]
