@@ -40,7 +40,7 @@ def site_profile(root, dest, threads: int = 2):
     prof["default-resources"].update(mem_mb=1000, cpus_per_task=1, runtime=10)
     prof["set-threads"] = dict.fromkeys(prof["set-threads"], threads)
     prof.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 2,
-                 "seconds-between-status-checks": 2, "latency-wait": 15, "jobs": 4})
+                 "seconds-between-status-checks": 2, "latency-wait": 15, "jobs": 4, "cores": 2})
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(prof))
     return dest
@@ -56,8 +56,8 @@ def run(cwd, *args, timeout=480):
 
 
 def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
-    """Generation (a GPU rule), features, scoring, aggregation and the figure rerun as SLURM jobs give the same
-    table as the local run."""
+    """Generation (a GPU rule), features, grouped grids + scoring, aggregation and the figure rerun as SLURM jobs
+    give the same table as the local run."""
     wd = tmp_path / "wf"
     shutil.copytree(tiny_run, wd, symlinks=True)
     prof = site_profile(root, tmp_path / "profile")
@@ -65,6 +65,7 @@ def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-5000:]
     assert "submitted with SLURM jobid" in text
+    assert "group_per_cell_sample_grid_score_cell" in text  # the small per-cell jobs went in as a group job
     local = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
     remote = pd.read_parquet(wd / "results/tables/gen2d_metrics.parquet")
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
