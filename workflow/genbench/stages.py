@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ def setup_logging(log_file: str | Path | None, threads: int | None = None) -> No
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+        # the rule's threads bound torch's intra-op pool; via the environment so that stages which never import
+        # torch (grids, scoring, aggregation, figures) do not pay for importing it
+        os.environ["OMP_NUM_THREADS"] = str(int(threads))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))
     # where the job ran and which accelerators the scheduler granted (SLURM sets CUDA_VISIBLE_DEVICES for --gpus)
     log.info("host %s, threads %s, CUDA_VISIBLE_DEVICES=%s, SLURM_JOB_ID=%s", platform.node(), threads,
              os.environ.get("CUDA_VISIBLE_DEVICES", ""), os.environ.get("SLURM_JOB_ID", ""))

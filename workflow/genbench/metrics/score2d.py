@@ -55,16 +55,14 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                          ci_method=f"none (population std over {is_splits} splits)"))
     if "kid" in metrics:
         kid = kid or {}
-        requested = kid.get("subset_size", 1000)
+        subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
         mean, std, m = kernel_inception_distance(
-            real["features"], gen["features"], subsets=kid.get("subsets", 100), subset_size=requested,
+            real["features"], gen["features"], subsets=subsets, subset_size=requested,
             small_sample=kid.get("small_sample", "error"), real_name=real_name, gen_name=gen_name)
-        note = f"{kid.get('subsets', 100)} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
-        spread = f"none (population std over {kid.get('subsets', 100)} subsets)"
-        rows.append(dict(metric="kid", value=mean, ci_low=np.nan, ci_high=np.nan, n=len(gen["features"]),
-                         n_real=len(real["features"]), ci_method=spread, note=note))
-        rows.append(dict(metric="kid_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(gen["features"]),
-                         n_real=len(real["features"]), ci_method="none (spread of kid)", note=note))
+        note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
+        sizes = dict(n=len(gen["features"]), n_real=len(real["features"]), ci_low=np.nan, ci_high=np.nan, note=note)
+        rows.append(dict(metric="kid", value=mean, ci_method=f"none (population std over {subsets} subsets)", **sizes))
+        rows.append(dict(metric="kid_std", value=std, ci_method="none (spread of kid)", **sizes))
     df = pd.DataFrame(rows)
     df["note"] = df["note"].fillna("") if "note" in df.columns else ""
     for k, v in cell.items():
