@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.genbench-installed
 CORES ?= all
 # Debian packages the project needs at run or test time (installed via apt-get when run as root).
-DEB_PACKAGES ?=
+# chromium: the headless browser the report test drives through playwright (playwright's own browser download
+# needs the internet; Debian's build works offline).
+DEB_PACKAGES ?= chromium
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup system-deps lint dry-run-paper slurm-profile clean-results
+.PHONY: run test setup system-deps lint dry-run-paper slurm-profile clean-results report golden
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
@@ -34,6 +36,17 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "genbench needs Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+
+# The Snakemake HTML report of the last run: every figure and paper table with its caption.
+report: setup
+	$(BIN)/snakemake --report results/report.html
+
+# Regenerate the golden artifacts deliberately (after a change that is meant to move numbers); review the diff.
+golden: setup
+	rm -rf .golden-run
+	$(BIN)/snakemake --cores $(CORES) --directory .golden-run --configfile tests/config/tiny.yaml
+	$(BIN)/genbench snapshot .golden-run/results tests/golden --tolerances tests/golden/tolerances.yaml
+	@echo "review with: git diff --stat tests/golden"
 
 lint: setup
 	$(BIN)/ruff check workflow tests benchmarks

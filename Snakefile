@@ -10,6 +10,9 @@ if not workflow.overwrite_configfiles:
 
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/curate.smk"
 include: "workflow/rules/generate.smk"

@@ -133,6 +133,22 @@ def test_npz_arrays_compared_by_value(tmp_path):
     assert diff_paths(tmp_path / "a", tmp_path / "b", Tolerances.from_dict({"default": {"atol": 1e-8}})).ok
 
 
+def test_safetensors_compared_by_content_not_header_order(tmp_path):
+    """safetensors writes its metadata map in no fixed order, so equal checkpoints can differ in bytes."""
+    from safetensors.numpy import save_file
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    w = {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}
+    save_file(w, str(tmp_path / "a/m.safetensors"), metadata={"model": "x", "family": "sit"})
+    save_file(dict(reversed(list(w.items()))), str(tmp_path / "b/m.safetensors"),
+              metadata={"family": "sit", "model": "x"})
+    assert diff_paths(tmp_path / "a", tmp_path / "b").ok
+    save_file({**w, "w": w["w"] * 2}, str(tmp_path / "b/m.safetensors"), metadata={"family": "sit", "model": "y"})
+    msgs = [f.message for f in diff_paths(tmp_path / "a", tmp_path / "b").findings]
+    assert any("metadata" in m and "'y'" in m for m in msgs) and any("array 'w': 6 of 6" in m for m in msgs)
+
+
 def test_include_and_ignore_patterns(tmp_path):
     a = make_tree(tmp_path / "a", extra={"notes.txt": "a"})
     b = make_tree(tmp_path / "b", extra={"notes.txt": "b"})

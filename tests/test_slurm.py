@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 
-import pandas as pd
 import pytest
 import yaml
 from slurm_cluster import ClusterError, SingleNodeCluster, can_host, install
 from wfutil import SNAKEMAKE
+
+from genbench.tables.diff import Tolerances, diff_paths
 
 REASON = can_host()
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(REASON is not None, reason=f"SLURM test: {REASON}")]
@@ -66,9 +67,9 @@ def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
     assert out.returncode == 0, text[-5000:]
     assert "submitted with SLURM jobid" in text
     assert "group_per_cell_sample_grid_score_cell" in text  # the small per-cell jobs went in as a group job
-    local = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    remote = pd.read_parquet(wd / "results/tables/gen2d_metrics.parquet")
-    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    # every generated image, feature, table and figure equals the local run's, to the bit
+    same = diff_paths(tiny_run / "results", wd / "results", Tolerances.from_dict({"ignore": ["report.html"]}))
+    assert same.ok, same.summary()
     log = (wd / "results/logs/generate/sit_tiny/mw_val/steps2_cfg2/seed0/shard-1.log").read_text()
     assert "CUDA_VISIBLE_DEVICES=0" in log, log  # SLURM granted the (fake) GPU the rule asked for
     assert "SLURM_JOB_ID=" in log and "SLURM_JOB_ID=," not in log

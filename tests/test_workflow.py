@@ -4,32 +4,58 @@ behaviour, lint, and the paper DAG through the slurm profile)."""
 import os
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 
 from genbench.tables import read_metadata
+from genbench.tables.diff import Tolerances, diff_paths
+
+FIGURES = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"]
 
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    assert len(table) == 4 * 5  # 4 cells x (fid, is, is_std, kid, kid_std)
+    assert len(table) == 8 * 5  # 8 cells x (fid, is, is_std, kid, kid_std)
     assert set(table["metric"]) == {"fid", "is", "is_std", "kid", "kid_std"}
     assert (table.loc[table["metric"] == "kid", "note"] == "10 subsets of 40 (shrunk from 1000)").all()
     assert set(zip(table["steps"], table["cfg"], strict=True)) == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
+    assert list(dict.fromkeys(table["dataset"])) == ["mw_val", "mw_v2"]  # the config's order, not alphabetical
     fid = table[table["metric"] == "fid"]
     assert (fid["value"] > 0).all() and fid["value"].notna().all()
     assert (fid["ci_low"] <= fid["ci_high"]).all()
+    # the trained tiny model: two Heun steps beat one on both data sets, and the shifted V2 split scores worse
+    by = fid.set_index(["dataset", "steps", "cfg"])["value"]
+    for ds in ("mw_val", "mw_v2"):
+        assert by[ds, 2, 1.0] < by[ds, 1, 1.0]
+    assert by["mw_v2", 2, 1.0] > by["mw_val", 2, 1.0]
     # Heun: 2 evaluations per step
     assert sorted(set(fid["nfe"])) == [2, 4]
     meta = read_metadata(tiny_run / "results/tables/gen2d_metrics.parquet")
     assert meta["config_hash"] and "torch" in meta["versions"]
     assert meta["extractors"]["mw_classifier"]["kind"] == "miniworld_classifier"
-    for ext in ("pdf", "png", "csv"):
-        assert (tiny_run / f"results/figures/fid_vs_cfg.{ext}").stat().st_size > 0
+    for name in ("fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"):
+        for ext in ("pdf", "png", "csv"):
+            assert (tiny_run / f"results/figures/{name}.{ext}").stat().st_size > 0
     assert len(list((tiny_run / "results/gen2d/sit_tiny/mw_val/steps1_cfg2/seed0").glob("shard-*.npz"))) == 2
     assert (tiny_run / "results/logs/generate/sit_tiny/mw_val/steps1_cfg2/seed0/shard-1.log").exists()
+
+
+def test_paper_tables_exported(tiny_run):
+    md = (tiny_run / "results/tables/gen2d_best.md").read_text()
+    lines = md.strip().splitlines()
+    assert lines[0] == "| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ |"
+    assert len(lines) == 2 + 2 * 2  # header + rule + (2 data sets x 2 step counts)
+    fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query("metric == 'fid'")
+    best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]
+    for r in best.itertuples():
+        assert f"| {r.dataset} | sit_tiny | {r.steps} | {r.cfg:g} | 0 | {r.nfe} | {r.value:.4g} [" in md
+    tex = (tiny_run / "results/tables/gen2d_sweep.tex").read_text()
+    assert r"\toprule" in tex and "sit\\_tiny" in tex and tex.count(r" \\") == 1 + 8
+    html = (tiny_run / "results/tables/gen2d_sweep.html").read_text()
+    assert html.count("<tr>") == 1 + 8
 
 
 def test_second_run_is_noop(tiny_run):
@@ -43,6 +69,85 @@ def test_deleted_figure_rebuilds_alone(tiny_run):
     assert planned_jobs(out.stdout + out.stderr) == {"figure_fid_vs_cfg": 1}
     smk(tiny_run, "--cores", "1", "results/figures/fid_vs_cfg.pdf")
     assert (tiny_run / "results/figures/fid_vs_cfg.pdf").exists()
+
+
+def test_touched_table_rebuilds_only_what_is_drawn_from_it(tiny_run):
+    table = tiny_run / "results/tables/gen2d_metrics.parquet"
+    os.utime(table)  # newer than every figure and export
+    out = smk(tiny_run, "-n", "--cores", "1")
+    expected = {f"figure_{name}": 1 for name in FIGURES} | {"export_gen2d_tables": 1}
+    assert planned_jobs(out.stdout + out.stderr) == expected
+    smk(tiny_run, "--cores", "2")  # leave the run complete for the tests after this one
+    assert planned_jobs(smk(tiny_run, "-n").stdout) == {}
+
+
+def test_golden_artifacts(tiny_run, root):
+    """The tiny CI config reproduces the committed golden tables and figures (`make golden` regenerates them)."""
+    tol = Tolerances.load(root / "tests/golden/tolerances.yaml")
+    res = diff_paths(root / "tests/golden", tiny_run / "results", tol)
+    assert res.ok, res.summary() + "\n(if the change is intended: `make golden`, then review git diff tests/golden)"
+    assert res.compared >= 8
+
+
+def test_two_runs_are_identical(tiny_run, root, tmp_path):
+    """A second run of the CI config in another directory gives the same results tree, to the bit (on CPU)."""
+    wd = copy_workflow(root, tmp_path)
+    shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
+    smk(wd, "--cores", "2")
+    out = subprocess.run([sys.executable, "-m", "genbench.cli", "diff", str(tiny_run / "results"),
+                          str(wd / "results")], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr
+    assert "identical within tolerance" in out.stdout
+
+
+def test_report_shows_every_figure_and_table(tiny_run, tmp_path):
+    """`snakemake --report` builds the HTML report; headless Chromium opens it and every figure and table displays
+    with its caption (screenshots in the test's tmp dir)."""
+    report = tiny_run / "results/report.html"
+    smk(tiny_run, "--report", str(report))
+    captions = {name: (tiny_run / f"workflow/report/figures/{name}.rst").read_text() for name in FIGURES}
+    check_report(report, captions, {"gen2d_sweep": 8, "gen2d_best": 4}, tmp_path)
+
+
+def check_report(report, captions: dict[str, str], tables: dict[str, int], shots) -> None:
+    """Open the Snakemake report in headless Chromium: each figure (name -> caption) shows as a decoded PNG with
+    its caption; each table (name -> rows) shows its rows."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the report test needs Debian's chromium (make test installs it as root: DEB_PACKAGES)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+
+        def open_list(sub: str) -> None:  # Results -> 2D track -> Figures|Tables, from the start page
+            page.goto(report.as_uri())
+            for label in ("Results", "2D track", sub):
+                page.get_by_text(label, exact=True).first.click()
+
+        for name, caption in captions.items():
+            open_list("Figures")
+            row = page.locator("tr", has_text=name)
+            row.locator("a[iconname=eye]").click()
+            img = page.locator(f"img[src^='data:image/png'][src*='filename={name}.png']")
+            img.wait_for(timeout=10_000)
+            assert img.evaluate("e => e.complete && e.naturalWidth > 100 && e.naturalHeight > 100"), name
+            page.screenshot(path=str(shots / f"{name}.png"))
+            row.locator("a[iconname=information-circle]").click()
+            page.get_by_text("DESCRIPTION").wait_for(timeout=10_000)
+            assert " ".join(caption.split()[:6]) in " ".join(page.inner_text("body").split()), name
+        for name, n_rows in tables.items():
+            open_list("Tables")
+            page.locator("tr", has_text=name).locator("a[iconname=eye]").click()
+            body = page.frame_locator("iframe").locator("table tbody tr")
+            body.first.wait_for(timeout=10_000)
+            assert body.count() == n_rows, name
+            page.screenshot(path=str(shots / f"{name}.png"))
+        browser.close()
+    assert not errors, errors
 
 
 def test_bad_config_fails_at_start_with_key(root, tmp_path):

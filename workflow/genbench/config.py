@@ -68,6 +68,11 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     return config
 
 
+# the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
+FIGURE_METRICS = {"fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid",
+                  "dataset_comparison": "fid", "sample_grids": "fid"}
+
+
 def _check_references(config: dict[str, Any]) -> None:
     datasets, models = config["datasets"], config["models"]
     extractors = config.get("extractors", {})
@@ -96,6 +101,12 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"datasets.{name}: uses the miniworld adapter but the config has no 'miniworld' block")
         elif "root" not in d:
             problems.append(f"datasets.{name}: adapter '{d['adapter']}' needs 'root' (where the data set lies)")
+    metrics = config["scoring"]["metrics"]
+    for i, fig in enumerate(config.get("figures", [])):
+        need = FIGURE_METRICS.get(fig)
+        if need and need not in metrics:
+            problems.append(f"figures.{i}: figure '{fig}' draws '{need}', which scoring.metrics does not compute "
+                            f"(it has {', '.join(metrics)}); add it there or drop the figure")
     if problems:
         raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
 

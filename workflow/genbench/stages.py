@@ -46,6 +46,18 @@ def setup_logging(log_file: str | Path | None, threads: int | None = None) -> No
              os.environ.get("CUDA_VISIBLE_DEVICES", ""), os.environ.get("SLURM_JOB_ID", ""))
 
 
+def _fix_threads(n: int) -> None:
+    """Training uses exactly the configured thread count, whatever the scheduler granted: the float reduction order
+    (and so the trained weights, bit for bit) depends on it. Called before torch is imported, so that OpenMP's pool
+    is created with that size too (set_num_threads alone left the weights different with OMP_NUM_THREADS=1)."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
+    import torch
+
+    if torch.get_num_threads() != n:
+        log.info("training with %d torch threads as configured (train.threads), not %d", n, torch.get_num_threads())
+    torch.set_num_threads(n)
+
+
 def _load_split(manifest_path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     manifest = read_manifest(manifest_path)
     return manifest, load_images(manifest, Path(manifest_path).parent)
@@ -60,11 +72,12 @@ def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: s
 
 def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
                           meta: str | Path) -> None:
+    spec = config["models"][model]
+    _fix_threads(spec["train"]["threads"])
     from safetensors.torch import save_file
 
     from .gen2d.train import train_sit
 
-    spec = config["models"][model]
     manifest, images = _load_split(manifest_path)
     if spec["family"] != "sit":
         raise NotImplementedError(f"model '{model}': training is available for the 'sit' family only")
@@ -110,11 +123,12 @@ def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None
 
 def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
                           meta: str | Path) -> None:
+    spec = config["extractors"][name]
+    _fix_threads(spec["train"]["threads"])
     from safetensors.torch import save_file
 
     from .features.classifier import train_classifier
 
-    spec = config["extractors"][name]
     manifest, images = _load_split(manifest_path)
     n_classes = len(class_names(config, spec["train"]["dataset"]))
     net, stats = train_classifier(images, manifest["label_id"].to_numpy(), n_classes, spec["train"])
@@ -148,7 +162,7 @@ def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
                 out: str | Path) -> None:
-    from .metrics.score2d import score_cell
+    from .metrics.score2d import KEY_COLUMNS, score_cell
 
     g = load_npz(gen)
     spec = config["models"][cell["model"]]
@@ -157,7 +171,7 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
     df = score_cell(load_npz(real), g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"))
-    write_parquet(df, out, metadata=provenance(config_hash(config)))
+    write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
 
 
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
@@ -166,7 +180,14 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
 
     df = concat_tables(tables)
     keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]
-    df = df.sort_values(keys).reset_index(drop=True)
+    # rows in the config's order of data sets and models (figures and exported tables keep the table's order)
+    order = {col: list(dict.fromkeys(v for block in config["sweep"] for v in block[f"{col}s"]))
+             for col in ("dataset", "model")}
+    ranks = {col: df[col].map({v: i for i, v in enumerate(order[col])}).fillna(len(order[col]))
+             for col in order}
+    df = (df.assign(_d=ranks["dataset"], _m=ranks["model"])
+          .sort_values(["_d", "dataset", "_m", "model", "steps", "cfg", "seed", "metric"])
+          .drop(columns=["_d", "_m"]).reset_index(drop=True))
     ex = config["scoring"]["extractor"]
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)
@@ -175,7 +196,14 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     write_parquet(df, out, metadata=meta)
 
 
-def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
-    from .plots.figures import FIGURES
+def stage_export_tables(table: str | Path, outputs: dict[str, str | Path]) -> None:
+    from .tables.export import export_tables
 
-    FIGURES[name](pd.read_parquet(table), pdf, png, data)
+    export_tables(pd.read_parquet(table), outputs)
+
+
+def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
+                 grids: dict[str, str | Path] | None = None) -> None:
+    from .plots.figures import draw_figure
+
+    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids)

@@ -7,7 +7,7 @@ rule aggregate_gen2d:
     output:
         table="results/tables/gen2d_metrics.parquet",
     params:
-        config=select(config, "scoring", "extractors"),
+        config=select(config, "scoring", "extractors", "sweep"),
         config_hash=config_hash(config),
     log:
         f"{LOGS}/aggregate/gen2d_metrics.log",
@@ -17,3 +17,26 @@ rule aggregate_gen2d:
         "../../envs/metrics.yaml"
     script:
         "../scripts/aggregate_gen2d.py"
+
+
+# The paper tables (Markdown, LaTeX, HTML) drawn from the tidy table; the HTML versions go into the report.
+rule export_gen2d_tables:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
+    output:
+        sweep_md="results/tables/gen2d_sweep.md",
+        sweep_tex="results/tables/gen2d_sweep.tex",
+        sweep_html=report("results/tables/gen2d_sweep.html", caption="../report/tables/gen2d_sweep.rst",
+                          category="2D track", subcategory="Tables", labels={"table": "gen2d_sweep"}),
+        best_md="results/tables/gen2d_best.md",
+        best_tex="results/tables/gen2d_best.tex",
+        best_html=report("results/tables/gen2d_best.html", caption="../report/tables/gen2d_best.rst",
+                         category="2D track", subcategory="Tables", labels={"table": "gen2d_best"}),
+    log:
+        f"{LOGS}/aggregate/export_gen2d_tables.log",
+    benchmark:
+        f"{BENCH}/aggregate/export_gen2d_tables.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/export_tables.py"

@@ -123,6 +123,10 @@ def figure_files():
     return [f"results/figures/{name}.{ext}" for name in config["figures"] for ext in ("pdf", "png")]
 
 
+def table_exports():
+    return [f"results/tables/gen2d_{name}.{ext}" for name in ("sweep", "best") for ext in ("md", "tex", "html")]
+
+
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
-    return [*manifests, "results/tables/gen2d_metrics.parquet", *figure_files(), *sample_grids()]
+    return [*manifests, "results/tables/gen2d_metrics.parquet", *table_exports(), *figure_files(), *sample_grids()]

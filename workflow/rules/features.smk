@@ -10,7 +10,7 @@ rule train_extractor:
         meta="results/extractors/{extractor}/train.json",
     params:
         config=lambda wc: extractor_config(wc.extractor),
-    threads: 2
+    threads: lambda wc: config["extractors"][wc.extractor]["train"]["threads"]
     resources:
         gpu=1,
         mem_mb=4000,

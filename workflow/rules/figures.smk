@@ -1,4 +1,6 @@
-# One rule per figure (each its own target): drawn from a table only, with the rows it drew beside it.
+# One rule per figure, each its own target (results/figures/{name}.pdf/.png): drawn from a table only (plus the
+# sample grids for the qualitative figure), with the rows it drew beside it (.csv). The PNG goes into the
+# Snakemake report with the caption in workflow/report/figures/{name}.rst.
 
 
 rule figure_fid_vs_cfg:
@@ -6,7 +8,8 @@ rule figure_fid_vs_cfg:
         table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/fid_vs_cfg.pdf",
-        png="results/figures/fid_vs_cfg.png",
+        png=report("results/figures/fid_vs_cfg.png", caption="../report/figures/fid_vs_cfg.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "fid_vs_cfg"}),
         data="results/figures/fid_vs_cfg.csv",
     params:
         name="fid_vs_cfg",
@@ -14,6 +17,84 @@ rule figure_fid_vs_cfg:
         f"{LOGS}/figures/fid_vs_cfg.log",
     benchmark:
         f"{BENCH}/figures/fid_vs_cfg.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../scripts/figure.py"
+
+
+use rule figure_fid_vs_cfg as figure_is_vs_cfg with:
+    output:
+        pdf="results/figures/is_vs_cfg.pdf",
+        png=report("results/figures/is_vs_cfg.png", caption="../report/figures/is_vs_cfg.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "is_vs_cfg"}),
+        data="results/figures/is_vs_cfg.csv",
+    params:
+        name="is_vs_cfg",
+    log:
+        f"{LOGS}/figures/is_vs_cfg.log",
+    benchmark:
+        f"{BENCH}/figures/is_vs_cfg.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_kid_vs_cfg with:
+    output:
+        pdf="results/figures/kid_vs_cfg.pdf",
+        png=report("results/figures/kid_vs_cfg.png", caption="../report/figures/kid_vs_cfg.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "kid_vs_cfg"}),
+        data="results/figures/kid_vs_cfg.csv",
+    params:
+        name="kid_vs_cfg",
+    log:
+        f"{LOGS}/figures/kid_vs_cfg.log",
+    benchmark:
+        f"{BENCH}/figures/kid_vs_cfg.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_step_scaling with:
+    output:
+        pdf="results/figures/step_scaling.pdf",
+        png=report("results/figures/step_scaling.png", caption="../report/figures/step_scaling.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "step_scaling"}),
+        data="results/figures/step_scaling.csv",
+    params:
+        name="step_scaling",
+    log:
+        f"{LOGS}/figures/step_scaling.log",
+    benchmark:
+        f"{BENCH}/figures/step_scaling.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_dataset_comparison with:
+    output:
+        pdf="results/figures/dataset_comparison.pdf",
+        png=report("results/figures/dataset_comparison.png", caption="../report/figures/dataset_comparison.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "dataset_comparison"}),
+        data="results/figures/dataset_comparison.csv",
+    params:
+        name="dataset_comparison",
+    log:
+        f"{LOGS}/figures/dataset_comparison.log",
+    benchmark:
+        f"{BENCH}/figures/dataset_comparison.tsv"
+
+
+rule figure_sample_grids:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
+        grids=sample_grids(),
+    output:
+        pdf="results/figures/sample_grids.pdf",
+        png=report("results/figures/sample_grids.png", caption="../report/figures/sample_grids.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "sample_grids"}),
+        data="results/figures/sample_grids.csv",
+    params:
+        name="sample_grids",
+        cells=[c.path for c in CELLS],
+    log:
+        f"{LOGS}/figures/sample_grids.log",
+    benchmark:
+        f"{BENCH}/figures/sample_grids.tsv"
     conda:
         "../../envs/plots.yaml"
     script:

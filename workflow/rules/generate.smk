@@ -9,7 +9,7 @@ rule train_generator:
         meta="results/models/{model}/train.json",
     params:
         config=lambda wc: model_config(wc.model),
-    threads: 2
+    threads: lambda wc: config["models"][wc.model]["train"]["threads"]
     resources:
         gpu=1,
         mem_mb=4000,

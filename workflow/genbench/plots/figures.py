@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
@@ -43,41 +47,232 @@ def save_data(df: pd.DataFrame, path: str | Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def fid_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
-               metric: str = "fid") -> pd.DataFrame:
-    """FID (with its bootstrap CI as a band) against the guidance scale, one line per (model, step count),
-    one panel per data set."""
-    df = table[table["metric"] == metric].sort_values(["dataset", "model", "steps", "cfg"])
+LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
+LABELS = {"fid": "FID", "is": "IS", "kid": "KID", "clip_score": "CLIP Score", "pick_score": "PickScore"}
+
+
+def metric_label(metric: str) -> str:
+    name = LABELS.get(metric, metric)
+    return f"{name} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)"
+
+
+def _rows(table: pd.DataFrame, metric: str, figure: str) -> pd.DataFrame:
+    df = table[table["metric"] == metric]
     if df.empty:
-        raise ValueError(f"figure fid_vs_cfg: the table has no '{metric}' rows")
+        raise ValueError(f"figure {figure}: the table has no '{metric}' rows (metrics present: "
+                         f"{sorted(table['metric'].unique())}); add '{metric}' to scoring.metrics or drop the figure")
+    # stable: data sets and models keep the table's order (the config's), steps and guidance ascend
+    return df.sort_values(["steps", "cfg", "seed"], kind="stable")
+
+
+def _mean_over_seeds(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    cols = [c for c in ("value", "ci_low", "ci_high", "band_low", "band_high", "nfe") if c in df.columns]
+    return df.groupby(by, as_index=False, sort=False)[cols].mean()
+
+
+def _steps_label(steps: int) -> str:
+    return f"{steps} step{'s' if steps != 1 else ''}"
+
+
+def _panels(n: int, width: float = 3.4, height: float = 2.9):
+    return plt.subplots(1, n, figsize=(width * n + 0.6, height), squeeze=False)
+
+
+def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                  metric: str = "fid") -> pd.DataFrame:
+    """A metric (bootstrap CI as a band) against the guidance scale, one line per (model, step count), one panel
+    per data set."""
+    df = _rows(table, metric, f"{metric}_vs_cfg")
+    band = "bootstrap CI"
+    df = df.assign(band_low=df["ci_low"], band_high=df["ci_high"])
+    if df["ci_low"].isna().all() and (table["metric"] == f"{metric}_std").any():
+        # no CI (KID): the band is ± the spread the protocol reports (std over subsets)
+        keys = ["dataset", "model", "steps", "cfg", "seed"]
+        std = table[table["metric"] == f"{metric}_std"].set_index(keys)["value"]
+        s = std.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy()
+        df = df.assign(band_low=df["value"] - s, band_high=df["value"] + s)
+        band = "± std over subsets"
     datasets = list(dict.fromkeys(df["dataset"]))
     lines = list(dict.fromkeys(zip(df["model"], df["steps"], strict=True)))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets) + 0.6, 2.9), squeeze=False,
-                                 sharey=False)
+        fig, axes = _panels(len(datasets))
         for ax, ds in zip(axes[0], datasets, strict=True):
             sub = df[df["dataset"] == ds]
             for j, (model, steps) in enumerate(lines):
                 s = sub[(sub["model"] == model) & (sub["steps"] == steps)]
                 if s.empty:
                     continue
-                s = s.groupby("cfg", as_index=False)[["value", "ci_low", "ci_high"]].mean()
+                s = _mean_over_seeds(s, ["cfg"])
                 colour = PALETTE[j % len(PALETTE)]
                 ax.plot(s["cfg"], s["value"], marker=MARKERS[j % len(MARKERS)], color=colour, lw=1.5, ms=4,
-                        label=f"{model}, {steps} step{'s' if steps != 1 else ''}")
-                if s["ci_low"].notna().all():
-                    ax.fill_between(s["cfg"], s["ci_low"], s["ci_high"], color=colour, alpha=0.15, lw=0)
+                        label=f"{model}, {_steps_label(steps)}")
+                if s["band_low"].notna().all():
+                    ax.fill_between(s["cfg"], s["band_low"], s["band_high"], color=colour, alpha=0.15, lw=0)
             ax.set_xticks(sorted(sub["cfg"].unique()))
             ax.set_title(ds)
             ax.set_xlabel("guidance scale (CFG)")
-            ax.set_ylabel(f"{metric.upper()} (lower is better)" if metric == "fid" else metric)
+            ax.set_ylabel(metric_label(metric))
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-        fig.suptitle(f"{metric.upper()} vs guidance scale (band: 95% bootstrap CI)", y=1.02)
+        note = f" (band: {band})" if df["band_low"].notna().any() else ""
+        fig.suptitle(f"{LABELS.get(metric, metric)} vs guidance scale{note}", y=1.02)
         fig.tight_layout()
         save_figure(fig, pdf, png)
     save_data(df, data)
     return df
 
 
-FIGURES = {"fid_vs_cfg": fid_vs_cfg}
+def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                 metric: str = "fid") -> pd.DataFrame:
+    """A metric against the number of network evaluations per sample (log scale): one line per (model, guidance
+    scale), so one-step and multi-step models sit on one axis; one panel per data set."""
+    df = _rows(table, metric, "step_scaling")
+    df = _mean_over_seeds(df, ["dataset", "model", "cfg", "steps"])
+    datasets = list(dict.fromkeys(df["dataset"]))
+    lines = list(dict.fromkeys(zip(df["model"], df["cfg"], strict=True)))
+    with plt.rc_context(STYLE):
+        fig, axes = _panels(len(datasets))
+        for ax, ds in zip(axes[0], datasets, strict=True):
+            sub = df[df["dataset"] == ds]
+            for j, (model, cfg) in enumerate(lines):
+                s = sub[(sub["model"] == model) & (sub["cfg"] == cfg)].sort_values("nfe")
+                if s.empty:
+                    continue
+                colour = PALETTE[j % len(PALETTE)]
+                dodge = 1.0 + 0.04 * (j - (len(lines) - 1) / 2)  # multiplicative: the axis is logarithmic
+                ax.errorbar(s["nfe"] * dodge, s["value"], yerr=_yerr(s), marker=MARKERS[j % len(MARKERS)], color=colour,
+                            lw=1.5, ms=4, capsize=2, label=f"{model}, CFG {cfg:g}")
+            ax.set_xscale("log", base=2)
+            nfes = sorted(sub["nfe"].unique())
+            ax.set_xticks(nfes, [f"{int(n)}" for n in nfes])
+            ax.minorticks_off()
+            ax.set_title(ds)
+            ax.set_xlabel("network evaluations per sample (NFE)")
+            ax.set_ylabel(metric_label(metric))
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig.suptitle(f"{LABELS.get(metric, metric)} vs sampling cost (bars: bootstrap CI)", y=1.02)
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    save_data(df, data)
+    return df
+
+
+def _yerr(s: pd.DataFrame):
+    if not s["ci_low"].notna().all():
+        return None
+    return [(s["value"] - s["ci_low"]).clip(lower=0).to_numpy(), (s["ci_high"] - s["value"]).clip(lower=0).to_numpy()]
+
+
+def best_settings(table: pd.DataFrame, metric: str = "fid", dataset: str | None = None) -> pd.DataFrame:
+    """Per (model, steps): the guidance scale with the best ``metric`` on ``dataset`` (default: the first data set
+    in the table), averaged over seeds. Ties go to the smaller guidance scale."""
+    df = _mean_over_seeds(_rows(table, metric, "best_settings"), ["dataset", "model", "steps", "cfg"])
+    dataset = dataset or df["dataset"].iloc[0]
+    ref = df[df["dataset"] == dataset].reset_index(drop=True)  # cfg ascends within (model, steps): ties -> smaller
+    groups = ref.groupby(["model", "steps"], sort=False)["value"]
+    idx = groups.idxmin() if metric in LOWER_IS_BETTER else groups.idxmax()
+    best = ref.loc[idx.to_numpy(), ["model", "steps", "cfg"]]
+    rank = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}  # models in the table's order
+    return best.sort_values(["steps"]).sort_values("model", key=lambda m: m.map(rank), kind="stable") \
+        .reset_index(drop=True)
+
+
+def dataset_comparison(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                       metric: str = "fid") -> pd.DataFrame:
+    """The same setting scored on every data set: bars per data set for each (model, step count), at the guidance
+    scale that is best on the first data set; error bars are the bootstrap CIs."""
+    rows = _mean_over_seeds(_rows(table, metric, "dataset_comparison"), ["dataset", "model", "steps", "cfg"])
+    ref = rows["dataset"].iloc[0]
+    chosen = best_settings(table, metric, ref)
+    df = rows.merge(chosen, on=["model", "steps", "cfg"])
+    datasets = list(dict.fromkeys(rows["dataset"]))
+    groups = list(dict.fromkeys(zip(chosen["model"], chosen["steps"], chosen["cfg"], strict=True)))
+    width = 0.8 / len(datasets)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(3.6, 0.9 * len(groups) * max(1, len(datasets) / 2) + 1.2), 3.0))
+        for j, ds in enumerate(datasets):
+            s = df[df["dataset"] == ds].set_index(["model", "steps", "cfg"]).reindex(groups).reset_index()
+            x = [i + (j - (len(datasets) - 1) / 2) * width for i in range(len(groups))]
+            ax.bar(x, s["value"], width=width * 0.95, color=PALETTE[j % len(PALETTE)], label=ds,
+                   yerr=_yerr(s), capsize=2, error_kw={"lw": 0.8})
+        ax.set_xticks(range(len(groups)), [f"{m}\n{_steps_label(st)}, CFG {c:g}" for m, st, c in groups])
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel(metric_label(metric))
+        ax.legend(frameon=False, title="data set")
+        ax.set_title(f"{LABELS.get(metric, metric)} per data set at each model's best CFG on {ref}")
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    save_data(df, data)
+    return df
+
+
+def sample_grids(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                 grids: dict[str, str | Path], metric: str = "fid") -> pd.DataFrame:
+    """The per-cell sample grids side by side: one row per (model, data set, step count), one column per guidance
+    scale, each titled with the cell's metric. ``grids`` maps a cell path (model/dataset/stepsS_cfgC/seedN) to its
+    grid PNG; the first seed of each cell is shown."""
+    from PIL import Image
+
+    df = _rows(table, metric, "sample_grids")
+    df = df.assign(cell=[f"{m}/{d}/steps{s}_cfg{c:g}/seed{sd}" for m, d, s, c, sd in
+                         zip(df["model"], df["dataset"], df["steps"], df["cfg"], df["seed"], strict=True)])
+    df = df[df["cell"].isin(grids.keys())].drop_duplicates(["model", "dataset", "steps", "cfg"])
+    if df.empty:
+        raise ValueError("figure sample_grids: none of the table's cells has a sample grid")
+    rows = list(dict.fromkeys(zip(df["model"], df["dataset"], df["steps"], strict=True)))
+    cols = sorted(df["cfg"].unique())
+    with Image.open(grids[df["cell"].iloc[0]]) as im:
+        aspect = im.width / im.height
+    tile_w = 2.6 if aspect > 2 else 1.6
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
+                                 figsize=(tile_w * len(cols) + 0.9, (tile_w / aspect + 0.3) * len(rows) + 0.4))
+        for ax in axes.flat:
+            ax.axis("off")
+        for i, (model, ds, steps) in enumerate(rows):
+            for j, cfg in enumerate(cols):
+                hit = df[(df["model"] == model) & (df["dataset"] == ds) & (df["steps"] == steps) & (df["cfg"] == cfg)]
+                if hit.empty:
+                    continue
+                r = hit.iloc[0]
+                with Image.open(grids[r["cell"]]) as im:
+                    axes[i, j].imshow(np.asarray(im.convert("RGB")), interpolation="nearest")
+                axes[i, j].set_title(f"CFG {cfg:g}: {LABELS.get(metric, metric)} {r['value']:.3g}", fontsize=7,
+                                     pad=2)
+            axes[i, 0].text(-0.04, 0.5, f"{model}\n{ds}\n{_steps_label(steps)}", transform=axes[i, 0].transAxes,
+                            ha="right", va="center", fontsize=7)
+        fig.suptitle("Samples per cell (same noise across cells)", y=1.0)
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    out = df.drop(columns=["cell"])
+    save_data(out, data)
+    return out
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure: the function that draws it, its keyword arguments, and whether it also reads sample grids."""
+
+    draw: Callable[..., pd.DataFrame]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    needs_grids: bool = False
+
+
+FIGURES: dict[str, Figure] = {
+    "fid_vs_cfg": Figure(metric_vs_cfg, {"metric": "fid"}),
+    "is_vs_cfg": Figure(metric_vs_cfg, {"metric": "is"}),
+    "kid_vs_cfg": Figure(metric_vs_cfg, {"metric": "kid"}),
+    "step_scaling": Figure(step_scaling, {"metric": "fid"}),
+    "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
+    "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
+}
+
+
+def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                grids: dict[str, str | Path] | None = None) -> pd.DataFrame:
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure '{name}'; known: {sorted(FIGURES)}")
+    fig = FIGURES[name]
+    extra = {"grids": grids or {}} if fig.needs_grids else {}
+    return fig.draw(table, pdf, png, data, **fig.kwargs, **extra)

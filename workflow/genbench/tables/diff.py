@@ -2,8 +2,8 @@
 
 Tables (Parquet, CSV) are matched row by row on their key columns and compared column by column with
 ``|a - b| <= atol + rtol * |a|`` (``a`` from the first tree, the reference); images are decoded and compared
-pixel by pixel; ``.npz`` arrays by value; every other file by SHA-256. The rules come from a YAML file
-(docs/tables.md describes it)::
+pixel by pixel; ``.npz`` and ``.safetensors`` arrays (and metadata) by value; every other file by SHA-256.
+The rules come from a YAML file (docs/tables.md describes it)::
 
     include: ["tables/*.parquet", "figures/*.csv"]   # compare only these paths (default: everything)
     ignore: ["models/*"]                              # never compare these (logs/ and benchmarks/ never are)
@@ -199,7 +199,9 @@ def _diff_file(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) -
         elif suffix in IMAGE_SUFFIXES:
             _diff_image(pa, pb, rel, tol, res)
         elif suffix == ".npz":
-            _diff_npz(pa, pb, rel, tol, res)
+            _diff_arrays(*_load_npz(pa), *_load_npz(pb), rel, tol, res)
+        elif suffix == ".safetensors":  # its header's metadata order is not stable: compare contents
+            _diff_arrays(*_load_safetensors(pa), *_load_safetensors(pb), rel, tol, res)
         elif _sha256(pa) != _sha256(pb):
             res.add(rel, "changed", f"contents differ (sha256 {_sha256(pa)[:12]} vs {_sha256(pb)[:12]})")
     except (OSError, ValueError) as exc:  # an unreadable file is a difference, reported with the reason
@@ -293,25 +295,39 @@ def _diff_image(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) 
                               f"{100 * tol.images['max_fraction']:g}% of the pixels")
 
 
-def _diff_npz(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) -> None:
-    with np.load(pa, allow_pickle=False) as za, np.load(pb, allow_pickle=False) as zb:
-        ka, kb = set(za.files), set(zb.files)
-        if ka != kb:
-            res.add(rel, "columns", f"arrays removed {sorted(ka - kb)}, added {sorted(kb - ka)}")
-        for k in sorted(ka & kb):
-            x, y = za[k], zb[k]
-            if x.shape != y.shape or x.dtype != y.dtype:
-                res.add(rel, "value", f"array '{k}': {x.dtype}{list(x.shape)} -> {y.dtype}{list(y.shape)}")
-            elif np.issubdtype(x.dtype, np.floating):
-                atol, rtol = tol.default["atol"], tol.default["rtol"]
-                bad = ~(np.isclose(y, x, atol=atol, rtol=rtol, equal_nan=True))
-                if bad.any():
-                    worst = float(np.nanmax(np.abs(x - y)))
-                    res.add(rel, "value", f"array '{k}': {int(bad.sum())} of {x.size} values differ beyond atol "
-                                          f"{atol:g} + rtol {rtol:g} (max |diff| {worst:.4g})")
-            elif not np.array_equal(x, y):
-                n = int(np.sum(x != y)) if x.shape else 1
-                res.add(rel, "value", f"array '{k}': {n} of {max(x.size, 1)} values differ")
+def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}, {}
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+def _diff_arrays(xa: dict[str, np.ndarray], ma: dict[str, str], xb: dict[str, np.ndarray], mb: dict[str, str],
+                 rel: str, tol: Tolerances, res: DiffResult) -> None:
+    if ma != mb:
+        res.add(rel, "value", f"metadata {ma} -> {mb}")
+    ka, kb = set(xa), set(xb)
+    if ka != kb:
+        res.add(rel, "columns", f"arrays removed {sorted(ka - kb)}, added {sorted(kb - ka)}")
+    for k in sorted(ka & kb):
+        x, y = xa[k], xb[k]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            res.add(rel, "value", f"array '{k}': {x.dtype}{list(x.shape)} -> {y.dtype}{list(y.shape)}")
+        elif np.issubdtype(x.dtype, np.floating):
+            atol, rtol = tol.default["atol"], tol.default["rtol"]
+            bad = ~(np.isclose(y, x, atol=atol, rtol=rtol, equal_nan=True))
+            if bad.any():
+                worst = float(np.nanmax(np.abs(x.astype(np.float64) - y)))
+                res.add(rel, "value", f"array '{k}': {int(bad.sum())} of {x.size} values differ beyond atol "
+                                      f"{atol:g} + rtol {rtol:g} (max |diff| {worst:.4g})")
+        elif not np.array_equal(x, y):
+            n = int(np.sum(x != y)) if x.shape else 1
+            res.add(rel, "value", f"array '{k}': {n} of {max(x.size, 1)} values differ")
 
 
 def snapshot(src: str | Path, dest: str | Path, tolerances: Tolerances) -> list[str]:

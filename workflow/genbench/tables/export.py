@@ -1,0 +1,151 @@
+"""Paper tables from the tidy metrics table: Markdown, LaTeX (booktabs) and HTML (for the Snakemake report).
+
+Two tables per track-2D run:
+- *sweep*: every cell (data set, model, steps, guidance, seed) with each metric as ``value [CI low, CI high]``, or
+  ``value ± std`` where the metric comes with a spread instead of a CI (IS over splits, KID over subsets);
+- *best*: per (data set, model, steps), the guidance scale with the best FID on that data set and its metrics —
+  the setting-matched comparison the seed paper argues for.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import atomic_path
+
+CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
+LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
+HEADERS = {"fid": "FID", "is": "IS", "kid": "KID×10³", "clip_score": "CLIP Score", "pick_score": "PickScore"}
+SCALE = {"kid": 1e3}
+
+
+def _num(v: float, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if abs(v) >= 10 ** digits:  # no exponent for large values: 23420, not 2.342e+04
+        return f"{v:.0f}"
+    return f"{v:.{digits}g}"
+
+
+def wide_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell, one formatted column per metric (``*_std`` rows fold into their metric's column)."""
+    metrics = [m for m in dict.fromkeys(table["metric"]) if not m.endswith("_std")]
+    stds = table[table["metric"].str.endswith("_std")].assign(metric=lambda d: d["metric"].str[:-4])
+    std_of = {(*k, m): v for *k, m, v in stds[CELL_COLUMNS + ["metric", "value"]].itertuples(index=False)}
+    facts = [c for c in ("nfe",) if c in table.columns]
+    # data sets and models in the table's order (the config's), then steps, guidance and seed ascending
+    cells = table.drop_duplicates(CELL_COLUMNS)[CELL_COLUMNS + facts]
+    rank = {c: cells[c].map({v: i for i, v in enumerate(dict.fromkeys(cells[c]))}) for c in ("dataset", "model")}
+    cells = (cells.assign(_d=rank["dataset"], _m=rank["model"])
+             .sort_values(["_d", "_m", "steps", "cfg", "seed"]).drop(columns=["_d", "_m"]))
+    out = cells.copy()
+    by_key = {(*k, m): (v, lo, hi) for *k, m, v, lo, hi in
+              table[CELL_COLUMNS + ["metric", "value", "ci_low", "ci_high"]].itertuples(index=False)}
+    for m in metrics:
+        s = SCALE.get(m, 1.0)
+        col = []
+        for key in cells[CELL_COLUMNS].itertuples(index=False):
+            v, lo, hi = by_key.get((*key, m), (float("nan"),) * 3)
+            std = std_of.get((*key, m))
+            if not math.isnan(lo) and not math.isnan(hi):
+                col.append(f"{_num(v * s)} [{_num(lo * s)}, {_num(hi * s)}]")
+            elif std is not None:
+                # a spread below the value's float resolution is rounding noise (e.g. KID over identical subsets)
+                std = 0.0 if abs(std) <= 1e-9 * abs(v) else std
+                col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
+            else:
+                col.append(_num(v * s))
+        out[HEADERS.get(m, m)] = col
+    out["cfg"] = out["cfg"].map(lambda c: f"{c:g}")
+    return out.rename(columns={"nfe": "NFE"}).reset_index(drop=True)
+
+
+def best_table(table: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """Per (data set, model, steps) the cell whose ``metric`` (mean over seeds) is best, in the wide format."""
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        raise ValueError(f"best table: no '{metric}' rows in the metrics table")
+    means = (rows.groupby(["dataset", "model", "steps", "cfg"], as_index=False, sort=False)["value"].mean()
+             .sort_values(["cfg"], kind="stable").reset_index(drop=True))  # ties go to the smaller guidance scale
+    groups = means.groupby(["dataset", "model", "steps"], sort=False)["value"]
+    best = means.loc[(groups.idxmin() if metric in LOWER_IS_BETTER else groups.idxmax()).to_numpy()]
+    keep = table.merge(best[["dataset", "model", "steps", "cfg"]], on=["dataset", "model", "steps", "cfg"])
+    return wide_table(keep)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |",
+             "|" + "|".join("---:" if _numeric_like(df[c]) else ":---" for c in df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _numeric_like(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) or s.astype(str).str.match(r"^[-\d.]").all()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "×": r"$\times$", "³": r"$^3$", "–": "--"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
+    align = "".join("r" if _numeric_like(df[c]) else "l" for c in df.columns)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}", rf"\label{{{label}}}",
+             r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+HTML_STYLE = ("body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse;font-size:13px}"
+              "th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}"
+              "th{border-bottom:2px solid #333}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}"
+              "caption{caption-side:top;text-align:left;font-weight:600;margin-bottom:6px}")
+
+
+def to_html(df: pd.DataFrame, caption: str) -> str:
+    """A standalone page; every value is HTML-escaped."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(caption)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body><table><caption>{html.escape(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>\n")
+
+
+CAPTIONS = {
+    "sweep": "Every generated cell of the sweep: metric with its bootstrap CI in brackets, or ± the spread over "
+             "splits/subsets where the protocol reports one.",
+    "best": "Setting-matched comparison: per data set, model and step count, the guidance scale with the best FID.",
+}
+
+
+def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path]) -> None:
+    """Write the paper tables; ``outputs`` maps '{sweep,best}_{md,tex,html}' to paths."""
+    frames = {"sweep": wide_table(table), "best": best_table(table)}
+    for key, path in outputs.items():
+        name, fmt = key.rsplit("_", 1)
+        df, caption = frames[name], CAPTIONS[name]
+        if fmt == "md":
+            text = to_markdown(df)
+        elif fmt == "tex":
+            text = to_latex(df, caption, f"tab:gen2d_{name}")
+        elif fmt == "html":
+            text = to_html(df, caption)
+        else:
+            raise ValueError(f"export_tables: unknown format '{fmt}' in output '{key}' (md, tex or html)")
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
