@@ -145,3 +145,32 @@ def test_score_cell_kid_rows_note_shrink():
     assert list(df.index) == ["fid", "kid", "kid_std"]
     assert df.loc["kid", "note"] == "5 subsets of 100 (shrunk from 1000)" and df.loc["fid", "note"] == ""
     assert df.loc["fid", "ci_method"] == "none (bootstrap disabled)"
+
+
+def test_per_class_scores_are_the_metrics_of_each_class_subset():
+    from genbench.metrics.fid import frechet_distance_features
+    from genbench.metrics.inception_score import inception_score
+    from genbench.metrics.score2d import score_per_class
+
+    rng = np.random.default_rng(3)
+    real = {"features": rng.normal(size=(30, 4)), "label_id": np.repeat([0, 1, 2], 10)}
+    gen = {"features": rng.normal(size=(21, 4)) + 0.3, "logits": rng.normal(size=(21, 5)),
+           "label_id": np.array([0] * 10 + [1] * 10 + [2])}  # class 2: one generated image only
+    cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0)
+    df = score_per_class(real, gen, cell=cell, metrics=["fid", "is", "kid"], class_names=["a", "b", "c"],
+                         bootstrap={"n": 20, "confidence": 0.9, "seed": 0})
+    assert set(df["metric"]) == {"fid", "is"} and len(df) == 6  # KID is not computed per class
+    fid1 = df[(df["label_id"] == 1) & (df["metric"] == "fid")].iloc[0]
+    assert fid1["class_name"] == "b" and fid1["n"] == 10 and fid1["n_real"] == 10
+    assert fid1["value"] == pytest.approx(frechet_distance_features(real["features"][10:20], gen["features"][10:20]),
+                                          rel=1e-12)
+    assert fid1["ci_low"] <= fid1["ci_high"]
+    is0 = df[(df["label_id"] == 0) & (df["metric"] == "is")].iloc[0]
+    assert is0["value"] == pytest.approx(inception_score(gen["logits"][:10], splits=1)[0], rel=1e-12)
+    assert is0["n_real"] == 0
+    skipped = df[df["label_id"] == 2]
+    assert skipped["value"].isna().all()
+    assert (skipped["note"] == "skipped: 1 generated / 10 real images of this class, at least 2 needed").all()
+    again = score_per_class(real, gen, cell=cell, metrics=["fid"], class_names=None,
+                            bootstrap={"n": 20, "confidence": 0.9, "seed": 0})
+    assert again.loc[again["label_id"] == 1, "ci_low"].iloc[0] == fid1["ci_low"]  # seeded: reproducible

@@ -94,6 +94,23 @@ def test_sample_grid_figure_reads_cell_grids(tmp_path):
         draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids={})
 
 
+def test_per_class_figure_best_and_worst_classes(tmp_path):
+    rows = []
+    for cfg, shift in ((1.0, 10.0), (2.0, 0.0)):  # cfg 2 has the lower median per-class FID
+        for c in range(8):
+            rows.append(dict(model="a", dataset="zeta", steps=1, cfg=cfg, seed=0, label_id=c, metric="fid",
+                             class_name=f"class{c}", value=shift + c, ci_low=shift + c - 1, ci_high=shift + c + 1))
+        rows.append(dict(model="a", dataset="zeta", steps=1, cfg=cfg, seed=0, label_id=8, metric="fid",
+                         class_name="tiny", value=np.nan, ci_low=np.nan, ci_high=np.nan))  # a skipped class
+    out = draw_figure("per_class_fid", pd.DataFrame(rows), tmp_path / "p.pdf", tmp_path / "p.png", tmp_path / "p.csv")
+    assert set(out["cfg"]) == {2.0}
+    assert list(out["class_name"]) == ["class0", "class1", "class2", "class3", "class4", "class5", "class6", "class7"]
+    assert list(out["group"]) == ["best"] * 4 + ["worst"] * 4
+    with pytest.raises(ValueError, match="no 'fid' values"):
+        draw_figure("per_class_fid", pd.DataFrame(rows[-1:]), tmp_path / "p.pdf", tmp_path / "p.png",
+                    tmp_path / "p.csv")
+
+
 def test_missing_metric_names_the_figure(tmp_path):
     t = table()
     with pytest.raises(ValueError, match="figure is_vs_cfg: the table has no 'is' rows"):

@@ -13,7 +13,8 @@ from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 from genbench.tables import read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
 
-FIGURES = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"]
+FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"]
+FIGURES = [*FROM_METRICS, "per_class_fid"]
 
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
@@ -36,11 +37,21 @@ def test_tiny_end_to_end(tiny_run):
     meta = read_metadata(tiny_run / "results/tables/gen2d_metrics.parquet")
     assert meta["config_hash"] and "torch" in meta["versions"]
     assert meta["extractors"]["mw_classifier"]["kind"] == "miniworld_classifier"
-    for name in ("fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"):
+    for name in FIGURES:
         for ext in ("pdf", "png", "csv"):
             assert (tiny_run / f"results/figures/{name}.{ext}").stat().st_size > 0
     assert len(list((tiny_run / "results/gen2d/sit_tiny/mw_val/steps1_cfg2/seed0").glob("shard-*.npz"))) == 2
     assert (tiny_run / "results/logs/generate/sit_tiny/mw_val/steps1_cfg2/seed0/shard-1.log").exists()
+
+
+def test_per_class_table(tiny_run):
+    per = pd.read_parquet(tiny_run / "results/tables/gen2d_per_class.parquet")
+    assert len(per) == 8 * 4 * 2  # cells x classes x (fid, is)
+    assert set(per["class_name"]) == {"circle", "square", "triangle", "star"}
+    fid = per[per["metric"] == "fid"]
+    assert fid["value"].notna().all() and (fid["ci_low"] <= fid["ci_high"]).all()
+    assert read_metadata(tiny_run / "results/tables/gen2d_per_class.parquet")["key_columns"][-2:] == \
+        ["label_id", "metric"]
 
 
 def test_paper_tables_exported(tiny_run):
@@ -82,8 +93,8 @@ def test_changed_table_rebuilds_only_what_is_drawn_from_it(tiny_run):
     table.loc[0, "value"] *= 1.01
     write_parquet(table, path, read_metadata(path))
     out = smk(tiny_run, "-n", "--cores", "1")
-    expected = {f"figure_{name}": 1 for name in FIGURES} | {"export_gen2d_tables": 1, "all": 1}
-    assert planned_jobs(out.stdout + out.stderr) == expected
+    expected = {f"figure_{name}": 1 for name in FROM_METRICS} | {"export_gen2d_tables": 1, "all": 1}
+    assert planned_jobs(out.stdout + out.stderr) == expected  # not per_class_fid: drawn from the per-class table
     path.write_bytes(original)  # back to the run's own table: up to date again, nothing rebuilt
     assert planned_jobs(smk(tiny_run, "-n", "--cores", "1").stdout) == {}
 

@@ -6,6 +6,8 @@
     genbench diff A B [--tolerances FILE]    compare two results trees or files (exit 1 on a difference
                                              beyond tolerance, 2 on unusable input)
     genbench snapshot RESULTS DEST --tolerances FILE   copy the files FILE includes (e.g. refresh tests/golden)
+    genbench fetch config/paper.yaml [--dry-run]     download and verify the config's weights (connected machine)
+    genbench compare REAL.npz A.npz B.npz [--metric fid|is]   paired bootstrap of metric(A) - metric(B)
 """
 
 from __future__ import annotations
@@ -35,10 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results")
     p.add_argument("dest")
     p.add_argument("--tolerances", "-t", required=True)
+    p = sub.add_parser("fetch", help="download and verify the weights a config needs (on a connected machine)")
+    p.add_argument("config")
+    p.add_argument("--root", default="resources/weights", help="where Hugging Face files go (default %(default)s)")
+    p.add_argument("--only", nargs="+", metavar="OWNER", help="only these entries, e.g. extractors.inception")
+    p.add_argument("--dry-run", action="store_true", help="only report which weights are present or missing")
+    p = sub.add_parser("compare", help="paired bootstrap comparison of two cells (features .npz files)")
+    p.add_argument("real", help="features of the real set, e.g. results/features/<ex>/real/<dataset>.npz")
+    p.add_argument("a", help="features of cell A (results/features/<ex>/gen/<model>/<dataset>/.../seedN.npz)")
+    p.add_argument("b", help="features of cell B (same data set items)")
+    p.add_argument("--metric", default="fid", choices=["fid", "is"])
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--is-splits", type=int, default=10)
     args = ap.parse_args(argv)
 
+    if args.command == "compare":
+        return _compare(args)
     if args.command in ("diff", "snapshot"):
         return _diff_commands(args)
+    if args.command == "fetch":
+        return _fetch(args)
 
     if args.command in ("validate", "cells"):
         try:
@@ -75,6 +95,62 @@ def _diff_commands(args: argparse.Namespace) -> int:
         return 2
     print(result.summary(max_per_file=args.max_lines))
     return 0 if result.ok else 1
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from .weights import ChecksumError, FetchError, WeightsMissingError, config_weights, fetch, resolve
+
+    try:
+        specs = config_weights(load_config(args.config))
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    if args.only:
+        unknown = set(args.only) - {s.owner for s in specs}
+        if unknown:
+            print(f"genbench fetch: {sorted(unknown)} have no weights in {args.config} "
+                  f"(entries: {', '.join(s.owner for s in specs)})", file=sys.stderr)
+            return 2
+        specs = [s for s in specs if s.owner in args.only]
+    failed = 0
+    for spec in specs:
+        try:
+            path = resolve(spec, args.root)
+            print(f"present  {spec.owner}: {path}")
+            continue
+        except WeightsMissingError:
+            pass
+        if args.dry_run:
+            print(f"missing  {spec.owner}: {spec.label}")
+            failed += 1
+            continue
+        try:
+            path = fetch(spec, args.root)
+            print(f"fetched  {spec.owner}: {path}")
+        except (ChecksumError, FetchError, OSError) as exc:
+            print(f"FAILED   {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .io import load_npz
+    from .metrics.compare import compare_cells
+    from .metrics.fid import MetricInputError
+
+    try:
+        real, a, b = (load_npz(p) for p in (args.real, args.a, args.b))
+        r = compare_cells(real, a, b, args.metric, name_a=args.a, name_b=args.b, n_boot=args.n_boot,
+                          confidence=args.confidence, seed=args.seed, is_splits=args.is_splits)
+    except (MetricInputError, OSError, KeyError, ValueError) as exc:
+        print(f"genbench compare: {exc}", file=sys.stderr)
+        return 2
+    m = args.metric.upper()
+    print(f"{m}(A) - {m}(B) = {r['diff']:.6g}  [{r['ci_low']:.6g}, {r['ci_high']:.6g}] "
+          f"({100 * r['confidence']:g}% paired bootstrap CI, {r['n_boot']} resamples of {r['n_items']} items), "
+          f"p = {r['p_value']:.3g}")
+    print(f"A = {args.a}\nB = {args.b}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
 
 # the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
 FIGURE_METRICS = {"fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid",
-                  "dataset_comparison": "fid", "sample_grids": "fid"}
+                  "dataset_comparison": "fid", "sample_grids": "fid", "per_class_fid": "fid"}
 
 
 def _check_references(config: dict[str, Any]) -> None:
@@ -107,6 +107,8 @@ def _check_references(config: dict[str, Any]) -> None:
         if need and need not in metrics:
             problems.append(f"figures.{i}: figure '{fig}' draws '{need}', which scoring.metrics does not compute "
                             f"(it has {', '.join(metrics)}); add it there or drop the figure")
+    if "per_class_fid" in config.get("figures", []) and not config["scoring"]["per_class"]["enabled"]:
+        problems.append("figures: 'per_class_fid' needs scoring.per_class.enabled: true")
     if problems:
         raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
 

@@ -20,7 +20,7 @@ from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
-from .tables import concat_tables, provenance, write_parquet
+from .tables import provenance, write_parquet
 
 # torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
 # scoring, aggregation) then start in well under a second, which matters for a DAG of thousands of small jobs.
@@ -161,37 +161,52 @@ def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path
 
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
-                out: str | Path) -> None:
-    from .metrics.score2d import KEY_COLUMNS, score_cell
+                manifest: str | Path, out: str | Path, out_per_class: str | Path) -> None:
+    from .metrics.score2d import KEY_COLUMNS, PER_CLASS_KEYS, score_cell, score_per_class
 
     g = load_npz(gen)
     spec = config["models"][cell["model"]]
     sc = config["scoring"]
     facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
-    df = score_cell(load_npz(real), g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
+    r = load_npz(real)
+    df = score_cell(r, g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"))
     write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
+    pc = sc["per_class"]
+    if pc["enabled"]:
+        names = read_manifest(manifest).drop_duplicates("label_id").set_index("label_id")["label_name"]
+        class_names = [names.get(i, str(i)) for i in range(int(names.index.max()) + 1)]
+        per = score_per_class(r, g, cell=facts, metrics=sc["metrics"], class_names=class_names,
+                              bootstrap={**sc["bootstrap"], "n": pc["bootstrap"]}, min_samples=pc["min_samples"])
+    else:  # an empty table with the same columns, so the aggregate and its readers need no special case
+        per = pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "ci_low", "ci_high") else "object")
+                            for c in [*PER_CLASS_KEYS, "class_name", "value", "ci_low", "ci_high", "note"]})
+    write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS})
 
 
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
-                    out: str | Path) -> None:
+                    out: str | Path, per_class: bool = False) -> None:
     from .features.registry import EXTRACTORS  # the extractor's preprocessing goes into the metadata
 
-    df = concat_tables(tables)
-    keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]
+    keys = ["dataset", "model", "steps", "cfg", "seed"] + (["label_id"] if per_class else []) + ["metric"]
+    frames = [pd.read_parquet(t) for t in tables]
+    frames = [f for f in frames if len(f)]
+    if not frames and not per_class:
+        raise ValueError("no rows in any of the tables to aggregate: " + ", ".join(map(str, tables[:5])))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.read_parquet(tables[0])
     # rows in the config's order of data sets and models (figures and exported tables keep the table's order)
     order = {col: list(dict.fromkeys(v for block in config["sweep"] for v in block[f"{col}s"]))
              for col in ("dataset", "model")}
     ranks = {col: df[col].map({v: i for i, v in enumerate(order[col])}).fillna(len(order[col]))
              for col in order}
     df = (df.assign(_d=ranks["dataset"], _m=ranks["model"])
-          .sort_values(["_d", "dataset", "_m", "model", "steps", "cfg", "seed", "metric"])
+          .sort_values(["_d", "dataset", "_m", "model", *keys[2:]])
           .drop(columns=["_d", "_m"]).reset_index(drop=True))
     ex = config["scoring"]["extractor"]
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)
-    meta["extractors"] = {ex: {"kind": kind, "preprocessing": EXTRACTORS[kind].preprocessing}}
+    meta["extractors"] = {ex: {"kind": kind, "preprocessing": EXTRACTORS[kind].describe(config["extractors"][ex])}}
     meta["key_columns"] = keys
     write_parquet(df, out, metadata=meta)
 

@@ -9,6 +9,7 @@ rule aggregate_gen2d:
     params:
         config=select(config, "scoring", "extractors", "sweep"),
         config_hash=config_hash(config),
+        per_class=False,
     log:
         f"{LOGS}/aggregate/gen2d_metrics.log",
     benchmark:
@@ -17,6 +18,21 @@ rule aggregate_gen2d:
         "../../envs/metrics.yaml"
     script:
         "../scripts/aggregate_gen2d.py"
+
+
+use rule aggregate_gen2d as aggregate_gen2d_per_class with:
+    input:
+        tables=metric_tables(per_class=True),
+    output:
+        table="results/tables/gen2d_per_class.parquet",
+    params:
+        config=select(config, "scoring", "extractors", "sweep"),
+        config_hash=config_hash(config),
+        per_class=True,
+    log:
+        f"{LOGS}/aggregate/gen2d_per_class.log",
+    benchmark:
+        f"{BENCH}/aggregate/gen2d_per_class.tsv"
 
 
 # The paper tables (Markdown, LaTeX, HTML) drawn from the tidy table; the HTML versions go into the report.

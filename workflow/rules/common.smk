@@ -111,8 +111,9 @@ def cell_wildcards(wildcards):
                 cfg=float(wildcards.cfg), seed=int(wildcards.seed))
 
 
-def metric_tables():
-    return [f"results/metrics/gen2d/{c.path}.parquet" for c in CELLS]
+def metric_tables(per_class=False):
+    kind = "gen2d_per_class" if per_class else "gen2d"
+    return [f"results/metrics/{kind}/{c.path}.parquet" for c in CELLS]
 
 
 def sample_grids():
@@ -129,4 +130,5 @@ def table_exports():
 
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
-    return [*manifests, "results/tables/gen2d_metrics.parquet", *table_exports(), *figure_files(), *sample_grids()]
+    return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
+            *table_exports(), *figure_files(), *sample_grids()]

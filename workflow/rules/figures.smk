@@ -99,3 +99,19 @@ rule figure_sample_grids:
         "../../envs/plots.yaml"
     script:
         "../scripts/figure.py"
+
+
+use rule figure_fid_vs_cfg as figure_per_class_fid with:
+    input:
+        table="results/tables/gen2d_per_class.parquet",
+    output:
+        pdf="results/figures/per_class_fid.pdf",
+        png=report("results/figures/per_class_fid.png", caption="../report/figures/per_class_fid.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "per_class_fid"}),
+        data="results/figures/per_class_fid.csv",
+    params:
+        name="per_class_fid",
+    log:
+        f"{LOGS}/figures/per_class_fid.log",
+    benchmark:
+        f"{BENCH}/figures/per_class_fid.tsv"

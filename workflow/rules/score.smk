@@ -1,12 +1,14 @@
-# Metrics of one generated cell against the real features of its data set.
+# Metrics of one generated cell against the real features of its data set (the whole cell, and per class).
 
 
 rule score_cell:
     input:
         real=f"results/features/{SCORE_EXTRACTOR}/real/{{dataset}}.npz",
         gen=f"results/features/{SCORE_EXTRACTOR}/gen/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.npz",
+        manifest=lambda wc: manifest_path(wc.dataset),
     output:
         table="results/metrics/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
+        per_class="results/metrics/gen2d_per_class/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
     params:
         config=lambda wc: score_config(wc.model),
         cell=cell_wildcards,

@@ -7,4 +7,5 @@ from genbench.stages import setup_logging, stage_score  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
-stage_score(sm.params.cell, sm.params.config, sm.input.real, sm.input.gen, sm.output.table)
+stage_score(sm.params.cell, sm.params.config, sm.input.real, sm.input.gen, sm.input.manifest, sm.output.table,
+            sm.output.per_class)

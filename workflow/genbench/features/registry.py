@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..registry import Registry
+from ..weights import WeightSpec, resolve
 from .classifier import MiniClassifier
 
 EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor kind")
@@ -24,6 +25,11 @@ class FeatureInputError(ValueError):
 
 class Extractor(ABC):
     preprocessing: ClassVar[str] = ""
+
+    @classmethod
+    def describe(cls, spec: dict[str, Any]) -> str:
+        """The exact preprocessing for this config entry (recorded in the tables' metadata)."""
+        return cls.preprocessing
 
     def __init__(self, name: str, batch_size: int = 128):
         self.name = name
@@ -78,5 +84,40 @@ class MiniworldClassifierExtractor(Extractor):
         return {"features": f.numpy(), "logits": logits.numpy()}
 
 
+@register("inception_tf")
+class InceptionTFExtractor(Extractor):
+    """TF-FID Inception (pt_inception-2015-12-05): 2048-d pool3 features and 1008 unbiased logits."""
+
+    preprocessing = "resize to 299 x 299 ({resize}), (x - 128) / 128; features: 2048-d pool3; logits: 1008, no bias"
+
+    def __init__(self, name: str, net, resize: str, batch_size: int = 128):
+        super().__init__(name, batch_size)
+        self.net = net.eval()
+        self.resize = resize
+
+    @classmethod
+    def describe(cls, spec: dict[str, Any]) -> str:
+        return cls.preprocessing.format(resize=spec.get("resize", "clean"))
+
+    @classmethod
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> InceptionTFExtractor:
+        from .inception import FIDInception
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        net = FIDInception()
+        net.load_fid_state_dict(state, f"extractor '{name}': {checkpoint}")
+        return cls(name, net, spec.get("resize", "clean"), spec.get("batch_size", 128))
+
+    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        from .inception import normalise, resize_to_299
+
+        f, logits = self.net(normalise(resize_to_299(images, self.resize)))
+        return {"features": f.numpy(), "logits": logits.numpy()}
+
+
 def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Extractor:
+    """``checkpoint``: a trained stand-in's file; official weights are resolved from ``spec['weights']`` (local
+    files only), failing with the file and the fetch command named."""
+    if checkpoint is None and spec.get("weights"):
+        checkpoint = resolve(WeightSpec.from_config(f"extractors.{name}", spec["weights"]))
     return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint)

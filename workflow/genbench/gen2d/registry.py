@@ -13,14 +13,15 @@ from typing import Any
 import torch
 
 from ..registry import Registry
+from ..weights import WeightsMissingError, WeightSpec, resolve
+
+__all__ = ["GENERATORS", "Generator", "WeightsMissingError", "load_generator", "register"]
 from .samplers import SampleResult
 
 GENERATORS: Registry[type[Generator]] = Registry("generator family")
 register = GENERATORS.register
 
 
-class WeightsMissingError(FileNotFoundError):
-    pass
 
 
 class Generator(ABC):
@@ -50,4 +51,8 @@ def get_generator_class(family: str) -> type[Generator]:
 
 
 def load_generator(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
+    """``checkpoint``: a trained model's file; official weights are resolved from ``spec['weights']`` (local files
+    only, genbench.weights), failing with the file and the fetch command named."""
+    if checkpoint is None and spec.get("weights"):
+        checkpoint = resolve(WeightSpec.from_config(f"models.{name}", spec["weights"]))
     return get_generator_class(spec["family"]).load(name, spec, checkpoint)

@@ -69,3 +69,58 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         df[k] = v
     front = [c for c in KEY_COLUMNS if c in df.columns]
     return df[front + [c for c in df.columns if c not in front]]
+
+
+PER_CLASS_KEYS = ["model", "dataset", "steps", "cfg", "seed", "label_id", "metric"]
+
+
+def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],
+                    metrics: list[str], class_names: list[str] | None = None, bootstrap: dict[str, Any],
+                    min_samples: int = 2) -> pd.DataFrame:
+    """Per class (the label the images were generated for): FID against the real images of that class, and IS
+    over that class's generated images (one split: a class has few images). Classes with fewer than
+    ``min_samples`` images on either side are skipped with a row per metric whose ``note`` says why (never a
+    silent gap). Bootstrap CIs as for the cell, with ``bootstrap['n']`` resamples (0 disables them)."""
+    gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
+    n_boot, conf = bootstrap["n"], bootstrap["confidence"]
+    ci_method = f"bootstrap percentile, {n_boot} resamples, {conf:g}" if n_boot else "none (bootstrap disabled)"
+    lr, lg = np.asarray(real["label_id"]), np.asarray(gen["label_id"])
+    rows = []
+    for c in sorted(set(lr.tolist()) | set(lg.tolist())):
+        fr, fg = real["features"][lr == c], gen["features"][lg == c]
+        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        base = dict(label_id=int(c), class_name=name, n=len(fg), n_real=len(fr))
+
+        def rng_for(metric: str, c=c) -> np.random.Generator:
+            return np.random.default_rng(derive_seed("bootstrap-class", bootstrap["seed"], gen_name, metric, c))
+
+        for metric in [m for m in metrics if m in ("fid", "is")]:
+            need_real = metric == "fid"
+            if len(fg) < min_samples or (need_real and len(fr) < min_samples):
+                rows.append(dict(base, metric=metric, value=np.nan, ci_low=np.nan, ci_high=np.nan,
+                                 ci_method="none", note=f"skipped: {len(fg)} generated / {len(fr)} real images of "
+                                                        f"this class, at least {min_samples} needed"))
+                continue
+            if metric == "fid":
+                value = frechet_distance(fr.mean(0), np.cov(fr, rowvar=False), fg.mean(0), np.cov(fg, rowvar=False))
+
+                def stat(ir, ig, fr=fr, fg=fg):
+                    a, b = fr[ir], fg[ig]
+                    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+                lo, hi, _ = bootstrap_ci(stat, (len(fr), len(fg)), n_boot, conf, rng_for("fid"))
+            else:
+                logits = gen["logits"][lg == c]
+                value = inception_score(logits, splits=1, set_name=f"{gen_name} class {c}")[0]
+                lo, hi, _ = bootstrap_ci(lambda i, lgt=logits: inception_score(lgt[i], splits=1)[0], (len(logits),),
+                                         n_boot, conf, rng_for("is"))
+            sizes = {} if need_real else {"n_real": 0}  # IS uses no real images (as in the cell table)
+            rows.append(dict(base, metric=metric, value=value, ci_low=lo, ci_high=hi, ci_method=ci_method, note="",
+                             **sizes))
+    if not rows:
+        raise MetricInputError(f"{gen_name}: no classes to score per class")
+    df = pd.DataFrame(rows)
+    for k, v in cell.items():
+        df[k] = v
+    front = [c for c in PER_CLASS_KEYS if c in df.columns]
+    return df[front + [c for c in df.columns if c not in front]]

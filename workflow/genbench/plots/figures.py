@@ -250,6 +250,48 @@ def sample_grids(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
     return out
 
 
+def per_class_fid(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                  metric: str = "fid", k: int = 5) -> pd.DataFrame:
+    """The best and worst classes by per-class FID, one panel per (model, data set), at the cell (steps, guidance,
+    seed) whose median per-class FID is lowest. Drawn from the per-class table; error bars: bootstrap CIs when the
+    per-class bootstrap is on."""
+    df = table[(table["metric"] == metric) & table["value"].notna()]
+    if df.empty:
+        raise ValueError(f"figure per_class_fid: the per-class table has no '{metric}' values "
+                         "(is scoring.per_class.enabled false?)")
+    keys = ["model", "dataset", "steps", "cfg", "seed"]
+    med = df.groupby(keys, sort=False)["value"].median().reset_index()
+    chosen = med.loc[med.groupby(["model", "dataset"], sort=False)["value"].idxmin(), keys]
+    panels = []
+    for cell in chosen.itertuples(index=False):
+        sub = df[(df[keys] == pd.Series(cell._asdict())).all(axis=1)].sort_values(["value", "label_id"])
+        kk = max(1, min(k, len(sub) // 2))
+        pick = pd.concat([sub.head(kk).assign(group="best"), sub.tail(kk).assign(group="worst")])
+        panels.append((cell, pick.drop_duplicates("label_id")))
+    with plt.rc_context(STYLE):
+        height = max(2.2, 0.28 * max(len(p) for _, p in panels) + 0.9)
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.4, height), squeeze=False)
+        for ax, (cell, pick) in zip(axes[0], panels, strict=True):
+            y = np.arange(len(pick))[::-1]
+            colours = [PALETTE[2] if g == "best" else PALETTE[3] for g in pick["group"]]
+            err = None
+            if pick["ci_low"].notna().all():
+                err = [(pick["value"] - pick["ci_low"]).clip(lower=0), (pick["ci_high"] - pick["value"]).clip(lower=0)]
+            ax.barh(y, pick["value"], color=colours, xerr=err, capsize=2, error_kw={"lw": 0.8})
+            ax.set_yticks(y, pick["class_name"].astype(str))
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel(f"per-class {LABELS.get(metric, metric)} (lower is better)")
+            ax.set_title(f"{cell.model} on {cell.dataset}\n{_steps_label(cell.steps)}, CFG {cell.cfg:g}", fontsize=8)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[2]), plt.Rectangle((0, 0), 1, 1, color=PALETTE[3])]
+        fig.legend(handles, ["best classes", "worst classes"], loc="upper center", ncol=2, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    out = pd.concat([p for _, p in panels], ignore_index=True)
+    save_data(out, data)
+    return out
+
+
 @dataclass(frozen=True)
 class Figure:
     """A figure: the function that draws it, its keyword arguments, and whether it also reads sample grids."""
@@ -257,6 +299,7 @@ class Figure:
     draw: Callable[..., pd.DataFrame]
     kwargs: dict[str, Any] = field(default_factory=dict)
     needs_grids: bool = False
+    table: str = "gen2d_metrics"  # results/tables/{table}.parquet
 
 
 FIGURES: dict[str, Figure] = {
@@ -266,6 +309,7 @@ FIGURES: dict[str, Figure] = {
     "step_scaling": Figure(step_scaling, {"metric": "fid"}),
     "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
     "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
+    "per_class_fid": Figure(per_class_fid, {"metric": "fid"}, table="gen2d_per_class"),
 }
 
 

@@ -58,11 +58,3 @@ def write_parquet(df: pd.DataFrame, path: str | Path, metadata: dict[str, Any] |
 def read_metadata(path: str | Path) -> dict[str, Any]:
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(META_KEY, b"{}"))
-
-
-def concat_tables(paths: list[str | Path]) -> pd.DataFrame:
-    frames = [pd.read_parquet(p) for p in paths]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        raise ValueError("no rows in any of the tables to aggregate: " + ", ".join(map(str, paths[:5])))
-    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,83 @@
+"""TF-FID Inception: the production loader on a randomly initialised network saved like pt_inception-2015-12-05,
+against torch-fidelity's own implementation loading the same file; resizing against clean-fid's."""
+
+import numpy as np
+import pytest
+import torch
+
+from genbench.features.inception import FIDInception, resize_to_299
+from genbench.features.registry import FeatureInputError, load_extractor
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A random FID Inception saved as a plain state dict (the layout of pytorch-fid's release file), with random
+    BatchNorm statistics so that the test exercises them."""
+    torch.manual_seed(0)
+    net = FIDInception()
+    state = net.state_dict()
+    for k, v in state.items():
+        if k.endswith("running_mean"):
+            v.copy_(torch.randn_like(v) * 0.1)
+        elif k.endswith("running_var"):
+            v.copy_(torch.rand_like(v) + 0.5)
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path_factory.mktemp("w") / "pt_inception-test.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_equals_torch_fidelity_on_the_same_weights(weights):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 299, 299, 3), dtype=np.uint8)
+    ex = load_extractor("inception", {"kind": "inception_tf", "resize": "none", "batch_size": 2}, weights)
+    ours = ex.extract(images, "random set")
+    ref = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                      feature_extractor_weights_path=str(weights)).eval()
+    with torch.no_grad():
+        f_ref, l_ref = ref(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+    assert ours["features"].shape == (3, 2048) and ours["logits"].shape == (3, 1008)
+    assert ours["features"].std() > 1e-3  # not a degenerate network
+    # both run in float32 with the same kernels: equal up to float32 rounding
+    np.testing.assert_allclose(ours["features"], f_ref.double().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours["logits"], l_ref.double().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_clean_resize_equals_clean_fid():
+    from cleanfid.resize import make_resizer
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 37, 53, 3), dtype=np.uint8)
+    ours = resize_to_299(images, "clean")
+    fn = make_resizer("PIL", False, "bicubic", (299, 299))
+    for i in range(2):
+        np.testing.assert_array_equal(ours[i].transpose(1, 2, 0), fn(images[i]))
+
+
+def test_bilinear_resize_and_none_mode():
+    images = np.full((1, 16, 16, 3), 200, np.uint8)
+    assert np.allclose(resize_to_299(images, "bilinear"), 200.0)
+    with pytest.raises(ValueError, match="needs 299 x 299 images, got 16 x 16"):
+        resize_to_299(images, "none")
+    with pytest.raises(ValueError, match="expected one of"):
+        resize_to_299(images, "lanczos")
+
+
+def test_wrong_state_dict_is_named(tmp_path, weights):
+    state = torch.load(weights, weights_only=True)
+    del state["fc.weight"]
+    state["head.weight"] = torch.zeros(2)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(ValueError, match=r"bad.pth is not a TF-FID Inception state dict: missing \['fc.weight'\]"):
+        load_extractor("inception", {"kind": "inception_tf"}, bad)
+
+
+def test_bad_images_named(weights):
+    ex = load_extractor("inception", {"kind": "inception_tf"}, weights)
+    with pytest.raises(FeatureInputError, match="image set 'gen x': expected a uint8 array"):
+        ex.extract(np.zeros((2, 8, 8, 3), np.float32), "gen x")
+    with pytest.raises(FeatureInputError, match="image set 'gen y' is empty"):
+        ex.extract(np.zeros((0, 8, 8, 3), np.uint8), "gen y")
