@@ -87,3 +87,25 @@ def test_cli_validate_and_cells(root, tmp_path, capsys):
     bad.write_text((root / "config/config.yaml").read_text().replace("seed: 0\n", "seed: zero\n", 1))
     assert main(["validate", str(bad)]) == 1
     assert "seed: 'zero' is not of type 'integer'" in capsys.readouterr().err
+
+
+def test_text_image_metrics_need_their_embedders(default_config):
+    from genbench.config import ConfigError, validate_config
+
+    default_config["scoring"].pop("text_image")
+    with pytest.raises(ConfigError, match=r"clip_score, csfid, csis need scoring.text_image.clip"):
+        validate_config(default_config)
+
+
+def test_scaled_metric_needs_its_parts(default_config):
+    from genbench.config import ConfigError, validate_config
+
+    default_config["scoring"]["metrics"] = ["fid", "csfid", "clip_score"]
+    default_config["figures"] = ["fid_vs_cfg"]
+    validate_config(default_config)
+    default_config["scoring"]["metrics"] = ["csfid", "clip_score"]
+    with pytest.raises(ConfigError, match="'csfid' is computed from fid, clip_score; add fid"):
+        validate_config(default_config)
+    default_config["scoring"]["metrics"] = ["fid", "is", "clip_score", "mmhm"]
+    with pytest.raises(ConfigError, match="'mmhm' is computed from fid, is, clip_score, pick_score; add pick_score"):
+        validate_config(default_config)

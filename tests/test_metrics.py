@@ -174,3 +174,66 @@ def test_per_class_scores_are_the_metrics_of_each_class_subset():
     again = score_per_class(real, gen, cell=cell, metrics=["fid"], class_names=None,
                             bootstrap={"n": 20, "confidence": 0.9, "seed": 0})
     assert again.loc[again["label_id"] == 1, "ci_low"].iloc[0] == fid1["ci_low"]  # seeded: reproducible
+
+
+def _text_image_cell(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.array([f"i{k:03d}" for k in range(n)])
+    text = rng.normal(size=(n, 8))
+    real_ti = {"item_id": items, "image_emb": text + rng.normal(size=(n, 8)), "text_emb": text,
+               "logit_scale": np.float64(np.log(50.0))}
+    order = rng.permutation(n)  # the generated cell stores its items in another order
+    gen_ti = {"item_id": items[order], "image_emb": text[order] + 2 * rng.normal(size=(n, 8))}
+    real = {"features": rng.normal(size=(n, 4))}
+    gen = {"features": rng.normal(size=(n, 4)) + 0.5, "logits": rng.normal(size=(n, 5))}
+    return real, gen, real_ti, gen_ti
+
+
+def test_text_image_rows_follow_their_definitions():
+    from genbench.metrics.fid import frechet_distance_features
+    from genbench.metrics.score2d import score_cell
+    from genbench.metrics.text_image import clip_score, pick_score
+
+    real, gen, real_ti, gen_ti = _text_image_cell()
+    cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0)
+    df = score_cell(real, gen, cell=cell, metrics=["fid", "is", "clip_score", "pick_score", "csfid", "psis"],
+                    is_splits=2, bootstrap={"n": 50, "confidence": 0.9, "seed": 0},
+                    text_image={"clip": (real_ti, gen_ti), "pick": (real_ti, gen_ti)})
+    v = df.set_index("metric")["value"]
+    rows = [list(real_ti["item_id"]).index(i) for i in gen_ti["item_id"]]
+    clip_gen = clip_score(gen_ti["image_emb"], real_ti["text_emb"][rows])
+    clip_real = clip_score(real_ti["image_emb"], real_ti["text_emb"])
+    assert v["clip_score"] == pytest.approx(clip_gen, rel=1e-12)
+    assert v["pick_score"] == pytest.approx(pick_score(gen_ti["image_emb"], real_ti["text_emb"][rows], np.log(50.0)),
+                                            rel=1e-12)
+    fid = frechet_distance_features(real["features"], gen["features"])
+    assert v["fid"] == pytest.approx(fid, rel=1e-12)
+    assert v["csfid"] == pytest.approx(fid / (clip_gen / clip_real), rel=1e-12)
+    assert v["psis"] == pytest.approx(v["is"] * clip_gen / clip_real, rel=1e-12)  # exp(scale) cancels in r_Pick
+    for m in ("clip_score", "pick_score", "csfid", "psis"):
+        r = df.set_index("metric").loc[m]
+        assert r["ci_low"] <= r["value"] <= r["ci_high"], m
+    assert "CLIP Score" in df.set_index("metric").loc["clip_score", "note"]
+    # the FID interval is the same with and without the scaled metrics (they reuse its resamples)
+    alone = score_cell(real, gen, cell=cell, metrics=["fid"], is_splits=2,
+                       bootstrap={"n": 50, "confidence": 0.9, "seed": 0})
+    assert alone.set_index("metric").loc["fid", "ci_low"] == df.set_index("metric").loc["fid", "ci_low"]
+
+
+def test_text_image_bad_input_named():
+    from genbench.metrics.score2d import score_cell
+
+    real, gen, real_ti, gen_ti = _text_image_cell()
+    cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0)
+    boot = {"n": 5, "confidence": 0.9, "seed": 0}
+    with pytest.raises(MetricInputError, match="'clip_score' needs the clip embeddings"):
+        score_cell(real, gen, cell=cell, metrics=["clip_score"], is_splits=2, bootstrap=boot)
+    stray = dict(gen_ti, item_id=np.array(["zzz"] + list(gen_ti["item_id"][1:])))
+    with pytest.raises(MetricInputError, match="item 'zzz' is not an item of real d"):
+        score_cell(real, gen, cell=cell, metrics=["clip_score"], is_splits=2, bootstrap=boot,
+                   text_image={"clip": (real_ti, stray)})
+    opposite = dict(gen_ti, image_emb=-gen_ti["image_emb"] * 0 - real_ti["text_emb"][
+        [list(real_ti["item_id"]).index(i) for i in gen_ti["item_id"]]])
+    with pytest.raises(MetricInputError, match="is not positive"):
+        score_cell(real, gen, cell=cell, metrics=["csfid", "fid", "clip_score"], is_splits=2, bootstrap=boot,
+                   text_image={"clip": (real_ti, opposite)})

@@ -1,6 +1,7 @@
 """Workflow tests: Snakemake itself on a temporary copy of the workflow (the tiny config end to end, rerun
 behaviour, lint, and the paper DAG through the slurm profile)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,14 +14,17 @@ from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 from genbench.tables import read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
 
-FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids"]
+FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids",
+                "clip_vs_cfg", "pick_vs_cfg", "mmhm_heatmap", "scaled_vs_raw"]
+METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
+           "mmhm"}
 FIGURES = [*FROM_METRICS, "per_class_fid"]
 
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    assert len(table) == 8 * 5  # 8 cells x (fid, is, is_std, kid, kid_std)
-    assert set(table["metric"]) == {"fid", "is", "is_std", "kid", "kid_std"}
+    assert len(table) == 8 * len(METRICS)
+    assert set(table["metric"]) == METRICS
     assert (table.loc[table["metric"] == "kid", "note"] == "10 subsets of 40 (shrunk from 1000)").all()
     assert set(zip(table["steps"], table["cfg"], strict=True)) == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
     assert list(dict.fromkeys(table["dataset"])) == ["mw_val", "mw_v2"]  # the config's order, not alphabetical
@@ -54,10 +58,44 @@ def test_per_class_table(tiny_run):
         ["label_id", "metric"]
 
 
+def test_text_image_metrics_and_mmhm(tiny_run):
+    """CLIP Score / PickScore from the tiny CLIP trained on mini-world captions: guidance raises the agreement of
+    two-step samples with their prompts; the scaled metrics and MMHM follow their definitions row by row."""
+    t = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
+    v = t.set_index(["dataset", "steps", "cfg", "metric"])["value"]
+    for ds in ("mw_val", "mw_v2"):
+        assert v[ds, 2, 2.0, "clip_score"] > v[ds, 2, 1.0, "clip_score"]
+    clip = t[t["metric"] == "clip_score"]
+    real = clip["note"].str.extract(r"CLIP Score ([0-9.]+)$")[0].astype(float)
+    assert (real > 0).all() and (clip["ci_low"] <= clip["value"]).all() and (clip["value"] <= clip["ci_high"]).all()
+    for row in clip.itertuples():
+        r = row.value / float(row.note.rsplit(" ", 1)[1])
+        assert v[row.dataset, row.steps, row.cfg, "csfid"] == pytest.approx(v[row.dataset, row.steps, row.cfg, "fid"]
+                                                                            / r, rel=1e-3)
+    mmhm = t[t["metric"] == "mmhm"]
+    assert len(mmhm) == 8 and mmhm.groupby("dataset")["value"].max().gt(0.99).all()  # the best cell per data set
+    bounds = json.loads((tiny_run / "results/tables/mmhm_bounds.json").read_text())["bounds_per_dataset"]
+    assert set(bounds) == {"mw_val", "mw_v2"} and set(bounds["mw_val"]) == {"FID", "IS", "CLIP Score", "Pick Score"}
+    train = json.loads((tiny_run / "results/embedders/mw_clip/train.json").read_text())
+    assert train["zero_shot_train_accuracy"] > 0.5  # 4 classes: chance is 0.25
+
+
+def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
+    """Real-set features/embeddings once per data set, generated ones once per cell, whatever the metrics."""
+    wd = copy_workflow(root, tmp_path)
+    shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
+    jobs = planned_jobs(smk(wd, "-n", "--forceall").stdout)
+    assert jobs["features_real"] == 2 and jobs["embed_real"] == 2  # mw_val, mw_v2
+    assert jobs["features_gen"] == 8 and jobs["embed_gen"] == 8  # one per cell
+    assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["train_generator"] == 1
+    assert jobs["score_cell"] == 8
+
+
 def test_paper_tables_exported(tiny_run):
     md = (tiny_run / "results/tables/gen2d_best.md").read_text()
     lines = md.strip().splitlines()
-    assert lines[0] == "| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ |"
+    assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | CLIP Score | PickScore | "
+                        "csFID | psFID | csIS | psIS | MMHM |")
     assert len(lines) == 2 + 2 * 2  # header + rule + (2 data sets x 2 step counts)
     fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query("metric == 'fid'")
     best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]

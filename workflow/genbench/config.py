@@ -70,7 +70,9 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
 
 # the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
 FIGURE_METRICS = {"fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid",
-                  "dataset_comparison": "fid", "sample_grids": "fid", "per_class_fid": "fid"}
+                  "dataset_comparison": "fid", "sample_grids": "fid", "per_class_fid": "fid",
+                  "clip_vs_cfg": "clip_score", "pick_vs_cfg": "pick_score", "mmhm_heatmap": "mmhm",
+                  "scaled_vs_raw": "csfid"}
 
 
 def _check_references(config: dict[str, Any]) -> None:
@@ -101,7 +103,29 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"datasets.{name}: uses the miniworld adapter but the config has no 'miniworld' block")
         elif "root" not in d:
             problems.append(f"datasets.{name}: adapter '{d['adapter']}' needs 'root' (where the data set lies)")
+    embedders = config.get("embedders", {})
+    for name, e in embedders.items():
+        if "train" in e and e["train"]["dataset"] not in datasets:
+            problems.append(f"embedders.{name}.train.dataset: unknown dataset '{e['train']['dataset']}'")
+        if e["kind"] == "open_clip" and "model" not in e:
+            problems.append(f"embedders.{name}: an open_clip embedder needs 'model'")
+        if "train" in e and (e["kind"] != "open_clip" or "model_config" not in e):
+            problems.append(f"embedders.{name}: training needs kind open_clip with a 'model_config'")
     metrics = config["scoring"]["metrics"]
+    ti = config["scoring"].get("text_image", {})
+    for role, uses in (("clip", ("clip_score", "csfid", "csis")), ("pick", ("pick_score", "psfid", "psis"))):
+        wanted = [m for m in uses if m in metrics]
+        if wanted and role not in ti:
+            problems.append(f"scoring.metrics: {', '.join(wanted)} need scoring.text_image.{role} (an embedder)")
+        if role in ti and ti[role] not in embedders:
+            problems.append(f"scoring.text_image.{role}: unknown embedder '{ti[role]}' "
+                            f"(defined: {', '.join(embedders) or 'none'})")
+    needs = {"csfid": ("fid", "clip_score"), "psfid": ("fid", "pick_score"), "csis": ("is", "clip_score"),
+             "psis": ("is", "pick_score"), "mmhm": ("fid", "is", "clip_score", "pick_score")}
+    for m, deps in needs.items():
+        missing = [d for d in deps if d not in metrics]
+        if m in metrics and missing:
+            problems.append(f"scoring.metrics: '{m}' is computed from {', '.join(deps)}; add {', '.join(missing)}")
     for i, fig in enumerate(config.get("figures", [])):
         need = FIGURE_METRICS.get(fig)
         if need and need not in metrics:

@@ -160,8 +160,54 @@ def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path
              forward_passes=data["forward_passes"], **feats)
 
 
+def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
+                         meta: str | Path) -> None:
+    spec = config["embedders"][name]
+    _fix_threads(spec["train"]["threads"])
+    from safetensors.torch import save_file
+
+    from .features.clip_train import train_clip
+
+    manifest, images = _load_split(manifest_path)
+    classes = class_names(config, spec["train"]["dataset"])
+    model, stats = train_clip(images, manifest["label_id"].to_numpy(), classes, spec["model"], spec["model_config"],
+                              spec["train"])
+    with atomic_path(ckpt) as tmp:  # open_clip loads a .safetensors state dict given as `pretrained`
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json(meta, {"embedder": name, "model": spec["model"], **stats})
+
+
+def _embedder(name: str, config: dict[str, Any], checkpoint: str | Path | None):
+    from .features.text_image import load_embedder
+
+    return load_embedder(name, config["embedders"][name], checkpoint)
+
+
+def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path | None, manifest_path: str | Path,
+                     dataset: str, out: str | Path) -> None:
+    """Image embeddings of the real set and text embeddings of each item's prompt (the manifest's)."""
+    manifest, images = _load_split(manifest_path)
+    emb = _embedder(name, config, checkpoint)
+    prompts = manifest["prompt"].astype(str).tolist()
+    if any(not p for p in prompts):
+        bad = manifest.loc[manifest["prompt"].astype(str) == "", "item_id"].head(3).tolist()
+        raise ValueError(f"data set '{dataset}': items without a prompt (e.g. {bad}); text-image metrics need one")
+    save_npz(out, item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
+             image_emb=emb.embed_images(images, f"real {dataset}"), text_emb=emb.embed_texts(prompts, dataset),
+             logit_scale=np.float64(emb.logit_scale))
+
+
+def stage_embed_gen(name: str, config: dict[str, Any], checkpoint: str | Path | None, shards: list[str | Path],
+                    set_name: str, out: str | Path) -> None:
+    data = read_shards(shards)
+    emb = _embedder(name, config, checkpoint)
+    save_npz(out, item_id=data["item_id"], label_id=data["label_id"],
+             image_emb=emb.embed_images(data["images"], set_name))
+
+
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
-                manifest: str | Path, out: str | Path, out_per_class: str | Path) -> None:
+                manifest: str | Path, out: str | Path, out_per_class: str | Path,
+                text_image: dict[str, tuple[str, str]] | None = None) -> None:
     from .metrics.score2d import KEY_COLUMNS, PER_CLASS_KEYS, score_cell, score_per_class
 
     g = load_npz(gen)
@@ -170,8 +216,9 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
     r = load_npz(real)
-    df = score_cell(r, g, cell=facts, metrics=sc["metrics"], is_splits=sc["is_splits"],
-                    bootstrap=sc["bootstrap"], kid=sc.get("kid"))
+    ti = {role: (load_npz(pr), load_npz(pg)) for role, (pr, pg) in (text_image or {}).items()}
+    df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
+                    bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti)
     write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
     pc = sc["per_class"]
     if pc["enabled"]:
@@ -185,8 +232,37 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS})
 
 
+def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One 'mmhm' row per cell, computed per data set over every cell of the sweep (or with reused bounds)."""
+    from .metrics.composite import MMHM_METRICS, load_bounds, mmhm
+
+    cell_keys = ["dataset", "model", "steps", "cfg", "seed"]
+    given = load_bounds(spec["bounds"]) if spec.get("bounds") else None
+    rows, all_bounds = [], {}
+    for ds, sub in df.groupby("dataset", sort=False):
+        wide = sub[sub["metric"].isin(MMHM_METRICS)].pivot_table(index=cell_keys, columns="metric", values="value",
+                                                                  sort=False)
+        missing = [m for m in MMHM_METRICS if m not in wide.columns]
+        if missing or wide.isna().any().any():
+            raise ValueError(f"MMHM on '{ds}': every cell needs {', '.join(MMHM_METRICS)}; "
+                             f"missing {missing or 'values'}")
+        scores, used, warnings = mmhm({m: wide[m].to_numpy() for m in MMHM_METRICS}, given, spec.get("eps", 1e-3))
+        for w in warnings:
+            log.warning("%s: %s", ds, w)
+        all_bounds[ds] = used
+        source = f"bounds from {spec['bounds']}" if given else f"bounds: this sweep on {ds} ({len(wide)} cells)"
+        facts = sub[sub["metric"] == "fid"].set_index(cell_keys)
+        for key, score in zip(wide.index, scores, strict=True):
+            base = facts.loc[key].to_dict() if key in facts.index else {}
+            rows.append({**base, **dict(zip(cell_keys, key, strict=True)), "metric": "mmhm", "value": float(score),
+                         "ci_low": np.nan, "ci_high": np.nan, "ci_method": "none (min-max over the sweep)",
+                         "note": source + ("; " + " ".join(warnings) if warnings else "")})
+    out = pd.concat([df, pd.DataFrame(rows)[df.columns]], ignore_index=True)
+    return out, {"bounds_per_dataset": all_bounds, "reused_from": spec.get("bounds")}
+
+
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
-                    out: str | Path, per_class: bool = False) -> None:
+                    out: str | Path, per_class: bool = False, bounds_out: str | Path | None = None) -> None:
     from .features.registry import EXTRACTORS  # the extractor's preprocessing goes into the metadata
 
     keys = ["dataset", "model", "steps", "cfg", "seed"] + (["label_id"] if per_class else []) + ["metric"]
@@ -203,6 +279,12 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     df = (df.assign(_d=ranks["dataset"], _m=ranks["model"])
           .sort_values(["_d", "dataset", "_m", "model", *keys[2:]])
           .drop(columns=["_d", "_m"]).reset_index(drop=True))
+    if not per_class and "mmhm" in config["scoring"]["metrics"]:
+        df, bounds = add_mmhm_rows(df, config["scoring"]["mmhm"])
+    else:
+        bounds = {"_note": "MMHM is not in scoring.metrics" if not per_class else "per-class table: no MMHM"}
+    if bounds_out is not None:
+        write_json(bounds_out, bounds)
     ex = config["scoring"]["extractor"]
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)

@@ -4,8 +4,10 @@
 rule aggregate_gen2d:
     input:
         tables=metric_tables(),
+        reused_bounds=[config["scoring"]["mmhm"]["bounds"]] if config["scoring"]["mmhm"].get("bounds") else [],
     output:
         table="results/tables/gen2d_metrics.parquet",
+        mmhm_bounds="results/tables/mmhm_bounds.json",
     params:
         config=select(config, "scoring", "extractors", "sweep"),
         config_hash=config_hash(config),

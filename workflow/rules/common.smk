@@ -25,6 +25,7 @@ except ConfigError as exc:
 
 CELLS = cells(config)
 SCORE_EXTRACTOR = config["scoring"]["extractor"]
+TEXT_IMAGE = config["scoring"].get("text_image", {})  # role (clip, pick) -> embedder
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
 
@@ -56,7 +57,36 @@ def extractor_config(name):
 
 
 def score_config(model):
-    return select(config, f"models.{model}", "scoring", f"extractors.{SCORE_EXTRACTOR}")
+    paths = [f"models.{model}", "scoring", f"extractors.{SCORE_EXTRACTOR}"]
+    paths += [f"embedders.{e}" for e in dict.fromkeys(TEXT_IMAGE.values())]
+    return select(config, *paths)
+
+
+def embedder_config(name):
+    spec = config["embedders"][name]
+    paths = [f"embedders.{name}"]
+    if "train" in spec:
+        paths += [f"datasets.{spec['train']['dataset']}", "miniworld"]
+    return select(config, *paths)
+
+
+def embedder_inputs(name):
+    spec = config["embedders"][name]
+    return {"checkpoint": f"results/embedders/{name}/model.safetensors"} if "train" in spec else {}
+
+
+def embedder_checkpoint(name, input):
+    return input.checkpoint if "checkpoint" in input.keys() else None
+
+
+def text_image_inputs(wildcards):
+    """The real and generated embeddings of each text-image embedder the scoring uses (role: clip, pick)."""
+    cell = f"{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
+    out = {}
+    for role, e in TEXT_IMAGE.items():
+        out[f"{role}_real"] = f"results/embeddings/{e}/real/{wildcards.dataset}.npz"
+        out[f"{role}_gen"] = f"results/embeddings/{e}/gen/{cell}.npz"
+    return out
 
 
 def manifest_path(dataset):

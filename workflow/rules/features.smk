@@ -72,3 +72,75 @@ rule features_gen:
         "../../envs/metrics.yaml"
     script:
         "../scripts/features_gen.py"
+
+
+# Text-image embedders (CLIP Score, PickScore): the mini-world's tiny CLIP is trained here; real ones are loaded.
+rule train_embedder:
+    input:
+        manifest=lambda wc: manifest_path(config["embedders"][wc.embedder]["train"]["dataset"]),
+    output:
+        checkpoint="results/embedders/{embedder}/model.safetensors",
+        meta="results/embedders/{embedder}/train.json",
+    params:
+        config=lambda wc: embedder_config(wc.embedder),
+    threads: lambda wc: config["embedders"][wc.embedder]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    log:
+        f"{LOGS}/train_embedder/{{embedder}}.log",
+    benchmark:
+        f"{BENCH}/train_embedder/{{embedder}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/train_embedder.py"
+
+
+rule embed_real:
+    input:
+        unpack(lambda wc: embedder_inputs(wc.embedder)),
+        manifest=lambda wc: manifest_path(wc.dataset),
+    output:
+        embeddings="results/embeddings/{embedder}/real/{dataset}.npz",
+    params:
+        config=lambda wc: embedder_config(wc.embedder),
+        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        f"{LOGS}/embed_real/{{embedder}}/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/embed_real/{{embedder}}/{{dataset}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/embed_real.py"
+
+
+rule embed_gen:
+    input:
+        unpack(lambda wc: embedder_inputs(wc.embedder)),
+        shards=cell_shards,
+    output:
+        embeddings="results/embeddings/{embedder}/gen/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.npz",
+    params:
+        config=lambda wc: embedder_config(wc.embedder),
+        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        f"{LOGS}/embed_gen/{{embedder}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/embed_gen/{{embedder}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/embed_gen.py"

@@ -115,3 +115,59 @@ use rule figure_fid_vs_cfg as figure_per_class_fid with:
         f"{LOGS}/figures/per_class_fid.log",
     benchmark:
         f"{BENCH}/figures/per_class_fid.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_clip_vs_cfg with:
+    output:
+        pdf="results/figures/clip_vs_cfg.pdf",
+        png=report("results/figures/clip_vs_cfg.png", caption="../report/figures/clip_vs_cfg.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "clip_vs_cfg"}),
+        data="results/figures/clip_vs_cfg.csv",
+    params:
+        name="clip_vs_cfg",
+    log:
+        f"{LOGS}/figures/clip_vs_cfg.log",
+    benchmark:
+        f"{BENCH}/figures/clip_vs_cfg.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_pick_vs_cfg with:
+    output:
+        pdf="results/figures/pick_vs_cfg.pdf",
+        png=report("results/figures/pick_vs_cfg.png", caption="../report/figures/pick_vs_cfg.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "pick_vs_cfg"}),
+        data="results/figures/pick_vs_cfg.csv",
+    params:
+        name="pick_vs_cfg",
+    log:
+        f"{LOGS}/figures/pick_vs_cfg.log",
+    benchmark:
+        f"{BENCH}/figures/pick_vs_cfg.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_mmhm_heatmap with:
+    output:
+        pdf="results/figures/mmhm_heatmap.pdf",
+        png=report("results/figures/mmhm_heatmap.png", caption="../report/figures/mmhm_heatmap.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "mmhm_heatmap"}),
+        data="results/figures/mmhm_heatmap.csv",
+    params:
+        name="mmhm_heatmap",
+    log:
+        f"{LOGS}/figures/mmhm_heatmap.log",
+    benchmark:
+        f"{BENCH}/figures/mmhm_heatmap.tsv"
+
+
+use rule figure_fid_vs_cfg as figure_scaled_vs_raw with:
+    output:
+        pdf="results/figures/scaled_vs_raw.pdf",
+        png=report("results/figures/scaled_vs_raw.png", caption="../report/figures/scaled_vs_raw.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "scaled_vs_raw"}),
+        data="results/figures/scaled_vs_raw.csv",
+    params:
+        name="scaled_vs_raw",
+    log:
+        f"{LOGS}/figures/scaled_vs_raw.log",
+    benchmark:
+        f"{BENCH}/figures/scaled_vs_raw.tsv"

@@ -8,4 +8,4 @@ from genbench.stages import setup_logging, stage_aggregate  # noqa: E402
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 stage_aggregate(list(sm.input.tables), sm.params.config, sm.params.config_hash, sm.output.table,
-                per_class=sm.params.per_class)
+                per_class=sm.params.per_class, bounds_out=sm.output.get("mmhm_bounds"))

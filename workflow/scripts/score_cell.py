@@ -7,5 +7,7 @@ from genbench.stages import setup_logging, stage_score  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
+text_image = {role: (sm.input[f"{role}_real"], sm.input[f"{role}_gen"]) for role in ("clip", "pick")
+              if f"{role}_real" in sm.input.keys()}
 stage_score(sm.params.cell, sm.params.config, sm.input.real, sm.input.gen, sm.input.manifest, sm.output.table,
-            sm.output.per_class)
+            sm.output.per_class, text_image=text_image)

@@ -16,44 +16,87 @@ from .kid import kernel_inception_distance
 KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
 
 
+def _resamples(rng: np.random.Generator, sizes: tuple[int, ...], n_boot: int) -> list[list[np.ndarray]]:
+    """The bootstrap index sets, drawn exactly as ``bootstrap_ci`` draws them (so FID/IS intervals are unchanged
+    and the scaled metrics can reuse the same replicates)."""
+    return [[rng.integers(0, n, n) for n in sizes] for _ in range(n_boot)]
+
+
+def _interval(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+    if len(reps) == 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - confidence
+    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def text_image_scores(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], kind: str,
+                      set_names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample CLIP Score (100 cos) or PickScore (exp(logit_scale) cos) of the real images with their prompts
+    and of the generated images with the prompts of the items they were generated for."""
+    from .text_image import clip_score_per_sample, pick_score_per_sample
+
+    row_of = {i: k for k, i in enumerate(np.asarray(real["item_id"]).astype(str).tolist())}
+    try:
+        rows = np.array([row_of[i] for i in np.asarray(gen["item_id"]).astype(str).tolist()])
+    except KeyError as exc:
+        raise MetricInputError(f"{set_names[1]}: item {exc} is not an item of {set_names[0]}; text-image scores "
+                               "need the prompts of the data set the cell was generated for") from None
+    text_r, text_g = real["text_emb"], real["text_emb"][rows]
+    if kind == "clip":
+        return (clip_score_per_sample(real["image_emb"], text_r, set_names[0]),
+                clip_score_per_sample(gen["image_emb"], text_g, set_names[1]))
+    scale = float(np.asarray(real["logit_scale"]))
+    return (pick_score_per_sample(real["image_emb"], text_r, scale, set_names[0]),
+            pick_score_per_sample(gen["image_emb"], text_g, scale, set_names[1]))
+
+
 def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],
                metrics: list[str], is_splits: int, bootstrap: dict[str, Any],
-               kid: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Rows (one per metric) with value and a bootstrap CI; ``cell`` holds the key columns and cell facts."""
+               kid: dict[str, Any] | None = None,
+               text_image: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None,
+               ) -> pd.DataFrame:
+    """Rows (one per metric) with value and a bootstrap CI; ``cell`` holds the key columns and cell facts.
+    ``text_image`` maps 'clip' / 'pick' to the (real, generated) embeddings of that embedder."""
     real_name = f"real {cell['dataset']}"
     gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
     n_boot, conf = bootstrap["n"], bootstrap["confidence"]
     rows = []
     ci_method = f"bootstrap percentile, {n_boot} resamples, {conf:g}" if n_boot else "none (bootstrap disabled)"
+    text_image = text_image or {}
 
     def rng_for(metric: str) -> np.random.Generator:
         return np.random.default_rng(derive_seed("bootstrap", bootstrap["seed"], gen_name, metric))
 
-    if "fid" in metrics:
+    wants = set(metrics)
+    fid_value, fid_reps, fid_idx = None, np.empty(0), []
+    if wants & {"fid", "csfid", "psfid"}:
         fr, fg = real["features"], gen["features"]
         mu_r, s_r = feature_statistics(fr, real_name)
         mu_g, s_g = feature_statistics(fg, gen_name)
-        value = frechet_distance(mu_r, s_r, mu_g, s_g)
-
-        def fid_stat(ir: np.ndarray, ig: np.ndarray) -> float:
-            a, b = fr[ir], fg[ig]
-            return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
-
-        lo, hi, _ = bootstrap_ci(fid_stat, (len(fr), len(fg)), n_boot, conf, rng_for("fid"))
-        rows.append(dict(metric="fid", value=value, ci_low=lo, ci_high=hi, n=len(fg), n_real=len(fr),
-                         ci_method=ci_method))
-    if "is" in metrics:
+        fid_value = frechet_distance(mu_r, s_r, mu_g, s_g)
+        fid_idx = _resamples(rng_for("fid"), (len(fr), len(fg)), n_boot)
+        fid_reps = np.array([frechet_distance(fr[ir].mean(0), np.cov(fr[ir], rowvar=False), fg[ig].mean(0),
+                                              np.cov(fg[ig], rowvar=False)) for ir, ig in fid_idx])
+        if "fid" in wants:
+            lo, hi = _interval(fid_reps, conf)
+            rows.append(dict(metric="fid", value=fid_value, ci_low=lo, ci_high=hi, n=len(fg), n_real=len(fr),
+                             ci_method=ci_method))
+    is_value, is_reps, is_idx = None, np.empty(0), []
+    if wants & {"is", "csis", "psis"}:
         logits = gen.get("logits")
         if logits is None:
             raise MetricInputError(f"{gen_name}: the extractor gives no logits, so IS cannot be computed")
-        mean, std = inception_score(logits, splits=is_splits, set_name=gen_name)
-        lo, hi, reps = bootstrap_ci(lambda i: inception_score(logits[i], splits=is_splits, set_name=gen_name)[0],
-                                    (len(logits),), n_boot, conf, rng_for("is"))
-        rows.append(dict(metric="is", value=mean, ci_low=lo, ci_high=hi, n=len(logits), n_real=0,
-                         ci_method=ci_method))
-        rows.append(dict(metric="is_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(logits), n_real=0,
-                         ci_method=f"none (population std over {is_splits} splits)"))
-    if "kid" in metrics:
+        is_value, std = inception_score(logits, splits=is_splits, set_name=gen_name)
+        is_idx = _resamples(rng_for("is"), (len(logits),), n_boot)
+        is_reps = np.array([inception_score(logits[i], splits=is_splits, set_name=gen_name)[0] for (i,) in is_idx])
+        if "is" in wants:
+            lo, hi = _interval(is_reps, conf)
+            rows.append(dict(metric="is", value=is_value, ci_low=lo, ci_high=hi, n=len(logits), n_real=0,
+                             ci_method=ci_method))
+            rows.append(dict(metric="is_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(logits), n_real=0,
+                             ci_method=f"none (population std over {is_splits} splits)"))
+    if "kid" in wants:
         kid = kid or {}
         subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
         mean, std, m = kernel_inception_distance(
@@ -63,6 +106,43 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         sizes = dict(n=len(gen["features"]), n_real=len(real["features"]), ci_low=np.nan, ci_high=np.nan, note=note)
         rows.append(dict(metric="kid", value=mean, ci_method=f"none (population std over {subsets} subsets)", **sizes))
         rows.append(dict(metric="kid_std", value=std, ci_method="none (spread of kid)", **sizes))
+    for role, score_name, prefix in (("clip", "clip_score", "cs"), ("pick", "pick_score", "ps")):
+        scaled = [m for m in (f"{prefix}fid", f"{prefix}is") if m in wants]
+        if score_name not in wants and not scaled:
+            continue
+        if role not in text_image:
+            raise MetricInputError(f"{gen_name}: '{score_name}' needs the {role} embeddings (scoring.text_image)")
+        per_real, per_gen = text_image_scores(*text_image[role], role, (real_name, gen_name))
+        clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
+        gen_score, real_score = clamp(float(per_gen.mean())), clamp(float(per_real.mean()))
+        label = "CLIP Score" if role == "clip" else "PickScore"
+        real_note = f"real images of {cell['dataset']}, same prompts: {label} {real_score:.4g}"
+        if score_name in wants:
+            reps = np.array([clamp(float(per_gen[i].mean())) for (i,) in
+                             _resamples(rng_for(score_name), (len(per_gen),), n_boot)])
+            lo, hi = _interval(reps, conf)
+            rows.append(dict(metric=score_name, value=gen_score, ci_low=lo, ci_high=hi, n=len(per_gen),
+                             n_real=len(per_real), ci_method=ci_method, note=real_note))
+        if not real_score > 0 or not gen_score > 0:
+            raise MetricInputError(f"{gen_name}: {label} of the generated ({gen_score:g}) or real ({real_score:g}) "
+                                   f"images is not positive, so r = generated / real cannot scale FID or IS")
+        ratio = gen_score / real_score
+        # replicates: the FID (or IS) resamples of the generated items, applied to the per-sample scores too
+        for m in scaled:
+            if m.endswith("fid"):
+                value = fid_value / ratio
+                reps = np.array([fid_rep / (clamp(float(per_gen[ig].mean())) / clamp(float(per_real[ir].mean())))
+                                 for fid_rep, (ir, ig) in zip(fid_reps, fid_idx, strict=True)])
+                n_real = len(real["features"])
+            else:
+                value = is_value * ratio
+                real_idx = _resamples(rng_for(f"{m}-real"), (len(per_real),), n_boot)
+                reps = np.array([is_rep * clamp(float(per_gen[i].mean())) / clamp(float(per_real[j].mean()))
+                                 for is_rep, (i,), (j,) in zip(is_reps, is_idx, real_idx, strict=True)])
+                n_real = len(per_real)
+            lo, hi = _interval(reps, conf)
+            rows.append(dict(metric=m, value=value, ci_low=lo, ci_high=hi, n=len(per_gen), n_real=n_real,
+                             ci_method=ci_method, note=f"r_{role} = {ratio:.4g} ({real_note})"))
     df = pd.DataFrame(rows)
     df["note"] = df["note"].fillna("") if "note" in df.columns else ""
     for k, v in cell.items():

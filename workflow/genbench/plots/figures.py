@@ -48,7 +48,8 @@ def save_data(df: pd.DataFrame, path: str | Path) -> None:
 
 
 LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
-LABELS = {"fid": "FID", "is": "IS", "kid": "KID", "clip_score": "CLIP Score", "pick_score": "PickScore"}
+LABELS = {"fid": "FID", "is": "IS", "kid": "KID", "clip_score": "CLIP Score", "pick_score": "PickScore",
+          "mmhm": "MMHM", "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS"}
 
 
 def metric_label(metric: str) -> str:
@@ -292,6 +293,79 @@ def per_class_fid(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     return out
 
 
+def mmhm_heatmap(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                 metric: str = "mmhm") -> pd.DataFrame:
+    """MMHM over the sweep: one heatmap per (model, data set), steps x guidance scale (mean over seeds), each cell
+    annotated; the setting MMHM selects (its maximum per data set) is outlined."""
+    df = _mean_over_seeds(_rows(table, metric, "mmhm_heatmap"), ["dataset", "model", "steps", "cfg"])
+    best = df.loc[df.groupby("dataset", sort=False)["value"].idxmax()]
+    df = df.assign(selected=df.index.isin(best.index))
+    panels = list(dict.fromkeys(zip(df["model"], df["dataset"], strict=True)))
+    vmin, vmax = float(df["value"].min()), float(df["value"].max())
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 1.0, 2.8), squeeze=False)
+        for ax, (model, ds) in zip(axes[0], panels, strict=True):
+            sub = df[(df["model"] == model) & (df["dataset"] == ds)]
+            grid = sub.pivot_table(index="steps", columns="cfg", values="value", sort=True)
+            im = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+            ax.set_xticks(range(grid.shape[1]), [f"{c:g}" for c in grid.columns])
+            ax.set_yticks(range(grid.shape[0]), [str(s) for s in grid.index])
+            ax.grid(False)
+            for i in range(grid.shape[0]):
+                for j in range(grid.shape[1]):
+                    v = grid.iloc[i, j]
+                    if np.isfinite(v):
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if v < (vmin + vmax) / 2 else "black")
+            for r in sub[sub["selected"]].itertuples():
+                i, j = list(grid.index).index(r.steps), list(grid.columns).index(r.cfg)
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#D55E00", lw=2.2))
+            ax.set_title(f"{model} on {ds}", fontsize=8)
+            ax.set_xlabel("guidance scale (CFG)")
+            ax.set_ylabel("steps")
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="MMHM (higher is better)")
+        fig.suptitle("MMHM over the sweep (outlined: the setting MMHM selects per data set)", y=1.03)
+        save_figure(fig, pdf, png)
+    save_data(df, data)
+    return df
+
+
+def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
+                  metric: str = "csfid") -> pd.DataFrame:
+    """Each cell's scaled FID (csFID, and psFID when computed) against its raw FID, one marker per data set and
+    colour per model; points off the diagonal are cells whose text-image agreement differs from the real images'."""
+    scaled = [m for m in ("csfid", "psfid") if (table["metric"] == m).any()]
+    if "csfid" not in scaled:
+        _rows(table, "csfid", "scaled_vs_raw")  # raises with the figure named
+    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    raw = _rows(table, "fid", "scaled_vs_raw").set_index(keys)["value"].rename("fid")
+    parts = [raw]
+    for m in scaled:
+        parts.append(table[table["metric"] == m].set_index(keys)["value"].rename(m))
+    df = pd.concat(parts, axis=1).reset_index()
+    models = list(dict.fromkeys(df["model"]))
+    datasets = list(dict.fromkeys(df["dataset"]))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(scaled), figsize=(3.4 * len(scaled) + 1.2, 3.1), squeeze=False)
+        for ax, m in zip(axes[0], scaled, strict=True):
+            lo, hi = float(min(df["fid"].min(), df[m].min())), float(max(df["fid"].max(), df[m].max()))
+            ax.plot([lo, hi], [lo, hi], color="#999999", lw=1, ls="--", label="no change")
+            for i, model in enumerate(models):
+                for j, ds in enumerate(datasets):
+                    s = df[(df["model"] == model) & (df["dataset"] == ds)]
+                    ax.scatter(s["fid"], s[m], color=PALETTE[i % len(PALETTE)], marker=MARKERS[j % len(MARKERS)],
+                               s=22, label=f"{model}, {ds}")
+            ax.set_xlabel("FID")
+            ax.set_ylabel({"csfid": "csFID = FID / r_CLIP", "psfid": "psFID = FID / r_Pick"}[m])
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig.suptitle("Semantics-scaled vs raw FID, one point per cell", y=1.02)
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    save_data(df, data)
+    return df
+
+
 @dataclass(frozen=True)
 class Figure:
     """A figure: the function that draws it, its keyword arguments, and whether it also reads sample grids."""
@@ -310,6 +384,10 @@ FIGURES: dict[str, Figure] = {
     "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
     "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
     "per_class_fid": Figure(per_class_fid, {"metric": "fid"}, table="gen2d_per_class"),
+    "clip_vs_cfg": Figure(metric_vs_cfg, {"metric": "clip_score"}),
+    "pick_vs_cfg": Figure(metric_vs_cfg, {"metric": "pick_score"}),
+    "mmhm_heatmap": Figure(mmhm_heatmap, {"metric": "mmhm"}),
+    "scaled_vs_raw": Figure(scaled_vs_raw, {"metric": "csfid"}),
 }
 
 

@@ -19,7 +19,9 @@ from ..io import atomic_path
 
 CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
 LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
-HEADERS = {"fid": "FID", "is": "IS", "kid": "KID×10³", "clip_score": "CLIP Score", "pick_score": "PickScore"}
+HEADERS = {"fid": "FID", "is": "IS", "kid": "KID×10³", "clip_score": "CLIP Score", "pick_score": "PickScore",
+           "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS", "mmhm": "MMHM"}
+ORDER = ["fid", "is", "kid", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis", "mmhm"]
 SCALE = {"kid": 1e3}
 
 
@@ -33,7 +35,8 @@ def _num(v: float, digits: int = 4) -> str:
 
 def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per cell, one formatted column per metric (``*_std`` rows fold into their metric's column)."""
-    metrics = [m for m in dict.fromkeys(table["metric"]) if not m.endswith("_std")]
+    present = [m for m in dict.fromkeys(table["metric"]) if not m.endswith("_std")]
+    metrics = [m for m in ORDER if m in present] + [m for m in present if m not in ORDER]
     stds = table[table["metric"].str.endswith("_std")].assign(metric=lambda d: d["metric"].str[:-4])
     std_of = {(*k, m): v for *k, m, v in stds[CELL_COLUMNS + ["metric", "value"]].itertuples(index=False)}
     facts = [c for c in ("nfe",) if c in table.columns]
