@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genbench-installed
 CORES ?= all
+# the slowest tests are listed at the end of every run (CI logs show where the suite's time goes)
+PYTEST_ARGS ?= --durations=12
 # Debian packages the project needs at run or test time (installed via apt-get when run as root).
 # chromium: the headless browser the report test drives through playwright (playwright's own browser download
 # needs the internet; Debian's build works offline).
@@ -17,7 +19,7 @@ run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 setup: system-deps $(STAMP)
 
