@@ -109,3 +109,15 @@ def test_scaled_metric_needs_its_parts(default_config):
     default_config["scoring"]["metrics"] = ["fid", "is", "clip_score", "mmhm"]
     with pytest.raises(ConfigError, match="'mmhm' is computed from fid, is, clip_score, pick_score; add pick_score"):
         validate_config(default_config)
+
+
+def test_dinov2_metrics_need_a_dinov2_extractor(root):
+    from genbench.config import ConfigError, load_config, validate_config
+
+    cfg = load_config(root / "config/paper.yaml")
+    cfg["scoring"]["dinov2"] = "inception"
+    with pytest.raises(ConfigError, match="scoring.dinov2: 'inception' is not an extractor of kind dinov2"):
+        validate_config(cfg)
+    del cfg["scoring"]["dinov2"]
+    with pytest.raises(ConfigError, match="fd_dinov2, kd_dinov2 need scoring.dinov2"):
+        validate_config(cfg)

@@ -127,3 +127,58 @@ def test_separate_processor_folder_and_missing_weights(hf_clip_dir, tmp_path):
     missing = {"kind": "hf_clip", "weights": {"repo_id": "yuvalkirstain/PickScore_v1"}}
     with pytest.raises(WeightsMissingError, match="embedders.pick: weights yuvalkirstain/PickScore_v1"):
         load_embedder("pick", missing)
+
+
+@pytest.fixture(scope="module")
+def dinov2_dir(tmp_path_factory):
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       patch_size=14, image_size=56)
+    d = tmp_path_factory.mktemp("dino") / "dinov2-tiny"
+    Dinov2Model(cfg).save_pretrained(d)  # the layout of facebook/dinov2-large on the hub
+    return d
+
+
+def test_dinov2_features_are_the_cls_after_layernorm_with_dgm_eval_preprocessing(dinov2_dir):
+    from PIL import Image
+    from transformers import Dinov2Model
+
+    from genbench.features.registry import load_extractor
+
+    ex = load_extractor("dino", {"kind": "dinov2", "image_size": 56, "batch_size": 2}, dinov2_dir)
+    imgs = images(n=3, size=40, seed=3)
+    feats = ex.extract(imgs, "gen")
+    assert set(feats) == {"features"} and feats["features"].shape == (3, 32)
+    # by hand: PIL bicubic to 56 x 56, [0, 1], ImageNet mean/std; CLS token of the LayerNormed last hidden state
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = np.stack([(np.asarray(Image.fromarray(im).resize((56, 56), Image.Resampling.BICUBIC), np.float32) / 255.0
+                   - mean) / std for im in imgs]).transpose(0, 3, 1, 2)
+    model = Dinov2Model.from_pretrained(dinov2_dir).eval()
+    with torch.no_grad():
+        out = model(pixel_values=torch.from_numpy(x).float())
+    cls = out.last_hidden_state[:, 0]
+    # transformers applies the final LayerNorm to last_hidden_state (weights at init: 1, 0): unit-normalised tokens
+    np.testing.assert_allclose(cls.mean(-1).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(cls.var(-1, unbiased=False).numpy(), 1, rtol=1e-3)
+    np.testing.assert_allclose(feats["features"], cls.double().numpy(), rtol=1e-4, atol=1e-5)
+    assert "dgm-eval" in ex.describe({"image_size": 56}) and "56 x 56" in ex.describe({"image_size": 56})
+
+
+def test_pipeline_made_random_dinov2_is_seeded_and_loads(tmp_path):
+    from genbench.features.registry import load_extractor
+    from genbench.stages import stage_init_extractor
+
+    spec = {"kind": "dinov2", "image_size": 16,
+            "random_init": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                            "intermediate_size": 32, "patch_size": 4, "seed": 3}}
+    paths = []
+    for run in ("a", "b"):
+        ckpt = tmp_path / run / "random" / "model.safetensors"
+        ckpt.parent.mkdir(parents=True)
+        stage_init_extractor("mw_dinov2", {"extractors": {"mw_dinov2": spec}}, ckpt)
+        paths.append(ckpt)
+    assert paths[0].read_bytes() == paths[1].read_bytes()  # seeded: the same weights, byte for byte
+    ex = load_extractor("mw_dinov2", spec, paths[0])  # the weights file names its folder
+    assert ex.extract(images(n=2, size=16), "x")["features"].shape == (2, 16)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from cleanfid.fid import frechet_distance as cleanfid_fd
+from pytorch_fid.fid_score import calculate_frechet_distance as pytorch_fid_fd
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 
@@ -33,8 +34,10 @@ def test_fd_matches_references(n, d):
                                   fid_features_to_statistics(torch.from_numpy(b)), verbose=False)
     tf = tf["frechet_inception_distance"]
     cf = cleanfid_fd(mu1, s1, mu2, s2)
+    pf = pytorch_fid_fd(mu1, s1, mu2, s2)
     assert ours == pytest.approx(tf, rel=1e-6)
     assert ours == pytest.approx(cf, rel=1e-6)
+    assert ours == pytest.approx(pf, rel=1e-6)
 
 
 def test_fd_near_singular_covariance():
@@ -46,6 +49,7 @@ def test_fd_near_singular_covariance():
     tf = fid_statistics_to_metric({"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2}, False)[
         "frechet_inception_distance"]
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(tf, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(pytorch_fid_fd(mu1, s1, mu2, s2), rel=1e-6)
 
 
 def test_fd_identity_and_closed_form():
@@ -198,8 +202,11 @@ def test_text_image_rows_follow_their_definitions():
     cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0)
     df = score_cell(real, gen, cell=cell, metrics=["fid", "is", "clip_score", "pick_score", "csfid", "psis"],
                     is_splits=2, bootstrap={"n": 50, "confidence": 0.9, "seed": 0},
-                    text_image={"clip": (real_ti, gen_ti), "pick": (real_ti, gen_ti)})
+                    text_image={"clip": (real_ti, gen_ti), "pick": (real_ti, gen_ti)},
+                    text_image_names={"clip": "clipper", "pick": "picker"})
     v = df.set_index("metric")["value"]
+    ex = df.set_index("metric")["extractor"]
+    assert ex["clip_score"] == "clipper" and ex["pick_score"] == "picker" and ex["psis"] == "? + picker"
     rows = [list(real_ti["item_id"]).index(i) for i in gen_ti["item_id"]]
     clip_gen = clip_score(gen_ti["image_emb"], real_ti["text_emb"][rows])
     clip_real = clip_score(real_ti["image_emb"], real_ti["text_emb"])
@@ -237,3 +244,49 @@ def test_text_image_bad_input_named():
     with pytest.raises(MetricInputError, match="is not positive"):
         score_cell(real, gen, cell=cell, metrics=["csfid", "fid", "clip_score"], is_splits=2, bootstrap=boot,
                    text_image={"clip": (real_ti, opposite)})
+
+
+def test_dinov2_rows_are_fd_and_kd_on_the_dinov2_features():
+    from genbench.metrics.kid import kernel_inception_distance
+    from genbench.metrics.score2d import score_cell
+
+    rng = np.random.default_rng(5)
+    real, gen = {"features": rng.normal(size=(50, 4))}, {"features": rng.normal(size=(50, 4))}
+    dr, dg = {"features": rng.normal(size=(50, 6))}, {"features": rng.normal(size=(50, 6)) + 0.2}
+    cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0, extractor="inception")
+    df = score_cell(real, gen, cell=cell, metrics=["fid", "fd_dinov2", "kd_dinov2"], is_splits=2,
+                    bootstrap={"n": 30, "confidence": 0.9, "seed": 0},
+                    kid={"subsets": 5, "subset_size": 20, "small_sample": "error"}, dinov2=(dr, dg, "dinov2_l14"))
+    r = df.set_index("metric")
+    assert r.loc["fd_dinov2", "value"] == pytest.approx(frechet_distance_features(dr["features"], dg["features"]),
+                                                        rel=1e-12)
+    assert r.loc["fd_dinov2", "ci_low"] <= r.loc["fd_dinov2", "ci_high"]
+    kd, kd_std, _ = kernel_inception_distance(dr["features"], dg["features"], subsets=5, subset_size=20)
+    assert r.loc["kd_dinov2", "value"] == pytest.approx(kd, rel=1e-12)
+    assert r.loc["kd_dinov2_std", "value"] == pytest.approx(kd_std, rel=1e-12)
+    assert r.loc["fd_dinov2", "extractor"] == "dinov2_l14" and r.loc["fid", "extractor"] == "inception"
+    with pytest.raises(MetricInputError, match="need DINOv2 features"):
+        score_cell(real, gen, cell=cell, metrics=["fd_dinov2"], is_splits=2,
+                   bootstrap={"n": 0, "confidence": 0.9, "seed": 0})
+
+
+def test_per_class_clip_and_pick_scores():
+    from genbench.metrics.score2d import score_per_class
+    from genbench.metrics.text_image import clip_score
+
+    real, gen, real_ti, gen_ti = _text_image_cell(n=40)
+    labels = np.arange(40) % 4
+    real["label_id"] = labels
+    order = [list(real_ti["item_id"]).index(i) for i in gen_ti["item_id"]]
+    gen["label_id"] = labels[order]
+    cell = dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0, extractor="cls")
+    df = score_per_class(real, gen, cell=cell, metrics=["fid", "clip_score", "pick_score"], class_names=None,
+                         bootstrap={"n": 10, "confidence": 0.9, "seed": 0},
+                         text_image={"clip": (real_ti, gen_ti), "pick": (real_ti, gen_ti)},
+                         text_image_names={"clip": "clipper", "pick": "picker"})
+    assert set(df["metric"]) == {"fid", "clip_score", "pick_score"} and len(df) == 12
+    row = df[(df["label_id"] == 2) & (df["metric"] == "clip_score")].iloc[0]
+    mask = gen["label_id"] == 2
+    expected = clip_score(gen_ti["image_emb"][mask], real_ti["text_emb"][np.array(order)[mask]])
+    assert row["value"] == pytest.approx(expected, rel=1e-12) and row["extractor"] == "clipper"
+    assert df[df["metric"] == "fid"]["extractor"].eq("cls").all()

@@ -57,16 +57,24 @@ def run(cwd, *args, timeout=480):
 
 
 def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
-    """Generation (a GPU rule), features, grouped grids + scoring, aggregation and the figure rerun as SLURM jobs
-    give the same table as the local run."""
+    """Generation (a GPU rule), features and embeddings, grouped grid + scoring, aggregation and a figure rerun as
+    SLURM jobs for one cell give the same results tree as the local run. (One cell keeps the test to ~12 jobs:
+    every SLURM job costs seconds of scheduling on the test's single node.)"""
     wd = tmp_path / "wf"
     shutil.copytree(tiny_run, wd, symlinks=True)
     prof = site_profile(root, tmp_path / "profile")
-    out = run(wd, "--profile", str(prof), "-R", "generate")
+    cell = "sit_tiny/mw_val/steps2_cfg2/seed0"
+    targets = [f"results/metrics/gen2d/{cell}.parquet", f"results/gen2d/{cell}/grid.png",
+               "results/figures/fid_vs_cfg.pdf"]
+    for shard in (wd / f"results/gen2d/{cell}").glob("shard-*.npz"):
+        shard.unlink()  # the cell's images are lost: they and everything drawn from them are made again
+    out = run(wd, "--profile", str(prof), "--", *targets)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-5000:]
     assert "submitted with SLURM jobid" in text
     assert "group_per_cell_sample_grid_score_cell" in text  # the small per-cell jobs went in as a group job
+    for rule in ("generate", "features_gen", "embed_gen", "aggregate_gen2d", "figure_fid_vs_cfg"):
+        assert f"rule {rule}:" in text or f"Rule: {rule}" in text, rule
     # every generated image, feature, table and figure equals the local run's, to the bit
     same = diff_paths(tiny_run / "results", wd / "results", Tolerances.from_dict({"ignore": ["report.html"]}))
     assert same.ok, same.summary()

@@ -17,7 +17,7 @@ from genbench.tables.diff import Tolerances, diff_paths
 FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids",
                 "clip_vs_cfg", "pick_vs_cfg", "mmhm_heatmap", "scaled_vs_raw"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
-           "mmhm"}
+           "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std"}
 FIGURES = [*FROM_METRICS, "per_class_fid"]
 
 pytestmark = pytest.mark.workflow
@@ -50,7 +50,7 @@ def test_tiny_end_to_end(tiny_run):
 
 def test_per_class_table(tiny_run):
     per = pd.read_parquet(tiny_run / "results/tables/gen2d_per_class.parquet")
-    assert len(per) == 8 * 4 * 2  # cells x classes x (fid, is)
+    assert len(per) == 8 * 4 * 4  # cells x classes x (fid, is, clip_score, pick_score)
     assert set(per["class_name"]) == {"circle", "square", "triangle", "star"}
     fid = per[per["metric"] == "fid"]
     assert fid["value"].notna().all() and (fid["ci_low"] <= fid["ci_high"]).all()
@@ -85,17 +85,17 @@ def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
     wd = copy_workflow(root, tmp_path)
     shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
     jobs = planned_jobs(smk(wd, "-n", "--forceall").stdout)
-    assert jobs["features_real"] == 2 and jobs["embed_real"] == 2  # mw_val, mw_v2
-    assert jobs["features_gen"] == 8 and jobs["embed_gen"] == 8  # one per cell
-    assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["train_generator"] == 1
+    assert jobs["features_real"] == 2 * 2 and jobs["embed_real"] == 2  # (classifier, DINOv2) x (mw_val, mw_v2)
+    assert jobs["features_gen"] == 2 * 8 and jobs["embed_gen"] == 8  # one per extractor and cell
+    assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["train_generator"] == jobs["init_extractor"] == 1
     assert jobs["score_cell"] == 8
 
 
 def test_paper_tables_exported(tiny_run):
     md = (tiny_run / "results/tables/gen2d_best.md").read_text()
     lines = md.strip().splitlines()
-    assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | CLIP Score | PickScore | "
-                        "csFID | psFID | csIS | psIS | MMHM |")
+    assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
+                        "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM |")
     assert len(lines) == 2 + 2 * 2  # header + rule + (2 data sets x 2 step counts)
     fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query("metric == 'fid'")
     best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]

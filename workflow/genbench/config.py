@@ -83,6 +83,8 @@ def _check_references(config: dict[str, Any]) -> None:
         if "train" in m and m["train"]["dataset"] not in datasets:
             problems.append(f"models.{name}.train.dataset: unknown dataset '{m['train']['dataset']}'")
     for name, e in extractors.items():
+        if "random_init" in e and (e["kind"] != "dinov2" or "weights" in e or "train" in e):
+            problems.append(f"extractors.{name}: random_init is for kind dinov2 without weights or train")
         if "train" in e and e["train"]["dataset"] not in datasets:
             problems.append(f"extractors.{name}.train.dataset: unknown dataset '{e['train']['dataset']}'")
     for i, block in enumerate(config["sweep"]):
@@ -120,6 +122,12 @@ def _check_references(config: dict[str, Any]) -> None:
         if role in ti and ti[role] not in embedders:
             problems.append(f"scoring.text_image.{role}: unknown embedder '{ti[role]}' "
                             f"(defined: {', '.join(embedders) or 'none'})")
+    dino = config["scoring"].get("dinov2")
+    wanted = [m for m in ("fd_dinov2", "kd_dinov2") if m in metrics]
+    if wanted and not dino:
+        problems.append(f"scoring.metrics: {', '.join(wanted)} need scoring.dinov2 (an extractor of kind dinov2)")
+    if dino and (dino not in extractors or extractors[dino]["kind"] != "dinov2"):
+        problems.append(f"scoring.dinov2: '{dino}' is not an extractor of kind dinov2")
     needs = {"csfid": ("fid", "clip_score"), "psfid": ("fid", "pick_score"), "csis": ("is", "clip_score"),
              "psis": ("is", "pick_score"), "mmhm": ("fid", "is", "clip_score", "pick_score")}
     for m, deps in needs.items():

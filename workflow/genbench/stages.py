@@ -138,6 +138,28 @@ def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str 
     log.info("%s trained: %s", name, stats)
 
 
+def stage_init_extractor(name: str, config: dict[str, Any], ckpt: str | Path) -> None:
+    """A DINOv2 architecture with seeded random weights, saved as transformers saves it (config.json +
+    model.safetensors): the mini-world's stand-in for dinov2-large."""
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    spec = dict(config["extractors"][name]["random_init"])
+    seed = spec.pop("seed", 0)
+    torch.manual_seed(seed)
+    model = Dinov2Model(Dinov2Config(image_size=config["extractors"][name].get("image_size", 224), **spec))
+    out = Path(ckpt).parent
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        model.save_pretrained(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", "model.safetensors"):  # config first: the checkpoint marks completion
+            shutil.move(str(Path(tmp) / f), str(out / f))
+    log.info("%s: random-weight DINOv2 (%s), seed %d", name, spec, seed)
+
+
 def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Path | None,
                         manifest_path: str | Path, dataset: str, out: str | Path) -> None:
     from .features.registry import load_extractor
@@ -207,7 +229,8 @@ def stage_embed_gen(name: str, config: dict[str, Any], checkpoint: str | Path | 
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
                 manifest: str | Path, out: str | Path, out_per_class: str | Path,
-                text_image: dict[str, tuple[str, str]] | None = None) -> None:
+                text_image: dict[str, tuple[str, str]] | None = None,
+                dinov2: tuple[str, str] | None = None) -> None:
     from .metrics.score2d import KEY_COLUMNS, PER_CLASS_KEYS, score_cell, score_per_class
 
     g = load_npz(gen)
@@ -218,14 +241,17 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     r = load_npz(real)
     ti = {role: (load_npz(pr), load_npz(pg)) for role, (pr, pg) in (text_image or {}).items()}
     df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
-                    bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti)
+                    bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti,
+                    text_image_names=sc.get("text_image", {}),
+                    dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None)
     write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
     pc = sc["per_class"]
     if pc["enabled"]:
         names = read_manifest(manifest).drop_duplicates("label_id").set_index("label_id")["label_name"]
         class_names = [names.get(i, str(i)) for i in range(int(names.index.max()) + 1)]
         per = score_per_class(r, g, cell=facts, metrics=sc["metrics"], class_names=class_names,
-                              bootstrap={**sc["bootstrap"], "n": pc["bootstrap"]}, min_samples=pc["min_samples"])
+                              bootstrap={**sc["bootstrap"], "n": pc["bootstrap"]}, min_samples=pc["min_samples"],
+                              text_image=ti, text_image_names=sc.get("text_image", {}))
     else:  # an empty table with the same columns, so the aggregate and its readers need no special case
         per = pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "ci_low", "ci_high") else "object")
                             for c in [*PER_CLASS_KEYS, "class_name", "value", "ci_low", "ci_high", "note"]})
@@ -254,6 +280,7 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
         facts = sub[sub["metric"] == "fid"].set_index(cell_keys)
         for key, score in zip(wide.index, scores, strict=True):
             base = facts.loc[key].to_dict() if key in facts.index else {}
+            base["extractor"] = "composite (fid, is, clip_score, pick_score rows)"
             rows.append({**base, **dict(zip(cell_keys, key, strict=True)), "metric": "mmhm", "value": float(score),
                          "ci_low": np.nan, "ci_high": np.nan, "ci_method": "none (min-max over the sweep)",
                          "note": source + ("; " + " ".join(warnings) if warnings else "")})
@@ -289,6 +316,11 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)
     meta["extractors"] = {ex: {"kind": kind, "preprocessing": EXTRACTORS[kind].describe(config["extractors"][ex])}}
+    for role, name in config["scoring"].get("text_image", {}).items():
+        spec = config["embedders"][name]
+        meta["extractors"][name] = {"kind": spec["kind"], "role": role, "model": spec.get("model", ""),
+                                    "preprocessing": "the library's own evaluation transform (open_clip / "
+                                                     "transformers processor); prompts from the manifest"}
     meta["key_columns"] = keys
     write_parquet(df, out, metadata=meta)
 

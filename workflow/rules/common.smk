@@ -58,6 +58,8 @@ def extractor_config(name):
 
 def score_config(model):
     paths = [f"models.{model}", "scoring", f"extractors.{SCORE_EXTRACTOR}"]
+    if config["scoring"].get("dinov2"):
+        paths.append(f"extractors.{config['scoring']['dinov2']}")
     paths += [f"embedders.{e}" for e in dict.fromkeys(TEXT_IMAGE.values())]
     return select(config, *paths)
 
@@ -77,6 +79,16 @@ def embedder_inputs(name):
 
 def embedder_checkpoint(name, input):
     return input.checkpoint if "checkpoint" in input.keys() else None
+
+
+def dinov2_inputs(wildcards):
+    """DINOv2 features of the real set and the cell, when scoring.dinov2 names an extractor."""
+    ex = config["scoring"].get("dinov2")
+    if not ex:
+        return {}
+    cell = f"{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
+    return {"dinov2_real": f"results/features/{ex}/real/{wildcards.dataset}.npz",
+            "dinov2_gen": f"results/features/{ex}/gen/{cell}.npz"}
 
 
 def text_image_inputs(wildcards):
@@ -119,6 +131,8 @@ def generator_checkpoint(wildcards, input):
 
 def extractor_inputs(name):
     spec = config["extractors"][name]
+    if "random_init" in spec:
+        return {"checkpoint": f"results/extractors/{name}/random/model.safetensors"}
     return {"checkpoint": f"results/extractors/{name}/model.safetensors"} if "train" in spec else {}
 
 

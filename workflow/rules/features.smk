@@ -25,6 +25,22 @@ rule train_extractor:
         "../scripts/train_extractor.py"
 
 
+rule init_extractor:
+    output:
+        checkpoint="results/extractors/{extractor}/random/model.safetensors",
+        config="results/extractors/{extractor}/random/config.json",
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
+    log:
+        f"{LOGS}/init_extractor/{{extractor}}.log",
+    benchmark:
+        f"{BENCH}/init_extractor/{{extractor}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/init_extractor.py"
+
+
 rule features_real:
     input:
         unpack(lambda wc: extractor_inputs(wc.extractor)),

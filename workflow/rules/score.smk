@@ -4,6 +4,7 @@
 rule score_cell:
     input:
         unpack(text_image_inputs),
+        unpack(dinov2_inputs),
         real=f"results/features/{SCORE_EXTRACTOR}/real/{{dataset}}.npz",
         gen=f"results/features/{SCORE_EXTRACTOR}/gen/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.npz",
         manifest=lambda wc: manifest_path(wc.dataset),

@@ -115,6 +115,45 @@ class InceptionTFExtractor(Extractor):
         return {"features": f.numpy(), "logits": logits.numpy()}
 
 
+@register("dinov2")
+class DinoV2Extractor(Extractor):
+    """DINOv2 (transformers Dinov2Model) CLS features after the final LayerNorm, preprocessed as dgm-eval: PIL
+    bicubic resize to 224 x 224 (no crop), ImageNet mean/std. For FD/KD-DINOv2; no logits."""
+
+    preprocessing = ("resize to {size} x {size} (PIL bicubic via torchvision, no crop), ImageNet mean/std (dgm-eval); "
+                     "features: CLS token after the final LayerNorm")
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, name: str, model, size: int, batch_size: int = 64):
+        super().__init__(name, batch_size)
+        from torchvision import transforms
+
+        self.model = model.eval()
+        self.transform = transforms.Compose([
+            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(), transforms.Normalize(self.MEAN, self.STD)])
+
+    @classmethod
+    def describe(cls, spec: dict[str, Any]) -> str:
+        return cls.preprocessing.format(size=spec.get("image_size", 224))
+
+    @classmethod
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> DinoV2Extractor:
+        from transformers import Dinov2Model
+
+        folder = Path(checkpoint)
+        folder = folder.parent if folder.is_file() else folder  # a pipeline-made model names its weights file
+        model = Dinov2Model.from_pretrained(str(folder), local_files_only=True)
+        return cls(name, model, spec.get("image_size", 224), spec.get("batch_size", 64))
+
+    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        from PIL import Image
+
+        x = torch.stack([self.transform(Image.fromarray(im)) for im in images])
+        return {"features": self.model(pixel_values=x).pooler_output.numpy()}
+
+
 def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Extractor:
     """``checkpoint``: a trained stand-in's file; official weights are resolved from ``spec['weights']`` (local
     files only), failing with the file and the fetch command named."""

@@ -55,9 +55,11 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                metrics: list[str], is_splits: int, bootstrap: dict[str, Any],
                kid: dict[str, Any] | None = None,
                text_image: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None,
-               ) -> pd.DataFrame:
+               text_image_names: dict[str, str] | None = None,
+               dinov2: tuple[dict[str, np.ndarray], dict[str, np.ndarray], str] | None = None) -> pd.DataFrame:
     """Rows (one per metric) with value and a bootstrap CI; ``cell`` holds the key columns and cell facts.
-    ``text_image`` maps 'clip' / 'pick' to the (real, generated) embeddings of that embedder."""
+    ``text_image`` maps 'clip' / 'pick' to the (real, generated) embeddings of that embedder, whose name
+    (``text_image_names``) goes into the rows' ``extractor`` column."""
     real_name = f"real {cell['dataset']}"
     gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
     n_boot, conf = bootstrap["n"], bootstrap["confidence"]
@@ -106,6 +108,30 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         sizes = dict(n=len(gen["features"]), n_real=len(real["features"]), ci_low=np.nan, ci_high=np.nan, note=note)
         rows.append(dict(metric="kid", value=mean, ci_method=f"none (population std over {subsets} subsets)", **sizes))
         rows.append(dict(metric="kid_std", value=std, ci_method="none (spread of kid)", **sizes))
+    if wants & {"fd_dinov2", "kd_dinov2"}:
+        if dinov2 is None:
+            raise MetricInputError(f"{gen_name}: fd_dinov2/kd_dinov2 need DINOv2 features (scoring.dinov2)")
+        dr, dg, dname = dinov2[0]["features"], dinov2[1]["features"], dinov2[2]
+        if "fd_dinov2" in wants:
+            mu_r, s_r = feature_statistics(dr, f"{real_name} (DINOv2)")
+            mu_g, s_g = feature_statistics(dg, f"{gen_name} (DINOv2)")
+            reps = np.array([frechet_distance(dr[ir].mean(0), np.cov(dr[ir], rowvar=False), dg[ig].mean(0),
+                                              np.cov(dg[ig], rowvar=False))
+                             for ir, ig in _resamples(rng_for("fd_dinov2"), (len(dr), len(dg)), n_boot)])
+            lo, hi = _interval(reps, conf)
+            rows.append(dict(metric="fd_dinov2", value=frechet_distance(mu_r, s_r, mu_g, s_g), ci_low=lo, ci_high=hi,
+                             n=len(dg), n_real=len(dr), ci_method=ci_method, extractor=dname))
+        if "kd_dinov2" in wants:
+            kid = kid or {}
+            subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
+            mean, std, m = kernel_inception_distance(
+                dr, dg, subsets=subsets, subset_size=requested, small_sample=kid.get("small_sample", "error"),
+                real_name=f"{real_name} (DINOv2)", gen_name=f"{gen_name} (DINOv2)")
+            note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
+            sizes = dict(n=len(dg), n_real=len(dr), ci_low=np.nan, ci_high=np.nan, note=note, extractor=dname)
+            rows.append(dict(metric="kd_dinov2", value=mean,
+                             ci_method=f"none (population std over {subsets} subsets)", **sizes))
+            rows.append(dict(metric="kd_dinov2_std", value=std, ci_method="none (spread of kd_dinov2)", **sizes))
     for role, score_name, prefix in (("clip", "clip_score", "cs"), ("pick", "pick_score", "ps")):
         scaled = [m for m in (f"{prefix}fid", f"{prefix}is") if m in wants]
         if score_name not in wants and not scaled:
@@ -113,6 +139,7 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         if role not in text_image:
             raise MetricInputError(f"{gen_name}: '{score_name}' needs the {role} embeddings (scoring.text_image)")
         per_real, per_gen = text_image_scores(*text_image[role], role, (real_name, gen_name))
+        embedder = (text_image_names or {}).get(role, role)
         clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
         gen_score, real_score = clamp(float(per_gen.mean())), clamp(float(per_real.mean()))
         label = "CLIP Score" if role == "clip" else "PickScore"
@@ -122,7 +149,7 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                              _resamples(rng_for(score_name), (len(per_gen),), n_boot)])
             lo, hi = _interval(reps, conf)
             rows.append(dict(metric=score_name, value=gen_score, ci_low=lo, ci_high=hi, n=len(per_gen),
-                             n_real=len(per_real), ci_method=ci_method, note=real_note))
+                             n_real=len(per_real), ci_method=ci_method, note=real_note, extractor=embedder))
         if not real_score > 0 or not gen_score > 0:
             raise MetricInputError(f"{gen_name}: {label} of the generated ({gen_score:g}) or real ({real_score:g}) "
                                    f"images is not positive, so r = generated / real cannot scale FID or IS")
@@ -142,11 +169,12 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                 n_real = len(per_real)
             lo, hi = _interval(reps, conf)
             rows.append(dict(metric=m, value=value, ci_low=lo, ci_high=hi, n=len(per_gen), n_real=n_real,
-                             ci_method=ci_method, note=f"r_{role} = {ratio:.4g} ({real_note})"))
+                             ci_method=ci_method, note=f"r_{role} = {ratio:.4g} ({real_note})",
+                             extractor=f"{cell.get('extractor', '?')} + {embedder}"))
     df = pd.DataFrame(rows)
     df["note"] = df["note"].fillna("") if "note" in df.columns else ""
     for k, v in cell.items():
-        df[k] = v
+        df[k] = df[k].fillna(v) if k in df.columns else v  # a row's own value (e.g. its extractor) wins
     front = [c for c in KEY_COLUMNS if c in df.columns]
     return df[front + [c for c in df.columns if c not in front]]
 
@@ -156,15 +184,23 @@ PER_CLASS_KEYS = ["model", "dataset", "steps", "cfg", "seed", "label_id", "metri
 
 def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],
                     metrics: list[str], class_names: list[str] | None = None, bootstrap: dict[str, Any],
-                    min_samples: int = 2) -> pd.DataFrame:
-    """Per class (the label the images were generated for): FID against the real images of that class, and IS
-    over that class's generated images (one split: a class has few images). Classes with fewer than
-    ``min_samples`` images on either side are skipped with a row per metric whose ``note`` says why (never a
-    silent gap). Bootstrap CIs as for the cell, with ``bootstrap['n']`` resamples (0 disables them)."""
+                    min_samples: int = 2,
+                    text_image: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None,
+                    text_image_names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per class (the label the images were generated for): FID against the real images of that class, IS over
+    that class's generated images (one split: a class has few images), and CLIP Score / PickScore of that class's
+    generated images with their prompts. Classes with fewer than ``min_samples`` images on either side are skipped
+    with a row per metric whose ``note`` says why (never a silent gap). Bootstrap CIs as for the cell, with
+    ``bootstrap['n']`` resamples (0 disables them)."""
     gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
     n_boot, conf = bootstrap["n"], bootstrap["confidence"]
     ci_method = f"bootstrap percentile, {n_boot} resamples, {conf:g}" if n_boot else "none (bootstrap disabled)"
     lr, lg = np.asarray(real["label_id"]), np.asarray(gen["label_id"])
+    per_sample = {}  # clip_score / pick_score of every generated image (in the cell's order)
+    for role, m in (("clip", "clip_score"), ("pick", "pick_score")):
+        if m in metrics and text_image and role in text_image:
+            per_sample[m] = (text_image_scores(*text_image[role], role, (f"real {cell['dataset']}", gen_name))[1],
+                             (text_image_names or {}).get(role, role))
     rows = []
     for c in sorted(set(lr.tolist()) | set(lg.tolist())):
         fr, fg = real["features"][lr == c], gen["features"][lg == c]
@@ -197,10 +233,22 @@ def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, 
             sizes = {} if need_real else {"n_real": 0}  # IS uses no real images (as in the cell table)
             rows.append(dict(base, metric=metric, value=value, ci_low=lo, ci_high=hi, ci_method=ci_method, note="",
                              **sizes))
+        for metric, (scores, embedder) in per_sample.items():
+            sc = scores[lg == c]
+            if len(sc) < min_samples:
+                rows.append(dict(base, metric=metric, value=np.nan, ci_low=np.nan, ci_high=np.nan, ci_method="none",
+                                 note=f"skipped: {len(sc)} generated images of this class, at least {min_samples} "
+                                      "needed", extractor=embedder))
+                continue
+            clamp = max if metric == "clip_score" else (lambda v, _z: v)  # torchmetrics clamps CLIP's mean at 0
+            lo, hi, _ = bootstrap_ci(lambda i, sc=sc, clamp=clamp: clamp(float(sc[i].mean()), 0.0), (len(sc),),
+                                     n_boot, conf, rng_for(metric))
+            rows.append(dict(base, metric=metric, value=clamp(float(sc.mean()), 0.0), ci_low=lo, ci_high=hi,
+                             ci_method=ci_method, note="", n_real=0, extractor=embedder))
     if not rows:
         raise MetricInputError(f"{gen_name}: no classes to score per class")
     df = pd.DataFrame(rows)
     for k, v in cell.items():
-        df[k] = v
+        df[k] = df[k].fillna(v) if k in df.columns else v
     front = [c for c in PER_CLASS_KEYS if c in df.columns]
     return df[front + [c for c in df.columns if c not in front]]

@@ -20,8 +20,10 @@ from ..io import atomic_path
 CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
 LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
 HEADERS = {"fid": "FID", "is": "IS", "kid": "KID×10³", "clip_score": "CLIP Score", "pick_score": "PickScore",
-           "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS", "mmhm": "MMHM"}
-ORDER = ["fid", "is", "kid", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis", "mmhm"]
+           "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS", "mmhm": "MMHM",
+           "fd_dinov2": "FD-DINOv2", "kd_dinov2": "KD-DINOv2"}
+ORDER = ["fid", "is", "kid", "fd_dinov2", "kd_dinov2", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
+         "mmhm"]
 SCALE = {"kid": 1e3}
 
 
