@@ -322,7 +322,8 @@ def mmhm_heatmap(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#D55E00", lw=2.2))
             ax.set_title(f"{model} on {ds}", fontsize=8)
             ax.set_xlabel("guidance scale (CFG)")
-            ax.set_ylabel("steps")
+            if ax is axes[0][0]:
+                ax.set_ylabel("steps")
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="MMHM (higher is better)")
         fig.suptitle("MMHM over the sweep (outlined: the setting MMHM selects per data set)", y=1.03)
         save_figure(fig, pdf, png)
