@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_path
+from .io import atomic_path, sha256_file
 
 DEFAULT_ROOT = Path("resources/weights")
 CHUNK = 1 << 20
@@ -134,14 +134,6 @@ def resolve(spec: WeightSpec, root: str | Path = DEFAULT_ROOT) -> Path:
     where = ", ".join(str(p) for p in tried) or "nowhere (no local path and no HF cache entry)"
     raise WeightsMissingError(f"{spec.owner}: weights {spec.label} not found (looked in: {where}). "
                               f"Fetch them with: {spec.fetch_hint()}")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_hash(digest: str, expected: str | None, what: str) -> None:

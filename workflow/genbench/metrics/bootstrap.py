@@ -12,18 +12,25 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
+def resamples(rng: np.random.Generator, sizes: Sequence[int], n_boot: int) -> list[list[np.ndarray]]:
+    """``n_boot`` index sets, one array of ``n`` draws with replacement per input size (in this order, so that
+    rows computed from the same seed share their resamples)."""
+    return [[rng.integers(0, n, n) for n in sizes] for _ in range(n_boot)]
+
+
+def percentile_interval(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+    if len(reps) == 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - confidence
+    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
 def bootstrap_ci(statistic: Callable[..., float], sizes: Sequence[int], n_boot: int, confidence: float,
                  rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
     """``statistic(*index_arrays)`` over ``n_boot`` resamples; returns (low, high, replicates)."""
-    if n_boot <= 0:
-        return float("nan"), float("nan"), np.empty(0)
-    reps = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = [rng.integers(0, n, n) for n in sizes]
-        reps[b] = statistic(*idx)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high), reps
+    reps = np.array([statistic(*idx) for idx in resamples(rng, sizes, max(n_boot, 0))], dtype=np.float64)
+    return (*percentile_interval(reps, confidence), reps)
 
 
 def paired_difference(statistic: Callable[[np.ndarray, np.ndarray], float], n_items: int, n_real: int,
@@ -35,9 +42,7 @@ def paired_difference(statistic: Callable[[np.ndarray, np.ndarray], float], n_it
     full = statistic(np.arange(n_items), np.arange(n_real))
     if n_boot <= 0:
         return {"diff": float(full), "ci_low": float("nan"), "ci_high": float("nan"), "p_value": float("nan")}
-    reps = np.array([statistic(rng.integers(0, n_items, n_items), rng.integers(0, n_real, n_real))
-                     for _ in range(n_boot)])
-    alpha = 1.0 - confidence
-    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    reps = np.array([statistic(i, r) for i, r in resamples(rng, (n_items, n_real), n_boot)])
+    low, high = percentile_interval(reps, confidence)
     p = min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0)))
     return {"diff": float(full), "ci_low": float(low), "ci_high": float(high), "p_value": float(p)}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..seeding import derive_seed
-from .bootstrap import bootstrap_ci
+from .bootstrap import bootstrap_ci, percentile_interval, resamples
 from .fid import MetricInputError, feature_statistics, frechet_distance
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
@@ -16,18 +16,33 @@ from .kid import kernel_inception_distance
 KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
 
 
-def _resamples(rng: np.random.Generator, sizes: tuple[int, ...], n_boot: int) -> list[list[np.ndarray]]:
-    """The bootstrap index sets, drawn exactly as ``bootstrap_ci`` draws them (so FID/IS intervals are unchanged
-    and the scaled metrics can reuse the same replicates)."""
-    return [[rng.integers(0, n, n) for n in sizes] for _ in range(n_boot)]
+def _fd_row(fr: np.ndarray, fg: np.ndarray, metric: str, names: tuple[str, str], rng: np.random.Generator,
+            n_boot: int, conf: float, ci_method: str) -> tuple[dict[str, Any], np.ndarray, list]:
+    """A Fréchet-distance row with its bootstrap CI, plus the replicates and their index sets (reused by the
+    scaled metrics)."""
+    mu_r, s_r = feature_statistics(fr, names[0])
+    mu_g, s_g = feature_statistics(fg, names[1])
+    idx = resamples(rng, (len(fr), len(fg)), n_boot)
+    reps = np.array([frechet_distance(fr[ir].mean(0), np.cov(fr[ir], rowvar=False), fg[ig].mean(0),
+                                      np.cov(fg[ig], rowvar=False)) for ir, ig in idx])
+    lo, hi = percentile_interval(reps, conf)
+    row = dict(metric=metric, value=frechet_distance(mu_r, s_r, mu_g, s_g), ci_low=lo, ci_high=hi,
+               n=len(fg), n_real=len(fr), ci_method=ci_method)
+    return row, reps, idx
 
 
-def _interval(reps: np.ndarray, confidence: float) -> tuple[float, float]:
-    if len(reps) == 0:
-        return float("nan"), float("nan")
-    alpha = 1.0 - confidence
-    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+def _kid_rows(fr: np.ndarray, fg: np.ndarray, metric: str, names: tuple[str, str], kid: dict[str, Any] | None,
+              **extra: Any) -> list[dict[str, Any]]:
+    """The KID protocol's mean and std rows (``metric`` and ``metric_std``), with the subset size in the note."""
+    kid = kid or {}
+    subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
+    mean, std, m = kernel_inception_distance(fr, fg, subsets=subsets, subset_size=requested,
+                                             small_sample=kid.get("small_sample", "error"), real_name=names[0],
+                                             gen_name=names[1])
+    note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
+    sizes = dict(n=len(fg), n_real=len(fr), ci_low=np.nan, ci_high=np.nan, note=note, **extra)
+    return [dict(metric=metric, value=mean, ci_method=f"none (population std over {subsets} subsets)", **sizes),
+            dict(metric=f"{metric}_std", value=std, ci_method=f"none (spread of {metric})", **sizes)]
 
 
 def text_image_scores(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], kind: str,
@@ -73,65 +88,37 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
     wants = set(metrics)
     fid_value, fid_reps, fid_idx = None, np.empty(0), []
     if wants & {"fid", "csfid", "psfid"}:
-        fr, fg = real["features"], gen["features"]
-        mu_r, s_r = feature_statistics(fr, real_name)
-        mu_g, s_g = feature_statistics(fg, gen_name)
-        fid_value = frechet_distance(mu_r, s_r, mu_g, s_g)
-        fid_idx = _resamples(rng_for("fid"), (len(fr), len(fg)), n_boot)
-        fid_reps = np.array([frechet_distance(fr[ir].mean(0), np.cov(fr[ir], rowvar=False), fg[ig].mean(0),
-                                              np.cov(fg[ig], rowvar=False)) for ir, ig in fid_idx])
+        row, fid_reps, fid_idx = _fd_row(real["features"], gen["features"], "fid", (real_name, gen_name),
+                                         rng_for("fid"), n_boot, conf, ci_method)
+        fid_value = row["value"]
         if "fid" in wants:
-            lo, hi = _interval(fid_reps, conf)
-            rows.append(dict(metric="fid", value=fid_value, ci_low=lo, ci_high=hi, n=len(fg), n_real=len(fr),
-                             ci_method=ci_method))
+            rows.append(row)
     is_value, is_reps, is_idx = None, np.empty(0), []
     if wants & {"is", "csis", "psis"}:
         logits = gen.get("logits")
         if logits is None:
             raise MetricInputError(f"{gen_name}: the extractor gives no logits, so IS cannot be computed")
         is_value, std = inception_score(logits, splits=is_splits, set_name=gen_name)
-        is_idx = _resamples(rng_for("is"), (len(logits),), n_boot)
+        is_idx = resamples(rng_for("is"), (len(logits),), n_boot)
         is_reps = np.array([inception_score(logits[i], splits=is_splits, set_name=gen_name)[0] for (i,) in is_idx])
         if "is" in wants:
-            lo, hi = _interval(is_reps, conf)
+            lo, hi = percentile_interval(is_reps, conf)
             rows.append(dict(metric="is", value=is_value, ci_low=lo, ci_high=hi, n=len(logits), n_real=0,
                              ci_method=ci_method))
             rows.append(dict(metric="is_std", value=std, ci_low=np.nan, ci_high=np.nan, n=len(logits), n_real=0,
                              ci_method=f"none (population std over {is_splits} splits)"))
     if "kid" in wants:
-        kid = kid or {}
-        subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
-        mean, std, m = kernel_inception_distance(
-            real["features"], gen["features"], subsets=subsets, subset_size=requested,
-            small_sample=kid.get("small_sample", "error"), real_name=real_name, gen_name=gen_name)
-        note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
-        sizes = dict(n=len(gen["features"]), n_real=len(real["features"]), ci_low=np.nan, ci_high=np.nan, note=note)
-        rows.append(dict(metric="kid", value=mean, ci_method=f"none (population std over {subsets} subsets)", **sizes))
-        rows.append(dict(metric="kid_std", value=std, ci_method="none (spread of kid)", **sizes))
+        rows += _kid_rows(real["features"], gen["features"], "kid", (real_name, gen_name), kid)
     if wants & {"fd_dinov2", "kd_dinov2"}:
         if dinov2 is None:
             raise MetricInputError(f"{gen_name}: fd_dinov2/kd_dinov2 need DINOv2 features (scoring.dinov2)")
         dr, dg, dname = dinov2[0]["features"], dinov2[1]["features"], dinov2[2]
+        names = (f"{real_name} (DINOv2)", f"{gen_name} (DINOv2)")
         if "fd_dinov2" in wants:
-            mu_r, s_r = feature_statistics(dr, f"{real_name} (DINOv2)")
-            mu_g, s_g = feature_statistics(dg, f"{gen_name} (DINOv2)")
-            reps = np.array([frechet_distance(dr[ir].mean(0), np.cov(dr[ir], rowvar=False), dg[ig].mean(0),
-                                              np.cov(dg[ig], rowvar=False))
-                             for ir, ig in _resamples(rng_for("fd_dinov2"), (len(dr), len(dg)), n_boot)])
-            lo, hi = _interval(reps, conf)
-            rows.append(dict(metric="fd_dinov2", value=frechet_distance(mu_r, s_r, mu_g, s_g), ci_low=lo, ci_high=hi,
-                             n=len(dg), n_real=len(dr), ci_method=ci_method, extractor=dname))
+            row = _fd_row(dr, dg, "fd_dinov2", names, rng_for("fd_dinov2"), n_boot, conf, ci_method)[0]
+            rows.append(dict(row, extractor=dname))
         if "kd_dinov2" in wants:
-            kid = kid or {}
-            subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
-            mean, std, m = kernel_inception_distance(
-                dr, dg, subsets=subsets, subset_size=requested, small_sample=kid.get("small_sample", "error"),
-                real_name=f"{real_name} (DINOv2)", gen_name=f"{gen_name} (DINOv2)")
-            note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
-            sizes = dict(n=len(dg), n_real=len(dr), ci_low=np.nan, ci_high=np.nan, note=note, extractor=dname)
-            rows.append(dict(metric="kd_dinov2", value=mean,
-                             ci_method=f"none (population std over {subsets} subsets)", **sizes))
-            rows.append(dict(metric="kd_dinov2_std", value=std, ci_method="none (spread of kd_dinov2)", **sizes))
+            rows += _kid_rows(dr, dg, "kd_dinov2", names, kid, extractor=dname)
     for role, score_name, prefix in (("clip", "clip_score", "cs"), ("pick", "pick_score", "ps")):
         scaled = [m for m in (f"{prefix}fid", f"{prefix}is") if m in wants]
         if score_name not in wants and not scaled:
@@ -146,8 +133,8 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         real_note = f"real images of {cell['dataset']}, same prompts: {label} {real_score:.4g}"
         if score_name in wants:
             reps = np.array([clamp(float(per_gen[i].mean())) for (i,) in
-                             _resamples(rng_for(score_name), (len(per_gen),), n_boot)])
-            lo, hi = _interval(reps, conf)
+                             resamples(rng_for(score_name), (len(per_gen),), n_boot)])
+            lo, hi = percentile_interval(reps, conf)
             rows.append(dict(metric=score_name, value=gen_score, ci_low=lo, ci_high=hi, n=len(per_gen),
                              n_real=len(per_real), ci_method=ci_method, note=real_note, extractor=embedder))
         if not real_score > 0 or not gen_score > 0:
@@ -163,11 +150,11 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                 n_real = len(real["features"])
             else:
                 value = is_value * ratio
-                real_idx = _resamples(rng_for(f"{m}-real"), (len(per_real),), n_boot)
+                real_idx = resamples(rng_for(f"{m}-real"), (len(per_real),), n_boot)
                 reps = np.array([is_rep * clamp(float(per_gen[i].mean())) / clamp(float(per_real[j].mean()))
                                  for is_rep, (i,), (j,) in zip(is_reps, is_idx, real_idx, strict=True)])
                 n_real = len(per_real)
-            lo, hi = _interval(reps, conf)
+            lo, hi = percentile_interval(reps, conf)
             rows.append(dict(metric=m, value=value, ci_low=lo, ci_high=hi, n=len(per_gen), n_real=n_real,
                              ci_method=ci_method, note=f"r_{role} = {ratio:.4g} ({real_note})",
                              extractor=f"{cell.get('extractor', '?')} + {embedder}"))

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from ..metrics.names import LABELS, LOWER_IS_BETTER  # noqa: E402
+from ..metrics.names import best_settings as _best  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -45,11 +47,6 @@ def save_figure(fig, pdf: str | Path, png: str | Path) -> None:
 def save_data(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-
-
-LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
-LABELS = {"fid": "FID", "is": "IS", "kid": "KID", "clip_score": "CLIP Score", "pick_score": "PickScore",
-          "mmhm": "MMHM", "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS"}
 
 
 def metric_label(metric: str) -> str:
@@ -168,15 +165,9 @@ def _yerr(s: pd.DataFrame):
 def best_settings(table: pd.DataFrame, metric: str = "fid", dataset: str | None = None) -> pd.DataFrame:
     """Per (model, steps): the guidance scale with the best ``metric`` on ``dataset`` (default: the first data set
     in the table), averaged over seeds. Ties go to the smaller guidance scale."""
-    df = _mean_over_seeds(_rows(table, metric, "best_settings"), ["dataset", "model", "steps", "cfg"])
+    df = _rows(table, metric, "best_settings")
     dataset = dataset or df["dataset"].iloc[0]
-    ref = df[df["dataset"] == dataset].reset_index(drop=True)  # cfg ascends within (model, steps): ties -> smaller
-    groups = ref.groupby(["model", "steps"], sort=False)["value"]
-    idx = groups.idxmin() if metric in LOWER_IS_BETTER else groups.idxmax()
-    best = ref.loc[idx.to_numpy(), ["model", "steps", "cfg"]]
-    rank = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}  # models in the table's order
-    return best.sort_values(["steps"]).sort_values("model", key=lambda m: m.map(rank), kind="stable") \
-        .reset_index(drop=True)
+    return _best(table[table["dataset"] == dataset], metric, ["model", "steps"])
 
 
 def dataset_comparison(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,

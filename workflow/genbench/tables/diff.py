@@ -23,7 +23,6 @@ not floating point. Path patterns are fnmatch patterns on the path relative to t
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+
+from ..io import sha256_file
 
 # fnmatch patterns on the relative path; '*' also matches '/', so "*/logs/*" covers results/logs/a/b.log
 DEFAULT_IGNORE = ["logs/*", "*/logs/*", "benchmarks/*", "*/benchmarks/*", ".snakemake/*", "*/.snakemake/*",
@@ -153,14 +154,6 @@ def _match(rel: str, pattern: str) -> bool:
     return fnmatch.fnmatch(rel, pattern)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -202,8 +195,8 @@ def _diff_file(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) -
             _diff_arrays(*_load_npz(pa), *_load_npz(pb), rel, tol, res)
         elif suffix == ".safetensors":  # its header's metadata order is not stable: compare contents
             _diff_arrays(*_load_safetensors(pa), *_load_safetensors(pb), rel, tol, res)
-        elif _sha256(pa) != _sha256(pb):
-            res.add(rel, "changed", f"contents differ (sha256 {_sha256(pa)[:12]} vs {_sha256(pb)[:12]})")
+        elif (ha := sha256_file(pa)) != (hb := sha256_file(pb)):
+            res.add(rel, "changed", f"contents differ (sha256 {ha[:12]} vs {hb[:12]})")
     except (OSError, ValueError) as exc:  # an unreadable file is a difference, reported with the reason
         res.add(rel, "error", f"could not compare: {exc}")
 

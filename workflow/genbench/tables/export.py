@@ -16,14 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path
+from ..metrics.names import LABELS, ORDER, best_settings
 
 CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
-LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
-HEADERS = {"fid": "FID", "is": "IS", "kid": "KID×10³", "clip_score": "CLIP Score", "pick_score": "PickScore",
-           "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS", "mmhm": "MMHM",
-           "fd_dinov2": "FD-DINOv2", "kd_dinov2": "KD-DINOv2"}
-ORDER = ["fid", "is", "kid", "fd_dinov2", "kd_dinov2", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
-         "mmhm"]
+HEADERS = {**LABELS, "kid": "KID×10³"}
 SCALE = {"kid": 1e3}
 
 
@@ -71,13 +67,7 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def best_table(table: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
     """Per (data set, model, steps) the cell whose ``metric`` (mean over seeds) is best, in the wide format."""
-    rows = table[table["metric"] == metric]
-    if rows.empty:
-        raise ValueError(f"best table: no '{metric}' rows in the metrics table")
-    means = (rows.groupby(["dataset", "model", "steps", "cfg"], as_index=False, sort=False)["value"].mean()
-             .sort_values(["cfg"], kind="stable").reset_index(drop=True))  # ties go to the smaller guidance scale
-    groups = means.groupby(["dataset", "model", "steps"], sort=False)["value"]
-    best = means.loc[(groups.idxmin() if metric in LOWER_IS_BETTER else groups.idxmax()).to_numpy()]
+    best = best_settings(table, metric, ["dataset", "model", "steps"])
     keep = table.merge(best[["dataset", "model", "steps", "cfg"]], on=["dataset", "model", "steps", "cfg"])
     return wide_table(keep)
 
