@@ -41,5 +41,15 @@ def item_noise(seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=item_generator(s)) for s in seeds])
 
 
+def item_noise_stream(seeds: list[int], shape: tuple[int, ...]):
+    """``draw(k)``: the k-th further standard-normal draw of each item (stochastic samplers: SDE steps, SoFlow's
+    re-noising), from the item's own seed, so it does not depend on the batch either."""
+
+    def draw(k: int) -> torch.Tensor:
+        return item_noise([derive_seed(s, "draw", k) for s in seeds], shape)
+
+    return draw
+
+
 def numpy_rng(*parts: object) -> np.random.Generator:
     return np.random.default_rng(derive_seed(*parts))

@@ -76,12 +76,11 @@ def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str
     _fix_threads(spec["train"]["threads"])
     from safetensors.torch import save_file
 
-    from .gen2d.train import train_sit
+    from .gen2d.train import train_generator
 
     manifest, images = _load_split(manifest_path)
-    if spec["family"] != "sit":
-        raise NotImplementedError(f"model '{model}': training is available for the 'sit' family only")
-    net, losses = train_sit(images, manifest["label_id"].to_numpy(), spec["arch"], spec["train"])
+    net, losses = train_generator(spec["family"], images, manifest["label_id"].to_numpy(), spec["arch"],
+                                  spec["train"])
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     with atomic_path(ckpt) as tmp:
         save_file(state, str(tmp), metadata={"model": model, "family": spec["family"]})

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..seeding import item_noise, item_seed
+from ..seeding import item_noise, item_noise_stream, item_seed
 from .registry import Generator
 from .train import tensor_to_images
 
@@ -43,7 +43,8 @@ def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, 
         if (y < 0).any():
             bad = rows["item_id"][rows["label_id"].to_numpy() < 0].tolist()[:5]
             raise ValueError(f"{dataset}: items without a class label cannot be generated: {bad}")
-        res = generator.sample(y, noise, steps, cfg)
+        res = generator.sample(y, noise, steps, cfg, noise_source=item_noise_stream(seeds, shape),
+                               prompts=rows["prompt"].tolist() if "prompt" in rows else None)
         out = res.x.float()
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"{model} on {dataset} (steps {steps}, cfg {cfg}): non-finite samples in "
@@ -53,9 +54,8 @@ def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, 
         labels.extend(rows["label_id"].tolist())
         nfe.extend([res.nfe] * len(rows))
         passes.extend([res.forward_passes] * len(rows))
-    h, w = shape[1], shape[2]
     return {
-        "images": np.concatenate(images) if images else np.zeros((0, h, w, 3), np.uint8),
+        "images": np.concatenate(images) if images else np.zeros((0, 0, 0, 3), np.uint8),
         "item_id": np.array(ids, dtype=str),
         "label_id": np.array(labels, dtype=np.int64),
         "nfe": np.array(nfe, dtype=np.int64),

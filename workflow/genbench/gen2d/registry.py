@@ -14,14 +14,12 @@ import torch
 
 from ..registry import Registry
 from ..weights import WeightsMissingError, WeightSpec, resolve
+from .samplers import NoiseSource, SampleResult
 
-__all__ = ["GENERATORS", "Generator", "WeightsMissingError", "load_generator", "register"]
-from .samplers import SampleResult
+__all__ = ["GENERATORS", "Generator", "NoiseSource", "WeightsMissingError", "load_generator", "register"]
 
 GENERATORS: Registry[type[Generator]] = Registry("generator family")
 register = GENERATORS.register
-
-
 
 
 class Generator(ABC):
@@ -39,13 +37,17 @@ class Generator(ABC):
         """Shape of one sample's initial noise (C, H, W)."""
 
     @abstractmethod
-    def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float) -> SampleResult:
-        """Images in [-1, 1] as (N, 3, H, W) float, with NFE per sample."""
+    def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float,
+               noise_source: NoiseSource | None = None, prompts: list[str] | None = None) -> SampleResult:
+        """Images in [-1, 1] as (N, 3, H, W) float, with NFE per sample. ``noise`` is each item's initial noise;
+        ``noise_source(k)`` gives the k-th further draw of per-item noise (stochastic samplers), both derived from
+        the items' own seeds so that batching and sharding never change an image; ``prompts`` are the items'
+        manifest prompts (text-to-image systems; class-conditional models use the labels)."""
 
 
 def get_generator_class(family: str) -> type[Generator]:
     # importing the families registers them
-    from . import families  # noqa: F401
+    from . import families, pipelines  # noqa: F401
 
     return GENERATORS.lookup(family)
 

@@ -7,6 +7,10 @@ The module and parameter names and shapes follow the official implementation (wi
 ``load_state_dict(strict=True)`` into ``SiT(**SIT_CONFIGS['SiT-XL/2'])``. The mini-world's SiT-mini is the same
 class at a tiny size. Time convention (SiT): ``x_t = t * x + (1 - t) * noise``, t = 0 is noise, t = 1 data; the
 network predicts the velocity ``x - noise``; timesteps enter the embedder unscaled in [0, 1].
+
+The one-step families are the same backbone with extra scalar conditions, each through its own timestep
+embedder added to the conditioning vector, named as upstream: MeanFlow's ``h_embedder`` (h = t - r), SoFlow's
+``s_embedder`` (fed t - s) and a guidance-as-input ``omega_embedder``.
 """
 
 from __future__ import annotations
@@ -149,7 +153,7 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> np.ndarray:
 class SiT(nn.Module):
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
-                 num_classes: int = 1000, learn_sigma: bool = True):
+                 num_classes: int = 1000, learn_sigma: bool = True, extra_inputs: tuple[str, ...] = ()):
         super().__init__()
         if input_size % patch_size:
             raise ValueError(f"SiT: input_size {input_size} is not a multiple of patch_size {patch_size}")
@@ -164,6 +168,9 @@ class SiT(nn.Module):
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
+        self.extra_inputs = tuple(extra_inputs)
+        for name in self.extra_inputs:
+            setattr(self, f"{name}_embedder", TimestepEmbedder(hidden_size))
         grid = input_size // patch_size
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, hidden_size), requires_grad=False)
         self.blocks = nn.ModuleList([SiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
@@ -186,6 +193,10 @@ class SiT(nn.Module):
         nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        for name in self.extra_inputs:
+            emb = getattr(self, f"{name}_embedder")
+            nn.init.normal_(emb.mlp[0].weight, std=0.02)
+            nn.init.normal_(emb.mlp[2].weight, std=0.02)
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
@@ -201,11 +212,17 @@ class SiT(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, h * p, w * p)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
-        """Velocity at (x, t) for labels y (label = num_classes is the null class); sigma channels dropped."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, drop: torch.Tensor | None = None,
+                **extra: torch.Tensor) -> torch.Tensor:
+        """Network output at (x, t) for labels y (label = num_classes is the null class); sigma channels dropped.
+
+        ``extra`` holds one (N,) tensor per name in ``extra_inputs`` (e.g. ``h=t - r`` for MeanFlow)."""
+        if set(extra) != set(self.extra_inputs):
+            raise TypeError(f"network expects extra inputs {list(self.extra_inputs)}, got {sorted(extra)}")
         h = self.x_embedder(x) + self.pos_embed
         c = self.t_embedder(t) + self.y_embedder(y, drop)
+        for name in self.extra_inputs:
+            c = c + getattr(self, f"{name}_embedder")(extra[name])
         for block in self.blocks:
             h = block(h, c)
         out = self.unpatchify(self.final_layer(h, c))

@@ -1,0 +1,118 @@
+"""Text-to-image systems through diffusers pipelines: SD3.5 (StableDiffusion3Pipeline) and FLUX.1 (FluxPipeline).
+
+Each item is prompted with its manifest prompt ("a photo of a {class}" by default) and starts from its own seeded
+latent noise, passed to the pipeline as ``latents`` (FLUX's packed layout is built from the per-item noise), so
+sharding and batching never change an image. Pipelines load from a local folder or the local HF cache only
+(genbench.weights; ``HF_HUB_OFFLINE`` is set while loading). The sweep's ``cfg`` is the pipeline's
+``guidance_scale``: classifier-free guidance for SD3.5 (cfg = 1 turns it off: one pass per step), the distilled
+guidance embedding for FLUX.1-dev (one pass per step whatever the value). ``forward_passes`` is counted on the
+transformer itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..weights import WeightSpec, resolve
+from .registry import Generator, NoiseSource, register
+from .samplers import SampleResult
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TransformerCounter:
+    """Counts the transformer's calls and the rows it processed (2 rows per sample under CFG)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.calls = self.rows = 0
+        module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        x = kwargs.get("hidden_states", args[0] if args else None)
+        self.calls += 1
+        self.rows += int(x.shape[0])
+
+    def reset(self) -> None:
+        self.calls = self.rows = 0
+
+
+class PipelineGenerator(Generator):
+    pipeline_class: str = ""
+
+    def __init__(self, name: str, spec: dict[str, Any], pipe: Any):
+        super().__init__(name, spec)
+        if spec["sampler"]["method"] != "pipeline":
+            raise ValueError(f"model '{name}' ({spec['family']}): sampler method must be 'pipeline' (the "
+                             f"pipeline's own scheduler), got '{spec['sampler']['method']}'")
+        self.pipe = pipe
+        self.pipe.set_progress_bar_config(disable=True)
+        self.resolution = int(spec.get("resolution", 1024))
+        self.counter = TransformerCounter(pipe.transformer)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.pipe.to(self.device)
+
+    @classmethod
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> PipelineGenerator:
+        import diffusers
+
+        folder = Path(checkpoint) if checkpoint else resolve(WeightSpec.from_config(f"models.{name}",
+                                                                                    spec["weights"]))
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"model '{name}': {folder} is not a diffusers pipeline folder (no "
+                                    f"model_index.json); give the repository snapshot folder")
+        dtype = DTYPES[spec.get("arch", {}).get("dtype", "bfloat16" if torch.cuda.is_available() else "float32")]
+        old = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            pipe = getattr(diffusers, cls.pipeline_class).from_pretrained(str(folder), dtype=dtype)
+        finally:
+            if old is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = old
+        return cls(name, spec, pipe)
+
+    @property
+    def latent_hw(self) -> int:
+        return self.resolution // self.pipe.vae_scale_factor
+
+    def pipe_kwargs(self, noise: torch.Tensor) -> dict[str, Any]:
+        return {"latents": noise.to(self.device, self.pipe.transformer.dtype)}
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float,
+               noise_source: NoiseSource | None = None, prompts: list[str] | None = None) -> SampleResult:
+        if prompts is None or len(prompts) != len(noise):
+            raise ValueError(f"model '{self.name}': a text-to-image system needs one prompt per item")
+        self.counter.reset()
+        out = self.pipe(prompt=list(prompts), num_inference_steps=steps, guidance_scale=cfg,
+                        height=self.resolution, width=self.resolution, output_type="pt", **self.pipe_kwargs(noise))
+        x = out.images.float().cpu() * 2 - 1
+        return SampleResult(x=x, nfe=self.counter.calls, forward_passes=self.counter.rows // len(noise))
+
+
+@register("sd35")
+class SD35Generator(PipelineGenerator):
+    pipeline_class = "StableDiffusion3Pipeline"
+
+    def noise_shape(self) -> tuple[int, ...]:
+        return (self.pipe.transformer.config.in_channels, self.latent_hw, self.latent_hw)
+
+
+@register("flux1")
+class Flux1Generator(PipelineGenerator):
+    pipeline_class = "FluxPipeline"
+
+    def noise_shape(self) -> tuple[int, ...]:
+        # FluxPipeline works on 2x2-packed latents: unpacked (C, 2*(H//2), 2*(W//2)) with C = in_channels / 4
+        hw = 2 * (self.latent_hw // 2)
+        return (self.pipe.transformer.config.in_channels // 4, hw, hw)
+
+    def pipe_kwargs(self, noise: torch.Tensor) -> dict[str, Any]:
+        b, c, h, w = noise.shape
+        packed = self.pipe._pack_latents(noise, b, c, h, w)
+        return {"latents": packed.to(self.device, self.pipe.transformer.dtype)}
