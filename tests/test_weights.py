@@ -135,3 +135,7 @@ def test_paper_config_weights_are_registered(root):
     assert specs["models.soflow"].source_url("https://huggingface.co") == \
         "https://huggingface.co/zlab-princeton/SoFlow/resolve/main/SoFlow-XL-2.pt"
     assert "huggingface-cli download stabilityai/stable-diffusion-3.5-large" in specs["models.sd35"].fetch_hint()
+    # the latent models' VAE is listed once (shared by several models), without the latent scale
+    vaes = [s for s in specs.values() if s.repo_id == "stabilityai/sd-vae-ft-mse"]
+    assert len(vaes) == 1 and vaes[0].owner.endswith(".arch.vae")
+    assert "models.sit" in specs and "models.sit_sde" not in specs  # same file as models.sit: fetched once

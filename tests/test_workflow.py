@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 
 from genbench.tables import read_metadata, write_parquet
@@ -86,9 +87,10 @@ def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
     shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
     jobs = planned_jobs(smk(wd, "-n", "--forceall").stdout)
     assert jobs["features_real"] == 2 * 2 and jobs["embed_real"] == 2  # (classifier, DINOv2) x (mw_val, mw_v2)
-    assert jobs["features_gen"] == 2 * 8 and jobs["embed_gen"] == 8  # one per extractor and cell
-    assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["train_generator"] == jobs["init_extractor"] == 1
-    assert jobs["score_cell"] == 8
+    cells = 8 + 2 * 4  # sit_tiny on two data sets, meanflow_tiny and soflow_tiny on one
+    assert jobs["features_gen"] == 2 * cells and jobs["embed_gen"] == cells  # one per extractor and cell
+    assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["init_extractor"] == 1
+    assert jobs["train_generator"] == 3 and jobs["score_cell"] == cells
 
 
 def test_paper_tables_exported(tiny_run):
@@ -232,6 +234,11 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
     assert "mw_train" not in out.stdout  # the mini-world config is replaced, not merged
     gen_block = out.stdout.split("rule generate:")[1].split("\n\n")[0]
     assert "gpu=1" in gen_block
+    # the whole paper sweep: every model of config/paper.yaml on every data set
+    paper = yaml.safe_load((root / "config/paper.yaml").read_text())
+    for model in paper["models"]:
+        for dataset in paper["datasets"]:
+            assert f"results/gen2d/{model}/{dataset}/" in out.stdout, (model, dataset)
 
 
 def test_profile_by_name_after_make_slurm_profile(root, tmp_path):

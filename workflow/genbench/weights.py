@@ -177,10 +177,23 @@ def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | Non
 
 
 def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
-    """Every weights entry of a (validated) config: models first, then extractors."""
-    out = []
-    for section in ("models", "extractors"):
+    """Every weights entry of a (validated) config: models (with their VAE decoders), then extractors and embedders.
+    A file shared by several entries (a VAE, one checkpoint under two samplers) is listed once, under its first
+    owner."""
+    out: list[WeightSpec] = []
+    seen = set()
+    for section in ("models", "extractors", "embedders"):
         for name, spec in config.get(section, {}).items():
-            if spec.get("weights"):
-                out.append(WeightSpec.from_config(f"{section}.{name}", spec["weights"]))
+            entries = [(f"{section}.{name}", spec.get("weights"))]
+            vae = spec.get("arch", {}).get("vae") if isinstance(spec.get("arch"), dict) else None
+            if isinstance(vae, dict):
+                entries.append((f"{section}.{name}.arch.vae", {k: v for k, v in vae.items() if k != "scale"}))
+            for owner, weights in entries:
+                if not weights:
+                    continue
+                key = weights.get("path") or (weights.get("repo_id"), weights.get("filename"),
+                                              weights.get("revision", "main"))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(WeightSpec.from_config(owner, weights))
     return out

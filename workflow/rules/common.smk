@@ -129,6 +129,15 @@ def generator_checkpoint(wildcards, input):
     return config["models"][wildcards.model]["weights"].get("path")
 
 
+# families that run through upstream code pinned to a commit get that code's own environment (envs/{family}.yaml)
+UPSTREAM_ENVS = {"rae": "../../envs/rae.yaml"}
+
+
+def generator_env(wildcards):
+    """The conda environment of a generation job (used with --use-conda): the model family's own, if it has one."""
+    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../../envs/gen2d.yaml")
+
+
 def extractor_inputs(name):
     spec = config["extractors"][name]
     if "random_init" in spec:

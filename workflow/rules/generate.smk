@@ -45,7 +45,7 @@ rule generate:
     benchmark:
         f"{BENCH}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.tsv"
     conda:
-        "../../envs/gen2d.yaml"
+        generator_env
     script:
         "../scripts/generate.py"
 

@@ -102,11 +102,25 @@ def meanflow_loss(net: SiT, x: torch.Tensor, y: torch.Tensor, gen: torch.Generat
     y_in = torch.where(drop, null, y)
     v_g = torch.where(_bcast(drop), v, v_g)
 
-    def u_fn(z_: torch.Tensor, t_: torch.Tensor, r_: torch.Tensor) -> torch.Tensor:
-        return net(z_, t_, y_in, h=t_ - r_, **extra_w)
+    def u_fn(z_: torch.Tensor, t_: torch.Tensor, r_: torch.Tensor, y_: torch.Tensor,
+             w_: dict[str, torch.Tensor]) -> torch.Tensor:
+        return net(z_, t_, y_, h=t_ - r_, **w_)
 
-    u, du_dt = torch.func.jvp(u_fn, (z, t, r), (v_g, torch.ones_like(t), torch.zeros_like(r)))
-    u_tgt = (v_g - _bcast((t - r).clamp(0, 1)) * du_dt).detach()
+    # where r = t the target is v_g itself ((t - r) du/dt = 0): the JVP is only needed on the rest of the batch
+    need = t > r
+    u = torch.empty_like(z)
+    u_tgt = v_g.clone()
+    sub = lambda m: {k: v[m] for k, v in extra_w.items()}  # noqa: E731
+    flat = ~need
+    if bool(flat.any()):
+        u[flat] = u_fn(z[flat], t[flat], r[flat], y_in[flat], sub(flat))
+    if bool(need.any()):
+        m = need
+        fn = lambda z_, t_, r_: u_fn(z_, t_, r_, y_in[m], sub(m))  # noqa: E731
+        u_m, du_dt = torch.func.jvp(fn, (z[m], t[m], r[m]), (v_g[m], torch.ones_like(t[m]), torch.zeros_like(r[m])))
+        u[m] = u_m
+        u_tgt[m] = v_g[m] - _bcast((t[m] - r[m]).clamp(0, 1)) * du_dt
+    u_tgt = u_tgt.detach()
     err = (u - u_tgt).pow(2).flatten(1).sum(1)
     weight = (err.detach() + opts["norm_eps"]).pow(opts["norm_p"])
     return (err / weight).mean(), err.detach().mean() / x[0].numel()

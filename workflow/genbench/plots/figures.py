@@ -157,9 +157,13 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
 
 
 def _yerr(s: pd.DataFrame):
-    if not s["ci_low"].notna().all():
+    """Asymmetric error bars from the CI columns; None when no row has a CI. Rows without a value (a setting not
+    run on this data set) or without a CI get a zero-length bar, so the other rows keep theirs."""
+    if not s["ci_low"].notna().any():
         return None
-    return [(s["value"] - s["ci_low"]).clip(lower=0).to_numpy(), (s["ci_high"] - s["value"]).clip(lower=0).to_numpy()]
+    lo = (s["value"] - s["ci_low"]).clip(lower=0).fillna(0).to_numpy()
+    hi = (s["ci_high"] - s["value"]).clip(lower=0).fillna(0).to_numpy()
+    return [lo, hi]
 
 
 def best_settings(table: pd.DataFrame, metric: str = "fid", dataset: str | None = None) -> pd.DataFrame:
@@ -182,7 +186,7 @@ def dataset_comparison(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
     groups = list(dict.fromkeys(zip(chosen["model"], chosen["steps"], chosen["cfg"], strict=True)))
     width = 0.8 / len(datasets)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(3.6, 0.9 * len(groups) * max(1, len(datasets) / 2) + 1.2), 3.0))
+        fig, ax = plt.subplots(figsize=(max(3.6, 1.25 * len(groups) * max(1, len(datasets) / 2) + 1.2), 3.0))
         for j, ds in enumerate(datasets):
             s = df[df["dataset"] == ds].set_index(["model", "steps", "cfg"]).reindex(groups).reset_index()
             x = [i + (j - (len(datasets) - 1) / 2) * width for i in range(len(groups))]
@@ -192,7 +196,9 @@ def dataset_comparison(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(metric_label(metric))
         ax.legend(frameon=False, title="data set")
-        ax.set_title(f"{LABELS.get(metric, metric)} per data set at each model's best CFG on {ref}")
+        missing = df.groupby("dataset").size().reindex(datasets).fillna(0).lt(len(groups)).any()
+        note = " (no bar: setting not run on that data set)" if missing else ""
+        ax.set_title(f"{LABELS.get(metric, metric)} per data set at each model's best CFG on {ref}{note}")
         fig.tight_layout()
         save_figure(fig, pdf, png)
     save_data(df, data)
