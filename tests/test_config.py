@@ -59,9 +59,10 @@ def test_model_needs_train_or_weights(default_config):
 def test_cells_and_naming(default_config):
     cfg = validate_config(default_config)
     cs = cells(cfg)
-    block = cfg["sweep"][0]
-    assert len(cs) == len(block["datasets"]) * len(block["steps"]) * len(block["cfg"]) * len(block["seeds"])
-    assert {c.setting for c in cs} >= {"steps4_cfg1", "steps16_cfg4"}
+    expect = sum(len(b["models"]) * len(b["datasets"]) * len(b["steps"]) * len(b["cfg"]) * len(b["seeds"])
+                 for b in cfg["sweep"])
+    assert len(cs) == len(set(cs)) == expect == 33
+    assert {c.setting for c in cs} >= {"steps2_cfg1", "steps8_cfg4", "steps1_cfg3"}
     assert fmt_cfg(1.0) == "1" and fmt_cfg(1.5) == "1.5" and fmt_cfg(7.25) == "7.25"
 
 
@@ -82,7 +83,7 @@ def test_cli_validate_and_cells(root, tmp_path, capsys):
     assert "valid (config hash" in capsys.readouterr().out
     assert main(["cells", str(root / "config/config.yaml")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "model\tdataset\tsteps\tcfg\tseed" and "sit_mini\tmw_val\t4\t2\t0" in lines
+    assert lines[0] == "model\tdataset\tsteps\tcfg\tseed" and "sit_mini\tmw_val\t8\t2\t0" in lines
     bad = tmp_path / "bad.yaml"
     bad.write_text((root / "config/config.yaml").read_text().replace("seed: 0\n", "seed: zero\n", 1))
     assert main(["validate", str(bad)]) == 1

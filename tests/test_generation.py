@@ -125,8 +125,8 @@ def test_missing_weights_named(tmp_path, tiny_sit_spec):
 
 
 def test_unknown_family():
-    with pytest.raises(NotImplementedError, match="generator family 'rae' is not available"):
-        load_generator("f", {"family": "rae", "sampler": {"method": "euler"}}, None)
+    with pytest.raises(NotImplementedError, match="generator family 'scale_rae' is not available"):
+        load_generator("f", {"family": "scale_rae", "sampler": {"method": "euler"}}, None)
 
 
 def test_sample_grid():

@@ -20,12 +20,20 @@ FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "datase
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std"}
 FIGURES = [*FROM_METRICS, "per_class_fid"]
+SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
+CELLS = SIT_CELLS + 2 + 2  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val
 
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    assert len(table) == 8 * len(METRICS)
+    assert len(table) == CELLS * len(METRICS)
     assert set(table["metric"]) == METRICS
+    assert set(table["model"]) == {"sit_tiny", "meanflow_tiny", "soflow_tiny"}
+    # every family records its own NFE: Heun 2 per step, MeanFlow and SoFlow 1 per step
+    nfe = table.drop_duplicates(["model", "steps"]).set_index(["model", "steps"])["nfe"]
+    assert nfe.to_dict() == {("sit_tiny", 1): 2, ("sit_tiny", 2): 4, ("meanflow_tiny", 1): 1,
+                             ("meanflow_tiny", 2): 2, ("soflow_tiny", 1): 1, ("soflow_tiny", 2): 2}
+    table = table[table["model"] == "sit_tiny"]
     assert (table.loc[table["metric"] == "kid", "note"] == "10 subsets of 40 (shrunk from 1000)").all()
     assert set(zip(table["steps"], table["cfg"], strict=True)) == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
     assert list(dict.fromkeys(table["dataset"])) == ["mw_val", "mw_v2"]  # the config's order, not alphabetical
@@ -51,7 +59,7 @@ def test_tiny_end_to_end(tiny_run):
 
 def test_per_class_table(tiny_run):
     per = pd.read_parquet(tiny_run / "results/tables/gen2d_per_class.parquet")
-    assert len(per) == 8 * 4 * 4  # cells x classes x (fid, is, clip_score, pick_score)
+    assert len(per) == CELLS * 4 * 4  # cells x classes x (fid, is, clip_score, pick_score)
     assert set(per["class_name"]) == {"circle", "square", "triangle", "star"}
     fid = per[per["metric"] == "fid"]
     assert fid["value"].notna().all() and (fid["ci_low"] <= fid["ci_high"]).all()
@@ -63,18 +71,19 @@ def test_text_image_metrics_and_mmhm(tiny_run):
     """CLIP Score / PickScore from the tiny CLIP trained on mini-world captions: guidance raises the agreement of
     two-step samples with their prompts; the scaled metrics and MMHM follow their definitions row by row."""
     t = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
-    v = t.set_index(["dataset", "steps", "cfg", "metric"])["value"]
+    v = t[t["model"] == "sit_tiny"].set_index(["dataset", "steps", "cfg", "metric"])["value"]
     for ds in ("mw_val", "mw_v2"):
         assert v[ds, 2, 2.0, "clip_score"] > v[ds, 2, 1.0, "clip_score"]
+    va = t.set_index(["model", "dataset", "steps", "cfg", "metric"])["value"]
     clip = t[t["metric"] == "clip_score"]
     real = clip["note"].str.extract(r"CLIP Score ([0-9.]+)$")[0].astype(float)
     assert (real > 0).all() and (clip["ci_low"] <= clip["value"]).all() and (clip["value"] <= clip["ci_high"]).all()
     for row in clip.itertuples():
         r = row.value / float(row.note.rsplit(" ", 1)[1])
-        assert v[row.dataset, row.steps, row.cfg, "csfid"] == pytest.approx(v[row.dataset, row.steps, row.cfg, "fid"]
-                                                                            / r, rel=1e-3)
+        key = (row.model, row.dataset, row.steps, row.cfg)
+        assert va[(*key, "csfid")] == pytest.approx(va[(*key, "fid")] / r, rel=1e-3)
     mmhm = t[t["metric"] == "mmhm"]
-    assert len(mmhm) == 8 and mmhm.groupby("dataset")["value"].max().gt(0.99).all()  # the best cell per data set
+    assert len(mmhm) == CELLS and mmhm.groupby("dataset")["value"].max().gt(0.99).all()  # the best cell per data set
     bounds = json.loads((tiny_run / "results/tables/mmhm_bounds.json").read_text())["bounds_per_dataset"]
     assert set(bounds) == {"mw_val", "mw_v2"} and set(bounds["mw_val"]) == {"FID", "IS", "CLIP Score", "Pick Score"}
     train = json.loads((tiny_run / "results/embedders/mw_clip/train.json").read_text())
@@ -87,10 +96,9 @@ def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
     shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
     jobs = planned_jobs(smk(wd, "-n", "--forceall").stdout)
     assert jobs["features_real"] == 2 * 2 and jobs["embed_real"] == 2  # (classifier, DINOv2) x (mw_val, mw_v2)
-    cells = 8 + 2 * 4  # sit_tiny on two data sets, meanflow_tiny and soflow_tiny on one
-    assert jobs["features_gen"] == 2 * cells and jobs["embed_gen"] == cells  # one per extractor and cell
+    assert jobs["features_gen"] == 2 * CELLS and jobs["embed_gen"] == CELLS  # one per extractor and cell
     assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["init_extractor"] == 1
-    assert jobs["train_generator"] == 3 and jobs["score_cell"] == cells
+    assert jobs["train_generator"] == 3 and jobs["score_cell"] == CELLS
 
 
 def test_paper_tables_exported(tiny_run):
@@ -98,15 +106,16 @@ def test_paper_tables_exported(tiny_run):
     lines = md.strip().splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
                         "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM |")
-    assert len(lines) == 2 + 2 * 2  # header + rule + (2 data sets x 2 step counts)
-    fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query("metric == 'fid'")
+    assert len(lines) == 2 + 2 * 2 + 2 + 2  # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each)
+    fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query(
+        "metric == 'fid' and model == 'sit_tiny'")
     best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]
     for r in best.itertuples():
         assert f"| {r.dataset} | sit_tiny | {r.steps} | {r.cfg:g} | 0 | {r.nfe} | {r.value:.4g} [" in md
     tex = (tiny_run / "results/tables/gen2d_sweep.tex").read_text()
-    assert r"\toprule" in tex and "sit\\_tiny" in tex and tex.count(r" \\") == 1 + 8
+    assert r"\toprule" in tex and "sit\\_tiny" in tex and tex.count(r" \\") == 1 + CELLS
     html = (tiny_run / "results/tables/gen2d_sweep.html").read_text()
-    assert html.count("<tr>") == 1 + 8
+    assert html.count("<tr>") == 1 + CELLS
 
 
 def test_second_run_is_noop(tiny_run):
@@ -164,7 +173,7 @@ def test_report_shows_every_figure_and_table(tiny_run, tmp_path):
     report = tiny_run / "results/report.html"
     smk(tiny_run, "--report", str(report))
     captions = {name: (tiny_run / f"workflow/report/figures/{name}.rst").read_text() for name in FIGURES}
-    check_report(report, captions, {"gen2d_sweep": 8, "gen2d_best": 4}, tmp_path)
+    check_report(report, captions, {"gen2d_sweep": CELLS, "gen2d_best": 8}, tmp_path)
 
 
 def check_report(report, captions: dict[str, str], tables: dict[str, int], shots) -> None:
