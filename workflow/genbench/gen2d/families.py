@@ -18,7 +18,15 @@ from torch import nn
 
 from ..weights import WeightSpec, resolve
 from .registry import Generator, NoiseSource, WeightsMissingError, register
-from .samplers import Counted, SampleResult, classifier_free, mean_flow, sample_flow, solution_steps
+from .samplers import (
+    Counted,
+    SampleResult,
+    batch_scalar,
+    classifier_free,
+    mean_flow,
+    sample_flow,
+    solution_steps,
+)
 from .sit import SiT
 
 # DiT sizes (depth, hidden, heads) shared by SiT, MeanFlow and SoFlow presets such as "SiT-XL/2" or "SoFlow-B/4"
@@ -200,11 +208,10 @@ class MeanFlowGenerator(DiTFamily):
         omega_input = "omega" in net.extra_inputs
 
         def u(z: torch.Tensor, t: float, y: torch.Tensor, r: float) -> torch.Tensor:
-            full = lambda v: torch.full((z.shape[0],), float(v), dtype=z.dtype)  # noqa: E731
-            extra = {"h": full(t - r)}
+            extra = {"h": batch_scalar(z, t - r)}
             if omega_input:
-                extra["omega"] = full(cfg)
-            return net(z, full(t), y, **extra)
+                extra["omega"] = batch_scalar(z, cfg)
+            return net(z, batch_scalar(z, t), y, **extra)
 
         if omega_input:
             counted = Counted(lambda z, t, r: u(z, t, labels, r))
@@ -263,8 +270,7 @@ class SoFlowGenerator(DiTFamily):
             raise ValueError(f"model '{self.name}': multi-step SoFlow needs a per-item noise source")
 
         def f(x: torch.Tensor, t: float, y: torch.Tensor, s: float) -> torch.Tensor:
-            full = lambda v: torch.full((x.shape[0],), float(v), dtype=x.dtype)  # noqa: E731
-            return self.net.solution(x, full(t), full(s), y)
+            return self.net.solution(x, batch_scalar(x, t), batch_scalar(x, s), y)
 
         guided, passes = classifier_free(f, labels, self.backbone.num_classes, cfg, self.cfg_channels,
                                          self.interval)
@@ -300,8 +306,7 @@ class IMeanFlowGenerator(DiTFamily):
         lo, hi = self.interval or (0.0, 1.0)
 
         def u(z: torch.Tensor, t: float, r: float) -> torch.Tensor:
-            full = lambda v: torch.full((z.shape[0],), float(v), dtype=z.dtype)  # noqa: E731
-            return self.backbone(z, full(t - r), full(cfg), full(lo), full(hi), labels)
+            return self.backbone(z, *(batch_scalar(z, v) for v in (t - r, cfg, lo, hi)), labels)
 
         counted = Counted(u)
         z = mean_flow(counted, noise, steps)

@@ -3,7 +3,7 @@
 Each item is prompted with its manifest prompt ("a photo of a {class}" by default) and starts from its own seeded
 latent noise, passed to the pipeline as ``latents`` (FLUX's packed layout is built from the per-item noise), so
 sharding and batching never change an image. Pipelines load from a local folder or the local HF cache only
-(genbench.weights; ``HF_HUB_OFFLINE`` is set while loading). The sweep's ``cfg`` is the pipeline's
+(genbench.weights; ``local_files_only``). The sweep's ``cfg`` is the pipeline's
 ``guidance_scale``: classifier-free guidance for SD3.5 (cfg = 1 turns it off: one pass per step), the distilled
 guidance embedding for FLUX.1-dev (one pass per step whatever the value). ``forward_passes`` is counted on the
 transformer itself.
@@ -11,7 +11,6 @@ transformer itself.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +64,7 @@ class PipelineGenerator(Generator):
             raise FileNotFoundError(f"model '{name}': {folder} is not a diffusers pipeline folder (no "
                                     f"model_index.json); give the repository snapshot folder")
         dtype = DTYPES[spec.get("arch", {}).get("dtype", "bfloat16" if torch.cuda.is_available() else "float32")]
-        old = os.environ.get("HF_HUB_OFFLINE")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            pipe = getattr(diffusers, cls.pipeline_class).from_pretrained(str(folder), dtype=dtype)
-        finally:
-            if old is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = old
+        pipe = getattr(diffusers, cls.pipeline_class).from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         return cls(name, spec, pipe)
 
     @property

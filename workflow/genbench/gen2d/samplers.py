@@ -44,6 +44,11 @@ class Counted:
         return self.fn(*args)
 
 
+def batch_scalar(x: torch.Tensor, value: float) -> torch.Tensor:
+    """A scalar condition (t, h, omega, ...) as the (N,) tensor networks take, in ``x``'s dtype and device."""
+    return torch.full((x.shape[0],), float(value), dtype=x.dtype, device=x.device)
+
+
 # ---------------------------------------------------------------------------------------------- flow ODE / SDE
 
 
@@ -151,7 +156,7 @@ def guided_velocity(net: Callable[..., torch.Tensor], y: torch.Tensor, null_labe
     """A class-conditional velocity network ``net(x, t_tensor, y)`` as a guided velocity ``v(x, t)``."""
 
     def fn(x: torch.Tensor, t: float, yy: torch.Tensor) -> torch.Tensor:
-        return net(x, torch.full((x.shape[0],), float(t), dtype=x.dtype), yy)
+        return net(x, batch_scalar(x, t), yy)
 
     return classifier_free(fn, y, null_label, cfg, cfg_channels, interval)
 

@@ -35,7 +35,7 @@ import yaml
 from ..weights import WeightSpec, resolve
 from .families import load_state_dict
 from .registry import Generator, NoiseSource, WeightsMissingError, register
-from .samplers import Counted, SampleResult, classifier_free
+from .samplers import Counted, SampleResult, batch_scalar, classifier_free
 
 RAE_REPO = "https://github.com/bytetriper/RAE"
 
@@ -141,7 +141,7 @@ class RAEGenerator(Generator):
     def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float,
                noise_source: NoiseSource | None = None, prompts: list[str] | None = None) -> SampleResult:
         def v(x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
-            return self.stage2(x, torch.full((x.shape[0],), float(t), dtype=x.dtype), y)
+            return self.stage2(x, batch_scalar(x, t), y)
 
         guided, passes = classifier_free(v, labels, self.num_classes, cfg, None, self.interval)
         counted = Counted(guided)
