@@ -250,6 +250,7 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
     out = smk(wd, "-n", "--profile", "profiles/slurm", "--forceall", "--", "results/tables/gen2d_metrics.parquet")
     jobs = planned_jobs(out.stdout + out.stderr)
     assert jobs["generate"] > 1000 and jobs["score_cell"] >= 8 * 3
+    assert jobs["convert_weights"] == 1  # MeanFlow's Flax checkpoint, converted once before its generation jobs
     assert "mw_train" not in out.stdout  # the mini-world config is replaced, not merged
     gen_block = out.stdout.split("rule generate:")[1].split("\n\n")[0]
     assert "gpu=1" in gen_block

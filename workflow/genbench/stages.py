@@ -91,6 +91,15 @@ def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str
     log.info("%s trained: loss %.4f -> %.4f", model, np.mean(losses[:k]), np.mean(losses[-k:]))
 
 
+def stage_convert_weights(model: str, config: dict[str, Any], out: str | Path) -> None:
+    """Official weights in a foreign format (``convert:`` in the model's config) -> safetensors + provenance json."""
+    from .gen2d.convert import convert_model
+
+    meta = convert_model(model, config["models"][model], out)
+    log.info("%s: converted %s (%s, step %s, sha256 %s) -> %s", model, meta["source"], meta["entry"], meta["step"],
+             meta["source_sha256"][:12], out)
+
+
 def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, shard: int, config: dict[str, Any],
                    manifest_path: str | Path, checkpoint: str | Path | None, out: str | Path,
                    n_shards: int, batch_size: int) -> None:

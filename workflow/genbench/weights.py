@@ -177,7 +177,8 @@ def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | Non
 
 
 def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
-    """Every weights entry of a (validated) config: models (with their VAE decoders), then extractors and embedders.
+    """Every weights entry of a (validated) config: models (with their VAE / RAE decoders), then extractors and
+    embedders.
     A file shared by several entries (a VAE, one checkpoint under two samplers) is listed once, under its first
     owner."""
     out: list[WeightSpec] = []
@@ -185,9 +186,12 @@ def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
     for section in ("models", "extractors", "embedders"):
         for name, spec in config.get(section, {}).items():
             entries = [(f"{section}.{name}", spec.get("weights"))]
-            vae = spec.get("arch", {}).get("vae") if isinstance(spec.get("arch"), dict) else None
+            arch = spec.get("arch") if isinstance(spec.get("arch"), dict) else {}
+            vae = arch.get("vae")
             if isinstance(vae, dict):
                 entries.append((f"{section}.{name}.arch.vae", {k: v for k, v in vae.items() if k != "scale"}))
+            if isinstance(arch.get("decoder"), dict):  # Scale-RAE's RAE decoder repository
+                entries.append((f"{section}.{name}.arch.decoder", arch["decoder"]))
             for owner, weights in entries:
                 if not weights:
                     continue

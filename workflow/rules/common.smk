@@ -117,20 +117,24 @@ def cell_shards(wildcards):
 def generator_inputs(wildcards):
     """The manifest, plus the checkpoint when the pipeline trains the model itself."""
     inputs = {"manifest": manifest_path(wildcards.dataset)}
-    if "train" in config["models"][wildcards.model]:
+    spec = config["models"][wildcards.model]
+    if "train" in spec:
         inputs["checkpoint"] = f"results/models/{wildcards.model}/model.safetensors"
+    elif "convert" in spec:
+        inputs["checkpoint"] = f"results/models/{wildcards.model}/converted.safetensors"
     return inputs
 
 
 def generator_checkpoint(wildcards, input):
-    """Trained models: the rule's input; official weights: the configured local path (checked at run time)."""
+    """Trained or converted models: the rule's input; official weights: the configured local path (checked at run
+    time)."""
     if "checkpoint" in input.keys():
         return input.checkpoint
     return config["models"][wildcards.model]["weights"].get("path")
 
 
 # families that run through upstream code pinned to a commit get that code's own environment (envs/{family}.yaml)
-UPSTREAM_ENVS = {"rae": "../../envs/rae.yaml"}
+UPSTREAM_ENVS = {"rae": "../../envs/rae.yaml", "scale_rae": "../../envs/scale_rae.yaml"}
 
 
 def generator_env(wildcards):

@@ -24,6 +24,28 @@ rule train_generator:
         "../scripts/train_generator.py"
 
 
+rule convert_weights:
+    # official weights in a foreign format (the model's `convert:` entry, e.g. MeanFlow's Flax checkpoints);
+    # the source is read at run time, like other official weights, so a dry run lists the job without the files
+    output:
+        checkpoint="results/models/{model}/converted.safetensors",
+        meta="results/models/{model}/converted.json",
+    params:
+        config=lambda wc: model_config(wc.model),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    log:
+        f"{LOGS}/convert_weights/{{model}}.log",
+    benchmark:
+        f"{BENCH}/convert_weights/{{model}}.tsv"
+    conda:
+        "../../envs/flax.yaml"
+    script:
+        "../scripts/convert_weights.py"
+
+
 rule generate:
     input:
         unpack(generator_inputs),

@@ -47,7 +47,7 @@ class Generator(ABC):
 
 def get_generator_class(family: str) -> type[Generator]:
     # importing the families registers them
-    from . import families, pipelines, upstream  # noqa: F401
+    from . import families, pipelines, scale_rae, upstream  # noqa: F401
 
     return GENERATORS.lookup(family)
 

@@ -44,11 +44,13 @@ class UpstreamCodeError(RuntimeError):
     """The pinned upstream checkout is missing or at another commit."""
 
 
-def checkout(code: str | Path, commit: str | None, what: str) -> Path:
+def checkout(code: str | Path, commit: str | None, what: str, repo: str = RAE_REPO, marker: str = "src") -> Path:
+    """The upstream checkout at ``code``: it must hold ``marker`` (its package folder) and, when ``commit`` is
+    given, be a git checkout at that commit (a prefix of HEAD's hash)."""
     code = Path(code)
-    if not (code / "src").is_dir():
-        raise UpstreamCodeError(f"{what}: upstream code not found at {code} (no src/); clone it there: git clone "
-                                f"{RAE_REPO} {code} && git -C {code} checkout {commit or '<commit>'}")
+    if not (code / marker).is_dir():
+        raise UpstreamCodeError(f"{what}: upstream code not found at {code} (no {marker}/); clone it there: git clone "
+                                f"{repo} {code} && git -C {code} checkout {commit or '<commit>'}")
     if commit:
         try:
             head = subprocess.run(["git", "-C", str(code), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -61,14 +63,32 @@ def checkout(code: str | Path, commit: str | None, what: str) -> Path:
     return code
 
 
-def _import(code: Path, dotted: str):
-    src = str(code / "src")
-    if src not in sys.path:
-        sys.path.insert(0, src)
-    module, _, name = dotted.rpartition(".")
+def import_from(root: Path, dotted: str):
+    """``module.attr`` imported with ``root`` first on sys.path (the upstream checkout's import root)."""
     import importlib
 
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    module, _, name = dotted.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def _import(code: Path, dotted: str):
+    return import_from(code / "src", dotted)
+
+
+class offline_hub:
+    """HF_HUB_OFFLINE=1 inside the block (upstream code that resolves model ids must find them in the local cache)."""
+
+    def __enter__(self):
+        self.old = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = self.old
 
 
 @register("rae")
@@ -114,16 +134,9 @@ class RAEGenerator(Generator):
                 p1[key] = local(p1[key], files)
         if p1.get("decoder_config_path"):
             p1["decoder_config_path"] = local(p1["decoder_config_path"], code)
-        old = os.environ.get("HF_HUB_OFFLINE")
-        os.environ["HF_HUB_OFFLINE"] = "1"  # the encoder config comes from the local HF cache only
-        try:
+        with offline_hub():  # the encoder config comes from the local HF cache only
             stage1 = _import(code, cfg["stage_1"]["target"])(**p1)
             stage2 = _import(code, cfg["stage_2"]["target"])(**cfg["stage_2"].get("params", {}))
-        finally:
-            if old is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = old
         ckpt = local(cfg["stage_2"].get("ckpt"), files)
         if ckpt is None:
             raise ValueError(f"model '{name}' (rae): {arch['config']} names no stage_2 ckpt")
