@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/curate.smk"
+include: "workflow/rules/inputs3d.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/score.smk"

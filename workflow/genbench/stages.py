@@ -70,6 +70,18 @@ def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: s
     log.info("%s: %d items, %d classes", dataset, len(df), df["label_id"].nunique())
 
 
+def stage_prepare_3d(dataset: str, config: dict[str, Any], manifest_path: str | Path) -> None:
+    """A 3D-track data set -> single-slice / render inputs, ground truth and a manifest (skipped items included,
+    with their reasons)."""
+    from .recon3d.medical import prepare_medical
+
+    spec = {"seed": config.get("seed", 0), **config["datasets3d"][dataset]}
+    df = prepare_medical(dataset, spec, Path(manifest_path).parent)
+    write_parquet(df, manifest_path, provenance(config_hash(config)))
+    ok = int((df["status"] == "ok").sum())
+    log.info("%s: %d items ready, %d skipped", dataset, ok, len(df) - ok)
+
+
 def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
                           meta: str | Path) -> None:
     spec = config["models"][model]

@@ -44,6 +44,10 @@ def dataset_config(dataset):
     return select(config, "seed", f"datasets.{dataset}", "miniworld")
 
 
+def dataset3d_config(dataset):
+    return select(config, "seed", f"datasets3d.{dataset}")
+
+
 def model_config(model):
     return select(config, "seed", f"models.{model}")
 
@@ -187,5 +191,6 @@ def table_exports():
 
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
+    manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
             *table_exports(), *figure_files(), *sample_grids()]

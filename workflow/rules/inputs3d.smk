@@ -1,0 +1,22 @@
+# 3D track inputs: medical volumes (and, later, object renders) -> single-slice inputs in the legacy and corrected
+# protocols, ground-truth surfaces / samples / occupancy, and a manifest with skipped items and their reasons.
+
+
+rule prepare_3d:
+    output:
+        manifest="results/data3d/{dataset3d}/manifest.parquet",
+        item_dir=directory("results/data3d/{dataset3d}/items"),
+    params:
+        config=lambda wc: dataset3d_config(wc.dataset3d),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    log:
+        f"{LOGS}/prepare_3d/{{dataset3d}}.log",
+    benchmark:
+        f"{BENCH}/prepare_3d/{{dataset3d}}.tsv"
+    conda:
+        "../../envs/mesh.yaml"
+    script:
+        "../scripts/prepare_3d.py"
