@@ -74,9 +74,11 @@ def stage_prepare_3d(dataset: str, config: dict[str, Any], manifest_path: str | 
     """A 3D-track data set -> single-slice / render inputs, ground truth and a manifest (skipped items included,
     with their reasons)."""
     from .recon3d.medical import prepare_medical
+    from .recon3d.objects import OBJECT_ADAPTERS, prepare_objects
 
     spec = {"seed": config.get("seed", 0), **config["datasets3d"][dataset]}
-    df = prepare_medical(dataset, spec, Path(manifest_path).parent)
+    prepare = prepare_objects if spec["adapter"] in OBJECT_ADAPTERS else prepare_medical
+    df = prepare(dataset, spec, Path(manifest_path).parent)
     write_parquet(df, manifest_path, provenance(config_hash(config)))
     ok = int((df["status"] == "ok").sum())
     log.info("%s: %d items ready, %d skipped", dataset, ok, len(df) - ok)
