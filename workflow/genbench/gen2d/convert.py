@@ -40,7 +40,7 @@ def read_flax_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise WeightsMissingError(f"Flax checkpoint {path} is missing: download the official checkpoint (e.g. the "
-                                  f"MeanFlow README's MF-B/4 archive), unzip it there, or fix weights.flax_checkpoint")
+                                  f"MeanFlow README's MF-B/4 archive), unzip it there, or fix convert.checkpoint")
     try:
         from flax.training import checkpoints
     except ImportError as exc:  # pragma: no cover - the test environment has flax
@@ -77,7 +77,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
 def _entry(tree: dict[str, Any], entry: str) -> dict[str, np.ndarray]:
     if entry not in tree:
         raise ConversionError(f"checkpoint has no '{entry}' entry (top-level keys: {sorted(tree)}); use "
-                              f"weights.flax_entry: params or ema_params")
+                              f"convert.entry: params or ema_params")
     sub = tree[entry]
     if isinstance(sub, dict) and "net" in sub:
         sub = sub["net"]
