@@ -94,6 +94,16 @@ def _check_references(config: dict[str, Any]) -> None:
         for d in block["datasets"]:
             if d not in datasets:
                 problems.append(f"sweep.{i}.datasets: unknown dataset '{d}' (defined: {', '.join(datasets)})")
+    r3 = config.get("recon3d")
+    if r3:
+        for d in r3["datasets"]:
+            if d not in config.get("datasets3d", {}):
+                problems.append(f"recon3d.datasets: unknown 3D data set '{d}' (defined under datasets3d: "
+                                f"{', '.join(config.get('datasets3d', {})) or 'none'})")
+        for m in r3["models"]:
+            if m not in config.get("reconstructors", {}):
+                problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "
+                                f"{', '.join(config.get('reconstructors', {})) or 'none'})")
     ex = config["scoring"]["extractor"]
     if ex not in extractors:
         problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")

@@ -358,3 +358,52 @@ def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path,
     from .plots.figures import draw_figure
 
     draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3D track: reconstruction, scoring, aggregation
+
+
+def stage_reconstruct_3d(dataset: str, model: str, config: dict[str, Any], manifest_path: str | Path,
+                         table: str | Path) -> None:
+    from .recon3d.evaluate import reconstruct_dataset
+
+    df = reconstruct_dataset(dataset, model, config["reconstructors"][model], manifest_path, Path(table).parent,
+                             int(config.get("seed", 0)))
+    write_parquet(df, table, provenance(config_hash(config)))
+    counts = df["status"].value_counts().to_dict()
+    log.info("%s / %s: %s", dataset, model, counts)
+
+
+def stage_score_3d(dataset: str, model: str, config: dict[str, Any], manifest_path: str | Path,
+                   recon_table: str | Path, out: str | Path) -> None:
+    from .recon3d.evaluate import score_dataset
+
+    df = score_dataset(dataset, model, config["recon3d"]["protocols"], manifest_path, recon_table,
+                       int(config.get("seed", 0)))
+    write_parquet(df, out, provenance(config_hash(config)))
+
+
+def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                       per_item_out: str | Path, summary_out: str | Path) -> None:
+    from .recon3d.evaluate import summarise
+
+    spec = config["recon3d"]
+    per_item = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    ceilings = [m for m in spec["models"] if config["reconstructors"][m]["kind"] == "gt_resample"]
+    per_item["ceiling"] = per_item["model"].isin(ceilings)
+    boot = spec.get("bootstrap", {})
+    summary = summarise(per_item, ceilings, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
+                        int(config.get("seed", 0)))
+    meta = provenance(full_config_hash)
+    meta["protocols"] = spec["protocols"]
+    meta["reconstructors"] = {m: config["reconstructors"][m] for m in spec["models"]}
+    write_parquet(per_item, per_item_out, meta)
+    write_parquet(summary, summary_out, {**meta, "key_columns": ["dataset", "model", "protocol", "metric"]})
+
+
+def stage_figure_3d(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
+                    manifests: list[str | Path] | None = None, n_items: int = 4) -> None:
+    from .plots.figures3d import draw_figure_3d
+
+    draw_figure_3d(name, pd.read_parquet(table), pdf, png, data, manifests=manifests, n_items=n_items)

@@ -38,6 +38,8 @@ wildcard_constraints:
     cfg=r"\d+(\.\d+)?",
     seed=r"\d+",
     shard=r"\d+",
+    dataset3d=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    recon=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def dataset_config(dataset):
@@ -189,8 +191,36 @@ def table_exports():
     return [f"results/tables/gen2d_{name}.{ext}" for name in ("sweep", "best") for ext in ("md", "tex", "html")]
 
 
+# external image-to-3D models run in their own env (envs/{kind}.yaml) on a GPU; the baselines in envs/mesh.yaml
+EXTERNAL_3D = ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d")
+
+
+def reconstructor_env(wildcards):
+    kind = config["reconstructors"][wildcards.recon]["kind"]
+    return f"../../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../../envs/mesh.yaml"
+
+
+def reconstructor_gpus(name):
+    return 1 if config["reconstructors"][name]["kind"] in EXTERNAL_3D else 0
+
+
+def recon3d_tables():
+    r3 = config.get("recon3d")
+    if not r3:
+        return []
+    return [f"results/metrics/recon3d/{d}/{m}.parquet" for d in r3["datasets"] for m in r3["models"]]
+
+
+def recon3d_targets():
+    if not config.get("recon3d"):
+        return []
+    figs = [f"results/figures/{n}.{e}" for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid")
+            for e in ("pdf", "png")]
+    return ["results/tables/recon3d_summary.parquet", *figs]
+
+
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
-            *table_exports(), *figure_files(), *sample_grids()]
+            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets()]

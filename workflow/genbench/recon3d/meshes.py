@@ -97,3 +97,48 @@ def occupancy_grid(mesh: trimesh.Trimesh, norm: Normalisation, res: int, half: f
     f = np.ascontiguousarray(mesh.faces, dtype=np.int32)
     sdf, _, _ = pcu.signed_distance_to_mesh(np.ascontiguousarray(grid), v, f)
     return (sdf < 0).reshape(res, res, res)
+
+
+def grid_centres(res: int, half: float = 0.5) -> np.ndarray:
+    return (np.arange(res) + 0.5) / res * 2 * half - half
+
+
+def parity_occupancy(mesh: trimesh.Trimesh, res: int, half: float = 0.5) -> np.ndarray:
+    """Solid occupancy of a watertight mesh at the centres of a res^3 grid over [-half, half]^3 by scanline
+    parity: one ray per grid column along each axis (3 res^2 rays, Embree, all hits), a centre is inside along a
+    column when an odd number of surface crossings lie below it; the three axes vote (majority), which removes
+    the rare miscounted ray through an edge or vertex. About 3 res^2 rays instead of res^3 point queries."""
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    c = grid_centres(res, half)
+    caster = RayMeshIntersector(mesh)
+    votes = np.zeros((res, res, res), dtype=np.int8)
+    start = -half - 1.0
+    for axis in range(3):
+        u, v = [a for a in range(3) if a != axis]
+        cu, cv = np.meshgrid(c, c, indexing="ij")
+        origins = np.zeros((res * res, 3))
+        origins[:, u], origins[:, v], origins[:, axis] = cu.ravel(), cv.ravel(), start
+        dirs = np.zeros_like(origins)
+        dirs[:, axis] = 1.0
+        locs, ray_idx, _ = caster.intersects_location(origins, dirs, multiple_hits=True)
+        counts = np.zeros((res * res, res + 1), dtype=np.int32)
+        if len(ray_idx):
+            b = np.searchsorted(c, locs[:, axis])  # crossings below centre k are counted from bin k on
+            np.add.at(counts, (ray_idx, b), 1)
+        inside = (np.cumsum(counts, axis=1)[:, :res] % 2 == 1).reshape(res, res, res)  # [u, v, axis]
+        order = np.argsort([u, v, axis])
+        votes += np.transpose(inside, order).astype(np.int8)
+    return votes >= 2
+
+
+def solid_occupancy(mesh: trimesh.Trimesh, res: int, half: float = 0.5, method: str = "auto") -> tuple[np.ndarray, str]:
+    """Occupancy of a mesh already in the grid's frame: ``parity`` (watertight meshes, fast), ``winding``
+    (generalised winding numbers, any mesh), or ``auto`` (parity when watertight). Returns (grid, method used)."""
+    if method == "auto":
+        method = "parity" if mesh.is_watertight else "winding"
+    if method == "parity":
+        return parity_occupancy(mesh, res, half), method
+    if method == "winding":
+        return occupancy_grid(mesh, Normalisation((0.0, 0.0, 0.0), 1.0), res, half), method
+    raise ValueError(f"unknown occupancy method '{method}' (auto, parity, winding)")

@@ -1,0 +1,180 @@
+"""The 3D track's stages after the inputs: reconstruct every item with one model, score the reconstructions under
+each protocol, aggregate per (dataset, model, protocol) with bootstrap confidence intervals.
+
+Nothing is lost silently: an empty input is recorded as ``skipped`` (the seed benchmark drops such items from the
+averages), a model that raises, returns nothing, or returns an empty/degenerate/NaN mesh is recorded as ``failed``
+with the reason, and the run goes on; the summary table counts scored, skipped and failed items per row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import save_npz, write_bytes, write_json
+from ..seeding import derive_seed, numpy_rng
+from .distances import PointSetError, check_points
+from .meshes import MeshError, check_mesh
+from .protocols import PROTOCOLS, load_prediction
+from .reconstructors import EmptyInputError, Reconstruction, load_reconstructor
+
+log = logging.getLogger(__name__)
+
+# which input each protocol reconstructs from: the seed code's slice for legacy where a data set has one
+PROTOCOL_INPUT = {"legacy": "legacy_input", "corrected": "input"}
+INPUT_COLUMN = {"input": "input_path", "legacy_input": "legacy_input_path"}
+# the headline metrics (tables, figures): higher is better unless listed in LOWER_IS_BETTER
+HEADLINE = {"legacy": ["f1", "point_bin_iou", "chamfer_l1", "emd"],
+            "corrected": ["fscore@0.01", "solid_iou", "chamfer_l1", "hd95", "normal_consistency", "emd"]}
+LOWER_IS_BETTER = ("chamfer", "hausdorff", "hd95", "emd", "voxel_hd", "voxel_assd", "accuracy", "completeness")
+
+
+def inputs_of(manifest: pd.DataFrame) -> list[str]:
+    """The input variants a data set has: 'input' always, 'legacy_input' for medical data sets."""
+    have = ["input"]
+    if "legacy_input_path" in manifest and manifest["legacy_input_path"].notna().any():
+        have.append("legacy_input")
+    return have
+
+
+def input_for(protocol: str, manifest: pd.DataFrame) -> str:
+    want = PROTOCOL_INPUT[protocol]
+    return want if want in inputs_of(manifest) else "input"
+
+
+def _read_rgba(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGBA"))
+
+
+def check_reconstruction(rec: Reconstruction, what: str) -> None:
+    if rec.kind == "mesh":
+        check_mesh(rec.mesh, what)
+    else:
+        check_points(rec.points, what)
+
+
+def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest_path: str | Path,
+                        out_dir: str | Path, seed: int) -> pd.DataFrame:
+    """Every ok item of the manifest, for each input variant it has -> out_dir/{variant}/{item}/pred.* + meta.json,
+    and one row per (item, variant) with status, reason, kind, frame and seconds."""
+    manifest = pd.read_parquet(manifest_path)
+    root = Path(manifest_path).parent
+    out_dir = Path(out_dir)
+    rec = load_reconstructor(model, spec)
+    rows = []
+    for variant in inputs_of(manifest):
+        for item in manifest.to_dict("records"):
+            base = {"dataset": dataset, "model": model, "item_id": item["item_id"], "input": variant}
+            if item["status"] != "ok":
+                rows.append({**base, "status": "skipped", "reason": f"input not prepared: {item['reason']}"})
+                continue
+            what = f"{dataset}/{model}/{item['item_id']} ({variant})"
+            folder = out_dir / variant / item["item_id"]
+            view_file = root / Path(item[INPUT_COLUMN[variant]]).with_suffix(".json")
+            view = json.loads(view_file.read_text()) if view_file.exists() else None
+            item_seed = derive_seed(seed, "recon3d", model, dataset, item["item_id"])
+            t0 = time.perf_counter()
+            try:
+                rgba = _read_rgba(root / item[INPUT_COLUMN[variant]])
+                out = rec.reconstruct(rgba, view, item_seed, {**item, "_root": str(root), "_input": variant})
+                check_reconstruction(out, what)
+            except EmptyInputError as exc:
+                rows.append({**base, "status": "skipped", "reason": str(exc)})
+                continue
+            except Exception as exc:  # a model that crashes on one item: recorded, the run continues
+                log.warning("failed %s: %s: %s", what, type(exc).__name__, exc)
+                rows.append({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                             "seconds": time.perf_counter() - t0})
+                continue
+            seconds = time.perf_counter() - t0
+            if out.kind == "mesh":
+                write_bytes(folder / "pred.ply", out.mesh.export(file_type="ply", encoding="binary"))
+                size = {"n_vertices": len(out.mesh.vertices), "n_faces": len(out.mesh.faces)}
+            else:
+                save_npz(folder / "pred.npz", points=np.asarray(out.points, dtype=np.float32))
+                size = {"n_vertices": len(out.points), "n_faces": 0}
+            meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, "seconds": seconds, **out.meta}
+            write_json(folder / "meta.json", meta)
+            rows.append({**base, "status": "ok", "reason": None, "kind": out.kind, "frame": out.frame,
+                         "seconds": seconds, "seed": item_seed, "prediction": f"{variant}/{item['item_id']}",
+                         "settings": json.dumps(out.meta, sort_keys=True, default=str), **size})
+    df = pd.DataFrame(rows)
+    for col in ("reason", "kind", "frame", "seconds", "prediction", "settings"):
+        if col not in df:
+            df[col] = None
+    return df
+
+
+def score_dataset(dataset: str, model: str, protocols: dict[str, dict[str, Any]], manifest_path: str | Path,
+                  recon_table: str | Path, seed: int) -> pd.DataFrame:
+    """One row per (item, protocol): the protocol's metrics, or the status/reason of an item that was skipped or
+    failed (at reconstruction or at scoring)."""
+    manifest = pd.read_parquet(manifest_path)
+    root = Path(manifest_path).parent
+    recon = pd.read_parquet(recon_table)
+    recon_dir = Path(recon_table).parent
+    items = {r["item_id"]: r for r in manifest.to_dict("records")}
+    rows = []
+    for protocol, cfg in protocols.items():
+        variant = input_for(protocol, manifest)
+        for r in recon[recon["input"] == variant].to_dict("records"):
+            base = {"dataset": dataset, "model": model, "protocol": protocol, "item_id": r["item_id"],
+                    "input": variant, "kind": r.get("kind"), "prediction": r.get("prediction")}
+            if r["status"] != "ok":
+                rows.append({**base, "status": r["status"], "reason": r["reason"]})
+                continue
+            what = f"{dataset}/{model}/{r['item_id']} ({protocol})"
+            try:
+                folder = recon_dir / r["prediction"]
+                pred = load_prediction(folder, json.loads((folder / "meta.json").read_text()))
+                if pred["kind"] == "mesh":
+                    check_mesh(pred["mesh"], what)
+                rng = numpy_rng(seed, "score3d", protocol, model, dataset, r["item_id"])
+                item = {**items[r["item_id"]], "_root": str(root)}
+                metrics = PROTOCOLS[protocol](pred, item, cfg, rng)
+            except (MeshError, PointSetError, ValueError, OSError) as exc:
+                log.warning("failed to score %s: %s", what, exc)
+                rows.append({**base, "status": "failed", "reason": f"scoring: {type(exc).__name__}: {exc}"})
+                continue
+            rows.append({**base, "status": "ok", "reason": None, **metrics})
+    df = pd.DataFrame(rows)
+    if "reason" not in df:
+        df["reason"] = None
+    return df
+
+
+def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confidence: float,
+              seed: int) -> pd.DataFrame:
+    """Long table: one row per (dataset, model, protocol, metric) with the mean over scored items, its bootstrap
+    percentile CI (items resampled), and the counts of scored / skipped / failed items."""
+    from ..metrics.bootstrap import bootstrap_ci
+
+    rows = []
+    keys = ["dataset", "model", "protocol"]
+    skip_cols = {"dataset", "model", "protocol", "item_id", "input", "kind", "status", "reason", "alignment",
+                 "occupancy_method", "rotation_start", "icp_iterations", "prediction", "ceiling"}
+    for key, grp in per_item.groupby(keys, sort=False):
+        ok = grp[grp["status"] == "ok"]
+        counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
+                  "n_failed": int((grp["status"] == "failed").sum())}
+        for metric in [c for c in grp.columns if c not in skip_cols and pd.api.types.is_numeric_dtype(grp[c])]:
+            vals = ok[metric].to_numpy(dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            if len(vals) == 0:
+                continue
+            rng = numpy_rng(seed, "bootstrap3d", *key, metric)
+            lo, hi, _ = bootstrap_ci(lambda i, v=vals: float(v[i].mean()), [len(vals)], n_boot, confidence, rng)
+            rows.append({**dict(zip(keys, key, strict=True)), "metric": metric, "value": float(vals.mean()),
+                         "ci_low": lo, "ci_high": hi, "n": len(vals), **counts,
+                         "ceiling": key[1] in ceilings,
+                         "higher_is_better": not any(metric.startswith(p) for p in LOWER_IS_BETTER)})
+    return pd.DataFrame(rows)

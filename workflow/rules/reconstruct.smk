@@ -1,0 +1,123 @@
+# 3D track after the inputs: reconstruct (one job per data set x reconstructor; GPU for external models, in their
+# own env), score under every protocol (CPU), aggregate with bootstrap CIs, draw the figures.
+
+
+rule reconstruct_3d:
+    input:
+        manifest="results/data3d/{dataset3d}/manifest.parquet",
+    output:
+        table="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
+    params:
+        config=lambda wc: select(config, "seed", f"reconstructors.{wc.recon}"),
+    threads: 1
+    resources:
+        gpu=lambda wc: reconstructor_gpus(wc.recon),
+        mem_mb=16000,
+        runtime=lambda wc: 720 if reconstructor_gpus(wc.recon) else 60,
+    log:
+        f"{LOGS}/reconstruct_3d/{{dataset3d}}/{{recon}}.log",
+    benchmark:
+        f"{BENCH}/reconstruct_3d/{{dataset3d}}/{{recon}}.tsv"
+    conda:
+        reconstructor_env
+    script:
+        "../scripts/reconstruct_3d.py"
+
+
+rule score_3d:
+    input:
+        manifest="results/data3d/{dataset3d}/manifest.parquet",
+        recon="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
+    output:
+        table="results/metrics/recon3d/{dataset3d}/{recon}.parquet",
+    params:
+        config=select(config, "seed", "recon3d"),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    log:
+        f"{LOGS}/score_3d/{{dataset3d}}/{{recon}}.log",
+    benchmark:
+        f"{BENCH}/score_3d/{{dataset3d}}/{{recon}}.tsv"
+    conda:
+        "../../envs/mesh.yaml"
+    script:
+        "../scripts/score_3d.py"
+
+
+rule aggregate_3d:
+    input:
+        tables=recon3d_tables(),
+    output:
+        per_item="results/tables/recon3d_items.parquet",
+        summary="results/tables/recon3d_summary.parquet",
+    params:
+        config=select(config, "seed", "recon3d", "reconstructors"),
+        config_hash=config_hash(config),
+    log:
+        f"{LOGS}/aggregate/recon3d.log",
+    benchmark:
+        f"{BENCH}/aggregate/recon3d.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/aggregate_3d.py"
+
+
+rule figure_recon3d_bars:
+    input:
+        table="results/tables/recon3d_summary.parquet",
+    output:
+        pdf="results/figures/recon3d_bars.pdf",
+        png=report("results/figures/recon3d_bars.png", caption="../report/figures/recon3d_bars.rst",
+                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_bars"}),
+        data="results/figures/recon3d_bars.csv",
+    params:
+        name="recon3d_bars",
+    log:
+        f"{LOGS}/figures/recon3d_bars.log",
+    benchmark:
+        f"{BENCH}/figures/recon3d_bars.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../scripts/figure_3d.py"
+
+
+use rule figure_recon3d_bars as figure_recon3d_protocols with:
+    input:
+        table="results/tables/recon3d_items.parquet",
+    output:
+        pdf="results/figures/recon3d_protocols.pdf",
+        png=report("results/figures/recon3d_protocols.png", caption="../report/figures/recon3d_protocols.rst",
+                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_protocols"}),
+        data="results/figures/recon3d_protocols.csv",
+    params:
+        name="recon3d_protocols",
+    log:
+        f"{LOGS}/figures/recon3d_protocols.log",
+    benchmark:
+        f"{BENCH}/figures/recon3d_protocols.tsv"
+
+
+rule figure_recon3d_grid:
+    input:
+        table="results/tables/recon3d_items.parquet",
+        manifests=expand("results/data3d/{d}/manifest.parquet", d=config.get("recon3d", {}).get("datasets", [])),
+    output:
+        pdf="results/figures/recon3d_grid.pdf",
+        png=report("results/figures/recon3d_grid.png", caption="../report/figures/recon3d_grid.rst",
+                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_grid"}),
+        data="results/figures/recon3d_grid.csv",
+    params:
+        name="recon3d_grid",
+        n_items=config.get("recon3d", {}).get("qualitative_items", 4),
+    log:
+        f"{LOGS}/figures/recon3d_grid.log",
+    benchmark:
+        f"{BENCH}/figures/recon3d_grid.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    script:
+        "../scripts/figure_3d.py"
