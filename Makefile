@@ -9,8 +9,9 @@ CORES ?= all
 PYTEST_ARGS ?= --durations=12
 # Debian packages the project needs at run or test time (installed via apt-get when run as root).
 # chromium: the headless browser the report test drives through playwright (playwright's own browser download
-# needs the internet; Debian's build works offline).
-DEB_PACKAGES ?= chromium
+# needs the internet; Debian's build works offline). libusb-1.0-0: open3d (a test reference of the 3D metrics)
+# links against it.
+DEB_PACKAGES ?= chromium libusb-1.0-0
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test setup system-deps lint dry-run-paper slurm-profile clean-results report golden

@@ -91,7 +91,7 @@ def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
             if lx not in both or cy not in both:
                 ax.set_visible(False)
                 continue
-            for mi, m in enumerate(models):
+            for m in models:
                 for di, ds in enumerate(datasets):
                     try:
                         sub = both.xs((ds, m), level=("dataset", "model"))

@@ -87,10 +87,11 @@ def icp(source: np.ndarray, target: np.ndarray, max_corr: float, init: np.ndarra
     m = np.eye(4) if init is None else np.asarray(init, dtype=np.float64).copy()
     src = transform(source, m)
     ok, j, fitness, rmse = _evaluate(src, tree, max_corr)
-    it = 0
-    for it in range(1, max_iteration + 1):
+    done = 0
+    while done < max_iteration:
         if ok.sum() < 3:
             break
+        done += 1
         update = kabsch(src[ok], target[j[ok]])
         m = update @ m
         src = transform(src, update)
@@ -98,7 +99,7 @@ def icp(source: np.ndarray, target: np.ndarray, max_corr: float, init: np.ndarra
         ok, j, fitness, rmse = _evaluate(src, tree, max_corr)
         if abs(prev[0] - fitness) < relative_fitness and abs(prev[1] - rmse) < relative_rmse:
             break
-    return ICPResult(m, fitness, rmse, it)
+    return ICPResult(m, fitness, rmse, done)
 
 
 def cube_rotations() -> list[np.ndarray]:

@@ -137,7 +137,8 @@ def mask_edges(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask)
 
 
-def edge_distances(a: np.ndarray, b: np.ndarray, spacing: float | Sequence[float] = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def edge_distances(a: np.ndarray, b: np.ndarray,
+                   spacing: float | Sequence[float] = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Distances (in ``spacing`` units) from every edge voxel of ``a`` to the nearest edge voxel of ``b`` and
     back, by Euclidean distance transforms."""
     ea, eb = mask_edges(a), mask_edges(b)

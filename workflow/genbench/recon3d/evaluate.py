@@ -22,7 +22,7 @@ from ..seeding import derive_seed, numpy_rng
 from .distances import PointSetError, check_points
 from .meshes import MeshError, check_mesh
 from .protocols import PROTOCOLS, load_prediction
-from .reconstructors import EmptyInputError, Reconstruction, load_reconstructor
+from .reconstructors import EmptyInputError, Reconstruction, alpha_mask, load_reconstructor
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
             t0 = time.perf_counter()
             try:
                 rgba = _read_rgba(root / item[INPUT_COLUMN[variant]])
+                alpha_mask(rgba, what)  # an empty mask is an empty input for every model
                 out = rec.reconstruct(rgba, view, item_seed, {**item, "_root": str(root), "_input": variant})
                 check_reconstruction(out, what)
             except EmptyInputError as exc:

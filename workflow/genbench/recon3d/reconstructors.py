@@ -61,8 +61,9 @@ class Reconstruction:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown reconstruction kind '{self.kind}' ({', '.join(KINDS)})")
-        if self.kind == "mesh" and self.mesh is None or self.kind != "mesh" and self.points is None:
-            raise ReconstructionError(f"a '{self.kind}' reconstruction without its {'mesh' if self.kind == 'mesh' else 'points'}")
+        if (self.mesh if self.kind == "mesh" else self.points) is None:
+            part = "mesh" if self.kind == "mesh" else "points"
+            raise ReconstructionError(f"a '{self.kind}' reconstruction without its {part}")
 
 
 class Reconstructor(ABC):
