@@ -57,6 +57,31 @@ def test_tiny_end_to_end(tiny_run):
     assert (tiny_run / "results/logs/generate/sit_tiny/mw_val/steps1_cfg2/seed0/shard-1.log").exists()
 
 
+def test_recon3d_tables_and_figures(tiny_run):
+    """The 3D track end to end: phantoms and solids x (a baseline, the GT ceiling) x (legacy, corrected)."""
+    items = pd.read_parquet(tiny_run / "results/tables/recon3d_items.parquet")
+    summary = pd.read_parquet(tiny_run / "results/tables/recon3d_summary.parquet")
+    assert set(items["protocol"]) == {"legacy", "corrected"} and set(items["model"]) == {"revolution", "ceiling"}
+    assert (items["status"] == "ok").all()
+    # the medical legacy protocol scores the reconstruction of the seed code's slice, the corrected one the new slice
+    ph = items[items["dataset"] == "mw_phantoms"]
+    assert set(ph.loc[ph["protocol"] == "legacy", "input"]) == {"legacy_input"}
+    assert set(ph.loc[ph["protocol"] == "corrected", "input"]) == {"input"}
+    f = summary[(summary["metric"] == "fscore@0.01") & (summary["protocol"] == "corrected")].set_index(
+        ["dataset", "model"])["value"]
+    for ds in ("mw_phantoms", "mw_solids"):  # the ceiling is the ceiling
+        assert f[ds, "ceiling"] > 0.8 > f[ds, "revolution"]
+    row = summary.iloc[0]
+    assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n_failed"] == 0
+    assert summary.loc[summary["model"] == "ceiling", "ceiling"].all()
+    meta = read_metadata(tiny_run / "results/tables/recon3d_summary.parquet")
+    assert meta["protocols"]["corrected"]["samples"] == 2000 and meta["reconstructors"]["revolution"]["kind"]
+    for name in ("recon3d_bars", "recon3d_protocols", "recon3d_grid"):
+        for ext in ("pdf", "png", "csv"):
+            assert (tiny_run / f"results/figures/{name}.{ext}").stat().st_size > 0
+    assert (tiny_run / "results/logs/score_3d/mw_solids/revolution.log").exists()
+
+
 def test_per_class_table(tiny_run):
     per = pd.read_parquet(tiny_run / "results/tables/gen2d_per_class.parquet")
     assert len(per) == CELLS * 4 * 4  # cells x classes x (fid, is, clip_score, pick_score)
@@ -247,15 +272,22 @@ def test_lint_is_clean(root, tmp_path):
 def test_paper_dag_through_slurm_profile(root, tmp_path):
     """The cluster profile builds the full paper DAG on a machine without SLURM, GPUs on the GPU rules."""
     wd = copy_workflow(root, tmp_path)
-    out = smk(wd, "-n", "--profile", "profiles/slurm", "--forceall", "--", "results/tables/gen2d_metrics.parquet")
+    out = smk(wd, "-n", "--profile", "profiles/slurm", "--forceall", "--", "results/tables/gen2d_metrics.parquet",
+              "results/tables/recon3d_summary.parquet")
     jobs = planned_jobs(out.stdout + out.stderr)
     assert jobs["generate"] > 1000 and jobs["score_cell"] >= 8 * 3
+    # the 3D sweep: every data set x reconstructor, external models on a GPU, the baselines without
+    paper = yaml.safe_load((root / "config/paper.yaml").read_text())
+    n3d = len(paper["recon3d"]["datasets"]) * len(paper["recon3d"]["models"])
+    assert jobs["reconstruct_3d"] == jobs["score_3d"] == n3d and jobs["prepare_3d"] == len(paper["datasets3d"])
+    blocks = {b.split("output: ")[1].split("\n")[0]: b for b in out.stdout.split("rule reconstruct_3d:")[1:]}
+    assert "gpu=1" in blocks["results/recon3d/gso/trellis/reconstructions.parquet"]
+    assert "gpu=0" in blocks["results/recon3d/gso/revolution/reconstructions.parquet"]
     assert jobs["convert_weights"] == 1  # MeanFlow's Flax checkpoint, converted once before its generation jobs
     assert "mw_train" not in out.stdout  # the mini-world config is replaced, not merged
     gen_block = out.stdout.split("rule generate:")[1].split("\n\n")[0]
     assert "gpu=1" in gen_block
     # the whole paper sweep: every model of config/paper.yaml on every data set
-    paper = yaml.safe_load((root / "config/paper.yaml").read_text())
     for model in paper["models"]:
         for dataset in paper["datasets"]:
             assert f"results/gen2d/{model}/{dataset}/" in out.stdout, (model, dataset)

@@ -100,6 +100,15 @@ def _check_references(config: dict[str, Any]) -> None:
             if d not in config.get("datasets3d", {}):
                 problems.append(f"recon3d.datasets: unknown 3D data set '{d}' (defined under datasets3d: "
                                 f"{', '.join(config.get('datasets3d', {})) or 'none'})")
+        app = r3.get("appearance") or {}
+        for d in app.get("datasets", []):
+            if d not in r3["datasets"]:
+                problems.append(f"recon3d.appearance.datasets: '{d}' is not in recon3d.datasets")
+        for e in app.get("extractors", []):
+            if e not in config.get("extractors", {}):
+                problems.append(f"recon3d.appearance.extractors: unknown extractor '{e}'")
+        if app.get("embedder") and app["embedder"] not in config.get("embedders", {}):
+            problems.append(f"recon3d.appearance.embedder: unknown embedder '{app['embedder']}'")
         for m in r3["models"]:
             if m not in config.get("reconstructors", {}):
                 problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "

@@ -385,18 +385,40 @@ def stage_score_3d(dataset: str, model: str, config: dict[str, Any], manifest_pa
 
 
 def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
-                       per_item_out: str | Path, summary_out: str | Path) -> None:
+                       per_item_out: str | Path, summary_out: str | Path,
+                       appearance: list[str | Path] | None = None) -> None:
+    """Geometry scores (+ appearance, protocol 'appearance') -> the per-item table and the summary with bootstrap
+    CIs; set-level appearance metrics (FD/KD on renders) join the summary without CIs."""
     from .recon3d.evaluate import summarise
 
     spec = config["recon3d"]
-    per_item = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    frames = [pd.read_parquet(t) for t in tables]
+    sets = []
+    for t in appearance or []:
+        df = pd.read_parquet(t)
+        if str(t).endswith(".sets.parquet"):
+            sets.append(df)
+        else:
+            frames.append(df.assign(protocol="appearance"))
+    per_item = pd.concat(frames, ignore_index=True)
     ceilings = [m for m in spec["models"] if config["reconstructors"][m]["kind"] == "gt_resample"]
     per_item["ceiling"] = per_item["model"].isin(ceilings)
     boot = spec.get("bootstrap", {})
     summary = summarise(per_item, ceilings, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
                         int(config.get("seed", 0)))
+    summary["note"] = None
+    sets = [s for s in sets if len(s)]
+    if sets:
+        counts = summary[summary["protocol"] == "appearance"].drop_duplicates(["dataset", "model"]).set_index(
+            ["dataset", "model"])[["n_scored", "n_skipped", "n_failed"]]
+        extra = pd.concat(sets, ignore_index=True).assign(protocol="appearance", ci_low=np.nan, ci_high=np.nan)
+        extra = extra.join(counts, on=["dataset", "model"])
+        extra["ceiling"] = extra["model"].isin(ceilings)
+        extra["higher_is_better"] = False
+        summary = pd.concat([summary, extra[summary.columns]], ignore_index=True)
     meta = provenance(full_config_hash)
     meta["protocols"] = spec["protocols"]
+    meta["appearance"] = spec.get("appearance")
     meta["reconstructors"] = {m: config["reconstructors"][m] for m in spec["models"]}
     write_parquet(per_item, per_item_out, meta)
     write_parquet(summary, summary_out, {**meta, "key_columns": ["dataset", "model", "protocol", "metric"]})
@@ -407,3 +429,21 @@ def stage_figure_3d(name: str, table: str | Path, pdf: str | Path, png: str | Pa
     from .plots.figures3d import draw_figure_3d
 
     draw_figure_3d(name, pd.read_parquet(table), pdf, png, data, manifests=manifests, n_items=n_items)
+
+
+def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs: dict[str, str],
+                        out: str | Path, out_sets: str | Path) -> None:
+    from .features.registry import load_extractor
+    from .recon3d.appearance import appearance_dataset
+
+    spec = config["recon3d"]["appearance"]
+    extractors = {name: load_extractor(name, config["extractors"][name], inputs.get(f"ex_{name}"))
+                  for name in spec.get("extractors", [])}
+    emb = _embedder(spec["embedder"], config, inputs.get("embedder")) if spec.get("embedder") else None
+    rows, sets = appearance_dataset(dataset, model, inputs["manifest"], inputs["scores"],
+                                    Path(inputs["recon"]).parent, spec, extractors, emb)
+    meta = provenance(config_hash(config))
+    meta["extractors"] = {n: {"kind": config["extractors"][n]["kind"]} for n in extractors}
+    write_parquet(rows, out, meta)
+    write_parquet(sets if len(sets) else pd.DataFrame({"dataset": [], "model": [], "metric": [], "value": []}),
+                  out_sets, meta)

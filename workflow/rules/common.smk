@@ -211,6 +211,47 @@ def recon3d_tables():
     return [f"results/metrics/recon3d/{d}/{m}.parquet" for d in r3["datasets"] for m in r3["models"]]
 
 
+def appearance_datasets():
+    return (config.get("recon3d") or {}).get("appearance", {}).get("datasets", [])
+
+
+def appearance_tables():
+    r3 = config.get("recon3d") or {}
+    return [f"results/metrics/appearance3d/{d}/{m}{ext}" for d in appearance_datasets() for m in r3["models"]
+            for ext in (".parquet", ".sets.parquet")]
+
+
+def appearance_config_paths():
+    spec = config["recon3d"]["appearance"]
+    paths = [p for name in spec.get("extractors", []) for p in extractor_config_paths(name)]
+    if spec.get("embedder"):
+        paths += [f"embedders.{spec['embedder']}"]
+    return paths
+
+
+def extractor_config_paths(name):
+    spec = config["extractors"][name]
+    return [f"extractors.{name}"] + ([f"datasets.{spec['train']['dataset']}", "miniworld"] if "train" in spec else [])
+
+
+def appearance_inputs(wildcards):
+    """The manifest, the corrected protocol's scores (alignment), the reconstructions, and the checkpoints of the
+    shared extractors / embedder the appearance metrics use (ex_{name}, embedder)."""
+    spec = config["recon3d"]["appearance"]
+    out = {"manifest": f"results/data3d/{wildcards.dataset3d}/manifest.parquet",
+           "scores": f"results/metrics/recon3d/{wildcards.dataset3d}/{wildcards.recon}.parquet",
+           "recon": f"results/recon3d/{wildcards.dataset3d}/{wildcards.recon}/reconstructions.parquet"}
+    for name in spec.get("extractors", []):
+        ckpt = extractor_inputs(name).get("checkpoint")
+        if ckpt:
+            out[f"ex_{name}"] = ckpt
+    if spec.get("embedder"):
+        ckpt = embedder_inputs(spec["embedder"]).get("checkpoint")
+        if ckpt:
+            out["embedder"] = ckpt
+    return out
+
+
 def recon3d_targets():
     if not config.get("recon3d"):
         return []

@@ -31,7 +31,7 @@ rule score_3d:
     output:
         table="results/metrics/recon3d/{dataset3d}/{recon}.parquet",
     params:
-        config=select(config, "seed", "recon3d"),
+        config=select(config, "seed", "recon3d.protocols"),
     threads: 1
     resources:
         mem_mb=8000,
@@ -49,6 +49,7 @@ rule score_3d:
 rule aggregate_3d:
     input:
         tables=recon3d_tables(),
+        appearance=appearance_tables(),
     output:
         per_item="results/tables/recon3d_items.parquet",
         summary="results/tables/recon3d_summary.parquet",
@@ -121,3 +122,28 @@ rule figure_recon3d_grid:
         "../../envs/plots.yaml"
     script:
         "../scripts/figure_3d.py"
+
+
+# appearance (the Diff2to3 protocol): renders of the aligned prediction vs the GT's renders, same cameras; object
+# data sets only (they have evaluation views)
+rule appearance_3d:
+    input:
+        unpack(appearance_inputs),
+    output:
+        table="results/metrics/appearance3d/{dataset3d}/{recon}.parquet",
+        sets="results/metrics/appearance3d/{dataset3d}/{recon}.sets.parquet",
+    params:
+        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths()),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    log:
+        f"{LOGS}/appearance_3d/{{dataset3d}}/{{recon}}.log",
+    benchmark:
+        f"{BENCH}/appearance_3d/{{dataset3d}}/{{recon}}.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/appearance_3d.py"

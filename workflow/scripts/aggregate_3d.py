@@ -8,4 +8,4 @@ from genbench.stages import setup_logging, stage_aggregate_3d  # noqa: E402
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 stage_aggregate_3d(list(sm.input.tables), sm.params.config, sm.params.config_hash, sm.output.per_item,
-                   sm.output.summary)
+                   sm.output.summary, appearance=list(sm.input.appearance))

@@ -15,7 +15,8 @@ from .figures import MARKERS, PALETTE, STYLE, plt, save_data, save_figure
 BAR_METRICS = [("corrected", "fscore@0.01", "F-score@0.01 (corrected)"),
                ("corrected", "solid_iou", "solid IoU (corrected)"),
                ("corrected", "chamfer_l1", "Chamfer-L1 (corrected, lower is better)"),
-               ("legacy", "f1", "F1@0.01 (legacy)")]
+               ("legacy", "f1", "F1@0.01 (legacy)"),
+               ("appearance", "psnr", "PSNR on renders (dB)")]
 CEILING_COLOUR = "#999999"
 
 
@@ -48,6 +49,13 @@ def recon3d_bars(table: pd.DataFrame, pdf, png, data) -> None:
                 ax = axes[i, j]
                 sub = table[(table["dataset"] == ds) & (table["protocol"] == proto) & (table["metric"] == metric)]
                 sub = sub.set_index("model").reindex([m for m in models if m in set(sub["model"])])
+                if sub.empty:
+                    ax.text(0.5, 0.5, "not computed for this data set", ha="center", va="center", fontsize=7,
+                            transform=ax.transAxes)
+                    ax.set_title(f"{ds}: {label}", fontsize=8)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    continue
                 x = np.arange(len(sub))
                 err = np.vstack([sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]]).clip(min=0)
                 ax.bar(x, sub["value"], yerr=err, capsize=2, color=[colours[m] for m in sub.index],

@@ -32,7 +32,8 @@ INPUT_COLUMN = {"input": "input_path", "legacy_input": "legacy_input_path"}
 # the headline metrics (tables, figures): higher is better unless listed in LOWER_IS_BETTER
 HEADLINE = {"legacy": ["f1", "point_bin_iou", "chamfer_l1", "emd"],
             "corrected": ["fscore@0.01", "solid_iou", "chamfer_l1", "hd95", "normal_consistency", "emd"]}
-LOWER_IS_BETTER = ("chamfer", "hausdorff", "hd95", "emd", "voxel_hd", "voxel_assd", "accuracy", "completeness")
+LOWER_IS_BETTER = ("chamfer", "hausdorff", "hd95", "emd", "voxel_hd", "voxel_assd", "accuracy", "completeness",
+                   "fd_", "kd_")
 
 
 def inputs_of(manifest: pd.DataFrame) -> list[str]:
@@ -162,7 +163,7 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
     rows = []
     keys = ["dataset", "model", "protocol"]
     skip_cols = {"dataset", "model", "protocol", "item_id", "input", "kind", "status", "reason", "alignment",
-                 "occupancy_method", "rotation_start", "icp_iterations", "prediction", "ceiling"}
+                 "occupancy_method", "rotation_start", "icp_iterations", "prediction", "ceiling", "n_views"}
     for key, grp in per_item.groupby(keys, sort=False):
         ok = grp[grp["status"] == "ok"]
         counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
