@@ -28,7 +28,7 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from genbench.recon3d.distances import distance_bundle, iou_dice  # noqa: E402
-from genbench.recon3d.meshes import grid_centres, occupancy_grid, parity_occupancy, Normalisation  # noqa: E402
+from genbench.recon3d.meshes import Normalisation, grid_centres, occupancy_grid, parity_occupancy  # noqa: E402
 
 TAUS = (0.005, 0.01, 0.02)
 

@@ -280,6 +280,8 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
     paper = yaml.safe_load((root / "config/paper.yaml").read_text())
     n3d = len(paper["recon3d"]["datasets"]) * len(paper["recon3d"]["models"])
     assert jobs["reconstruct_3d"] == jobs["score_3d"] == n3d and jobs["prepare_3d"] == len(paper["datasets3d"])
+    app = paper["recon3d"]["appearance"]["datasets"]
+    assert jobs["appearance_3d"] == len(app) * len(paper["recon3d"]["models"])
     blocks = {b.split("output: ")[1].split("\n")[0]: b for b in out.stdout.split("rule reconstruct_3d:")[1:]}
     assert "gpu=1" in blocks["results/recon3d/gso/trellis/reconstructions.parquet"]
     assert "gpu=0" in blocks["results/recon3d/gso/revolution/reconstructions.parquet"]

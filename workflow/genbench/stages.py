@@ -440,8 +440,13 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     extractors = {name: load_extractor(name, config["extractors"][name], inputs.get(f"ex_{name}"))
                   for name in spec.get("extractors", [])}
     emb = _embedder(spec["embedder"], config, inputs.get("embedder")) if spec.get("embedder") else None
+    lp = None
+    if spec.get("lpips"):
+        from .recon3d.appearance import load_lpips
+
+        lp = load_lpips(spec["lpips"], int(config.get("seed", 0)))
     rows, sets = appearance_dataset(dataset, model, inputs["manifest"], inputs["scores"],
-                                    Path(inputs["recon"]).parent, spec, extractors, emb)
+                                    Path(inputs["recon"]).parent, spec, extractors, emb, lp)
     meta = provenance(config_hash(config))
     meta["extractors"] = {n: {"kind": config["extractors"][n]["kind"]} for n in extractors}
     write_parquet(rows, out, meta)

@@ -6,12 +6,15 @@ item in the score table), so geometry and appearance are judged in the same pose
 made at preparation (``views/*.png``, cameras in ``transforms.json``), and the prediction is rendered with the same
 renderer (genbench.recon3d.render) from those cameras. Both are composited on white.
 
-Per item (mean over views): PSNR (RGB in [0, 1]), SSIM (scikit-image, Gaussian-weighted as Wang et al. 2004,
-channel-averaged), silhouette IoU (alpha >= 0.5), and the CLIP score of the renders against the input view,
-100 * cos(CLIP(render), CLIP(input)), through the shared text-image embedder registry. Per (data set, model): FD
+Per item (mean over views): PSNR (RGB in [0, 1]), SSIM (scikit-image: Gaussian window sigma 1.5, K = 0.01 / 0.03,
+averaged over the valid region as Wang et al. 2004's reference code, channel-averaged), silhouette IoU
+(alpha >= 0.5), LPIPS, and the CLIP score of the renders against the input view, 100 * cos(CLIP(render),
+CLIP(input)), through the shared text-image embedder registry. Per (data set, model): FD
 and KD between the features of all prediction renders and all GT renders, through the shared feature-extractor
-registry (Inception, DINOv2; the mini-world's stand-ins). LPIPS is not computed (no backbone weights can be
-fetched here; see docs/metrics3d.md).
+registry (Inception, DINOv2; the mini-world's stand-ins). LPIPS (v0.1, AlexNet trunk) through the ``lpips``
+package: its bundled linear calibration weights on a trunk loaded from a local torchvision AlexNet state dict
+(``lpips.backbone``: a weights spec), or, in the mini-world where no trunk weights can be fetched, a seeded random
+trunk (``backbone: random``; a stand-in, like the mini-world's random DINOv2: the number is not LPIPS as published).
 
 Predictions with no mesh (Gaussian centres, points) have no surface to render: recorded as skipped with the reason.
 """
@@ -68,6 +71,63 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)), "silhouette_iou": float(np.nanmean(iou))}
 
 
+# torchvision AlexNet `features` indices held by each of lpips' five trunk slices
+ALEX_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))
+
+
+def load_lpips(spec: dict[str, Any], seed: int = 0):
+    """lpips.LPIPS (AlexNet, v0.1 linear weights shipped with the package) with its trunk from ``spec['backbone']``:
+    'random' (seeded) or a weights spec of a torchvision AlexNet state dict (local files only)."""
+    import lpips
+    import torch
+
+    from ..weights import WeightSpec, resolve
+
+    if spec.get("net", "alex") != "alex":
+        raise ValueError(f"recon3d.appearance.lpips.net: only 'alex' is supported, got {spec.get('net')!r}")
+    backbone = spec.get("backbone", "random")
+    path = None if backbone == "random" else resolve(WeightSpec.from_config("recon3d.appearance.lpips.backbone",
+                                                                            backbone))
+    import warnings
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():  # lpips 0.1.4 calls torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    if path is not None:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        mapped = {}
+        for key, value in state.items():
+            if not key.startswith("features."):
+                continue
+            idx, rest = key.split(".", 2)[1:]
+            slot = next(k for k, (a, b) in enumerate(ALEX_SLICES) if a <= int(idx) < b)
+            mapped[f"net.slice{slot + 1}.{idx}.{rest}"] = value
+        expected = {k for k in model.state_dict() if k.startswith("net.")}
+        if set(mapped) != expected:
+            raise ValueError(f"recon3d.appearance.lpips.backbone: {path} is not a torchvision AlexNet state dict "
+                             f"(missing {sorted(expected - set(mapped))[:4]}, unexpected "
+                             f"{sorted(set(mapped) - expected)[:4]})")
+        model.load_state_dict(mapped, strict=False)
+    return model.eval()
+
+
+def lpips_distance(model, pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean over views of LPIPS between RGBA renders composited on white, scaled to [-1, 1] as lpips expects."""
+    import torch
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([on_white(v) for v in x])).permute(0, 3, 1, 2).float() * 2 - 1
+
+    with torch.no_grad():
+        return float(model(t(pred), t(gt)).mean())
+
+
 def _read(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -90,7 +150,8 @@ def resize_rgb(images: np.ndarray, size: int | None) -> np.ndarray:
 
 def appearance_dataset(dataset: str, model: str, manifest_path: str | Path, scores_path: str | Path,
                        recon_dir: str | Path, spec: dict[str, Any],
-                       extractors: dict[str, Any], embedder: Any | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       extractors: dict[str, Any], embedder: Any | None,
+                       lpips_model: Any | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-item rows (status, psnr, ssim, silhouette_iou, clip_input) and per-set rows (fd_{extractor},
     kd_{extractor}) for one (data set, model). ``extractors``: name -> loaded Extractor; ``embedder``: a loaded
     TextImageEmbedder or None."""
@@ -127,6 +188,8 @@ def appearance_dataset(dataset: str, model: str, manifest_path: str | Path, scor
         gt = np.stack([_read(Path(root / item["views_path"]).parent / f["file_path"]) for f in frames])
         pred = np.stack([render(mesh, v, gt.shape[1]) for v in views])
         row = {**base, "status": "ok", "reason": None, "n_views": len(views), **image_metrics(pred, gt)}
+        if lpips_model is not None:
+            row["lpips"] = lpips_distance(lpips_model, pred, gt)
         if embedder is not None:
             inp = resize_rgb(_read(root / item["input_path"])[None], None)
             e_in = embedder.embed_images(inp, f"{dataset}/{item['item_id']} input")

@@ -33,7 +33,7 @@ INPUT_COLUMN = {"input": "input_path", "legacy_input": "legacy_input_path"}
 HEADLINE = {"legacy": ["f1", "point_bin_iou", "chamfer_l1", "emd"],
             "corrected": ["fscore@0.01", "solid_iou", "chamfer_l1", "hd95", "normal_consistency", "emd"]}
 LOWER_IS_BETTER = ("chamfer", "hausdorff", "hd95", "emd", "voxel_hd", "voxel_assd", "accuracy", "completeness",
-                   "fd_", "kd_")
+                   "fd_", "kd_", "lpips")
 
 
 def inputs_of(manifest: pd.DataFrame) -> list[str]:
