@@ -1,7 +1,7 @@
 """Sampling throughput of the 2D families: images/s per model, step count and guidance, and the sampler's overhead
 as the ratio of its time to the time of the same number of bare network forward passes measured in the same run.
 
-    .venv/bin/python benchmarks/bench_sampling.py [--batch 50] [--repeats 3] [--steps 1 2 4] [--real]
+    .venv/bin/python benchmarks/bench_sampling.py [--batch 50] [--repeats 3] [--steps 1 2 4] [--real [--no-mini]]
 
 Default: the mini-world architectures of config/config.yaml (trained checkpoints from results/models/ when present,
 random weights otherwise; speed does not depend on the weights). ``--real`` adds the paper-size architectures
@@ -59,7 +59,7 @@ def build(name: str, spec: dict, tmp: Path, device: torch.device):
     source = "trained"
     if not ckpt.exists():
         source = "random"
-        ckpt = tmp / f"{name}.safetensors"
+        ckpt = tmp / f"{name.replace('/', '_')}.safetensors"  # "SiT-XL/2" is not a file name
         net = get_family_net(spec["family"], spec["arch"])
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
     gen = load_generator(name, {k: v for k, v in spec.items() if k != "train"}, ckpt)
@@ -94,10 +94,11 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--real", action="store_true", help="also the paper-size architectures (random weights)")
     ap.add_argument("--real-batch", type=int, default=16)
+    ap.add_argument("--no-mini", action="store_true", help="skip the mini-world models (with --real)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    models = [(n, s, args.batch) for n, s in config["models"].items()]
+    models = [] if args.no_mini else [(n, s, args.batch) for n, s in config["models"].items()]
     if args.real:
         models += [(n, s, args.real_batch) for n, s in REAL.items()]
     print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, "

@@ -76,6 +76,16 @@ def test_default_tolerance_is_exact(tmp_path):
     assert "column 'ci_high'" in res.findings[0].message
 
 
+def test_null_text_cells_equal_on_both_sides_and_differ_from_text(tmp_path):
+    t = metrics_table().assign(note=None)  # a text column that is null in every row (parquet: null)
+    a = make_tree(tmp_path / "a", table=t)
+    assert diff_paths(a, make_tree(tmp_path / "b", table=t.copy())).ok
+    t2 = t.copy()
+    t2.loc[0, "note"] = "skipped"
+    res = diff_paths(a, make_tree(tmp_path / "c", table=t2))
+    assert [f.kind for f in res.findings] == ["value"] and "None -> 'skipped'" in res.findings[0].message
+
+
 def test_missing_and_extra_rows_and_columns(tmp_path):
     a = make_tree(tmp_path / "a")
     t = metrics_table()

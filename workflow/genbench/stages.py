@@ -406,7 +406,8 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
     boot = spec.get("bootstrap", {})
     summary = summarise(per_item, ceilings, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
                         int(config.get("seed", 0)))
-    summary["note"] = None
+    if "note" not in summary:
+        summary["note"] = None
     sets = [s for s in sets if len(s)]
     if sets:
         counts = summary[summary["protocol"] == "appearance"].drop_duplicates(["dataset", "model"]).set_index(

@@ -120,7 +120,19 @@ def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         fig.tight_layout()
         save_figure(fig, pdf, png)
-    save_data(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), data)
+    # one row per item: the panels' columns side by side (a row per panel would duplicate the item's key)
+    save_data(_merge_panels(rows, key), data)
+
+
+def _merge_panels(frames: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:
+    by_panel: dict[tuple, list[pd.DataFrame]] = {}
+    for f in frames:
+        by_panel.setdefault(tuple(f.columns), []).append(f)
+    merged = pd.DataFrame()
+    for parts in by_panel.values():
+        t = pd.concat(parts, ignore_index=True)
+        merged = t if merged.empty else merged.merge(t, on=key, how="outer")
+    return merged.sort_values(key, kind="stable").reset_index(drop=True) if not merged.empty else merged
 
 
 def _render_unit(mesh, size: int) -> np.ndarray:

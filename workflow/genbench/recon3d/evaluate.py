@@ -66,7 +66,8 @@ def check_reconstruction(rec: Reconstruction, what: str) -> None:
 def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest_path: str | Path,
                         out_dir: str | Path, seed: int) -> pd.DataFrame:
     """Every ok item of the manifest, for each input variant it has -> out_dir/{variant}/{item}/pred.* + meta.json,
-    and one row per (item, variant) with status, reason, kind, frame and seconds."""
+    and one row per (item, variant) with status, reason, kind and frame. Wall times go to the job's log (tables
+    hold only what a rerun reproduces; docs/tables.md)."""
     manifest = pd.read_parquet(manifest_path)
     root = Path(manifest_path).parent
     out_dir = Path(out_dir)
@@ -93,24 +94,24 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
                 rows.append({**base, "status": "skipped", "reason": str(exc)})
                 continue
             except Exception as exc:  # a model that crashes on one item: recorded, the run continues
-                log.warning("failed %s: %s: %s", what, type(exc).__name__, exc)
-                rows.append({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                             "seconds": time.perf_counter() - t0})
+                log.warning("failed %s after %.3f s: %s: %s", what, time.perf_counter() - t0, type(exc).__name__,
+                            exc)
+                rows.append({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
                 continue
-            seconds = time.perf_counter() - t0
+            log.info("reconstructed %s: %s in %.3f s", what, out.kind, time.perf_counter() - t0)
             if out.kind == "mesh":
                 write_bytes(folder / "pred.ply", out.mesh.export(file_type="ply", encoding="binary"))
                 size = {"n_vertices": len(out.mesh.vertices), "n_faces": len(out.mesh.faces)}
             else:
                 save_npz(folder / "pred.npz", points=np.asarray(out.points, dtype=np.float32))
                 size = {"n_vertices": len(out.points), "n_faces": 0}
-            meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, "seconds": seconds, **out.meta}
+            meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, **out.meta}
             write_json(folder / "meta.json", meta)
             rows.append({**base, "status": "ok", "reason": None, "kind": out.kind, "frame": out.frame,
-                         "seconds": seconds, "seed": item_seed, "prediction": f"{variant}/{item['item_id']}",
+                         "seed": item_seed, "prediction": f"{variant}/{item['item_id']}",
                          "settings": json.dumps(out.meta, sort_keys=True, default=str), **size})
     df = pd.DataFrame(rows)
-    for col in ("reason", "kind", "frame", "seconds", "prediction", "settings"):
+    for col in ("reason", "kind", "frame", "prediction", "settings"):
         if col not in df:
             df[col] = None
     return df
@@ -154,6 +155,19 @@ def score_dataset(dataset: str, model: str, protocols: dict[str, dict[str, Any]]
     return df
 
 
+def _threshold_note(metric: str, spacing: float) -> str | None:
+    """Thresholded metrics (F/precision/recall@tau) cannot reach 1, even for the GT ceiling, when the surface samples
+    are spaced wider than tau: say so next to the number instead of letting it read as a model's failure."""
+    head, sep, tail = metric.partition("@")
+    if not sep or head not in ("fscore", "precision", "recall") or not np.isfinite(spacing):
+        return None
+    tau = float(tail)
+    if spacing <= tau:
+        return None
+    return (f"sample spacing {spacing:.3g} > tau {tau:g}: capped below 1 even for the GT ceiling; "
+            "raise the protocol's samples")
+
+
 def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confidence: float,
               seed: int) -> pd.DataFrame:
     """Long table: one row per (dataset, model, protocol, metric) with the mean over scored items, its bootstrap
@@ -168,6 +182,7 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
         ok = grp[grp["status"] == "ok"]
         counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
                   "n_failed": int((grp["status"] == "failed").sum())}
+        spacing = float(ok["sample_spacing"].mean()) if "sample_spacing" in ok and len(ok) else float("nan")
         for metric in [c for c in grp.columns if c not in skip_cols and pd.api.types.is_numeric_dtype(grp[c])]:
             vals = ok[metric].to_numpy(dtype=np.float64)
             vals = vals[np.isfinite(vals)]
@@ -178,5 +193,6 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
             rows.append({**dict(zip(keys, key, strict=True)), "metric": metric, "value": float(vals.mean()),
                          "ci_low": lo, "ci_high": hi, "n": len(vals), **counts,
                          "ceiling": key[1] in ceilings,
-                         "higher_is_better": not any(metric.startswith(p) for p in LOWER_IS_BETTER)})
+                         "higher_is_better": not any(metric.startswith(p) for p in LOWER_IS_BETTER),
+                         "note": _threshold_note(metric, spacing)})
     return pd.DataFrame(rows)

@@ -266,7 +266,9 @@ def _diff_table(ta: pd.DataFrame, tb: pd.DataFrame, rel: str, tol: Tolerances, r
                                       f"allowed atol {atol:g} + rtol {rtol:g})")
         else:
             sa, sb = xa.astype(object).where(xa.notna(), None), xb.astype(object).where(xb.notna(), None)
-            for i in np.flatnonzero((sa != sb).to_numpy()):
+            # null on both sides is equal (pandas' != treats None like NaN, which never equals itself)
+            differ = (sa != sb).to_numpy() & ~(xa.isna() & xb.isna()).to_numpy()
+            for i in np.flatnonzero(differ):
                 res.add(rel, "value", f"row {_row_label(keys, common[i])} column '{col}': {sa[i]!r} -> {sb[i]!r}")
 
 
