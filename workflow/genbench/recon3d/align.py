@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .distances import workers
+from .distances import kdtree, workers
 
 
 def centroid_maxabs(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -83,7 +83,7 @@ def icp(source: np.ndarray, target: np.ndarray, max_corr: float, init: np.ndarra
         max_iteration: int = 30, relative_fitness: float = 1e-6, relative_rmse: float = 1e-6,
         tree: cKDTree | None = None) -> ICPResult:
     """Point-to-point ICP of ``source`` onto ``target`` (see the module docstring)."""
-    tree = tree if tree is not None else cKDTree(target)
+    tree = tree if tree is not None else kdtree(target)
     m = np.eye(4) if init is None else np.asarray(init, dtype=np.float64).copy()
     src = transform(source, m)
     ok, j, fitness, rmse = _evaluate(src, tree, max_corr)
@@ -115,7 +115,7 @@ def cube_rotations() -> list[np.ndarray]:
 
 
 def _chamfer(a: np.ndarray, tree_b: cKDTree, b: np.ndarray) -> float:
-    return float(tree_b.query(a)[0].mean() + cKDTree(a).query(b)[0].mean())
+    return float(tree_b.query(a)[0].mean() + kdtree(a).query(b)[0].mean())
 
 
 def rotation_search(source: np.ndarray, target: np.ndarray, max_corr: float, starts: int = 24,
@@ -136,7 +136,7 @@ def rotation_search(source: np.ndarray, target: np.ndarray, max_corr: float, sta
     cs, ct = source.mean(0), target.mean(0)
     sub_s = source[rng.choice(len(source), min(subsample, len(source)), replace=False)]
     sub_t = target[rng.choice(len(target), min(subsample, len(target)), replace=False)]
-    tree_t = cKDTree(sub_t)
+    tree_t = kdtree(sub_t)
     best = (np.inf, 0, np.eye(4))
     for k, r in enumerate(rots):
         init = np.eye(4)
