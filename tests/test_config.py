@@ -61,7 +61,7 @@ def test_cells_and_naming(default_config):
     cs = cells(cfg)
     expect = sum(len(b["models"]) * len(b["datasets"]) * len(b["steps"]) * len(b["cfg"]) * len(b["seeds"])
                  for b in cfg["sweep"])
-    assert len(cs) == len(set(cs)) == expect == 33
+    assert len(cs) == len(set(cs)) == expect == 29
     assert {c.setting for c in cs} >= {"steps2_cfg1", "steps8_cfg4", "steps1_cfg3"}
     assert fmt_cfg(1.0) == "1" and fmt_cfg(1.5) == "1.5" and fmt_cfg(7.25) == "7.25"
 
