@@ -90,7 +90,7 @@ def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
     datasets = list(dict.fromkeys(both.index.get_level_values("dataset")))
     ceilings = set(items.loc[items["ceiling"], "model"]) if "ceiling" in items else set()
     colours = _colours(models, ceilings)
-    rows = []
+    drawn: dict[str, str] = {}  # column of `both` -> column of the figure data
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 3.3), squeeze=False)
         for ax, (lcol, ccol, name) in zip(axes[0], pairs, strict=True):
@@ -107,9 +107,7 @@ def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
                         continue
                     ax.scatter(sub[lx], sub[cy], s=14, color=colours[m], marker=MARKERS[di % len(MARKERS)],
                                label=f"{m} / {ds}", alpha=0.85, edgecolor="none")
-                    rows.append(pd.DataFrame({"dataset": ds, "model": m, "item_id": sub.index,
-                                              f"legacy_{lcol}": sub[lx].to_numpy(),
-                                              f"corrected_{ccol}": sub[cy].to_numpy()}))
+            drawn.update({lx: f"legacy_{lcol}", cy: f"corrected_{ccol}"})
             ax.plot([0, 1], [0, 1], color="black", lw=0.6, ls="--")
             ax.set_xlim(0, 1.02)
             ax.set_ylim(0, 1.02)
@@ -120,19 +118,9 @@ def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         fig.tight_layout()
         save_figure(fig, pdf, png)
-    # one row per item: the panels' columns side by side (a row per panel would duplicate the item's key)
-    save_data(_merge_panels(rows, key), data)
-
-
-def _merge_panels(frames: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:
-    by_panel: dict[tuple, list[pd.DataFrame]] = {}
-    for f in frames:
-        by_panel.setdefault(tuple(f.columns), []).append(f)
-    merged = pd.DataFrame()
-    for parts in by_panel.values():
-        t = pd.concat(parts, ignore_index=True)
-        merged = t if merged.empty else merged.merge(t, on=key, how="outer")
-    return merged.sort_values(key, kind="stable").reset_index(drop=True) if not merged.empty else merged
+    # one row per item, the plotted pairs side by side
+    table = both[list(drawn)].rename(columns=drawn).reset_index() if drawn else pd.DataFrame()
+    save_data(table.sort_values(key, kind="stable") if drawn else table, data)
 
 
 def _render_unit(mesh, size: int) -> np.ndarray:
