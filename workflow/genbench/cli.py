@@ -8,6 +8,8 @@
     genbench snapshot RESULTS DEST --tolerances FILE   copy the files FILE includes (e.g. refresh tests/golden)
     genbench fetch config/paper.yaml [--dry-run]     download and verify the config's weights (connected machine)
     genbench compare REAL.npz A.npz B.npz [--metric fid|is]   paired bootstrap of metric(A) - metric(B)
+    genbench review results/curate/NAME --decisions FILE --reviewer NAME [--port 8765]
+                                             the proofreading page of a curated data set, on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -51,10 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--is-splits", type=int, default=10)
+    p = sub.add_parser("review", help="serve the proofreading page of a curated data set on 127.0.0.1")
+    p.add_argument("curation_dir", help="results/curate/<dataset> (holds review_queue.parquet)")
+    p.add_argument("--decisions", required=True, help="this reviewer's decision file (JSON lines; appended)")
+    p.add_argument("--reviewer", required=True, help="the reviewer's name, stored with every decision")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default %(default)s; 0 = any)")
     args = ap.parse_args(argv)
 
     if args.command == "compare":
         return _compare(args)
+    if args.command == "review":
+        return _review(args)
     if args.command in ("diff", "snapshot"):
         return _diff_commands(args)
     if args.command == "fetch":
@@ -131,6 +140,27 @@ def _fetch(args: argparse.Namespace) -> int:
             print(f"FAILED   {exc}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    import time
+
+    from .curate.review import serve
+
+    try:
+        server = serve(args.curation_dir, args.decisions, args.reviewer, port=args.port)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        print(f"genbench review: {exc}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    print(f"reviewing {args.curation_dir} as {args.reviewer}: open http://{host}:{port}/ "
+          f"(decisions go to {args.decisions}; Ctrl-C stops, reopening resumes)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:

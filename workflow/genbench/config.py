@@ -122,12 +122,15 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"datasets.{name}: a miniworld data set needs 'split'")
             if "miniworld" not in config:
                 problems.append(f"datasets.{name}: uses the miniworld adapter but the config has no 'miniworld' block")
+        elif d["adapter"] == "curated":
+            problems += _curated_problems(name, d, config)
         elif "root" not in d:
             problems.append(f"datasets.{name}: adapter '{d['adapter']}' needs 'root' (where the data set lies)")
     embedders = config.get("embedders", {})
     for name, e in embedders.items():
-        if "train" in e and e["train"]["dataset"] not in datasets:
-            problems.append(f"embedders.{name}.train.dataset: unknown dataset '{e['train']['dataset']}'")
+        for d in ([e["train"]["dataset"], *e["train"].get("extra", [])] if "train" in e else []):
+            if d not in datasets:
+                problems.append(f"embedders.{name}.train: unknown dataset '{d}'")
         if e["kind"] == "open_clip" and "model" not in e:
             problems.append(f"embedders.{name}: an open_clip embedder needs 'model'")
         if "train" in e and (e["kind"] != "open_clip" or "model_config" not in e):
@@ -223,6 +226,32 @@ def model_shards(config: dict[str, Any], model: str) -> int:
 
 def model_batch_size(config: dict[str, Any], model: str) -> int:
     return int(config["models"][model].get("batch_size", config["generation"]["batch_size"]))
+
+
+def _curated_problems(name: str, d: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    out = []
+    for key in ("source", "classes", "text_filter"):
+        if key not in d:
+            out.append(f"datasets.{name}: a curated data set needs '{key}' (docs/curation.md)")
+    if out:
+        return out
+    src = d["source"]
+    need = {"miniworld": "eval", "img2dataset": "folder", "download": "metadata"}[src["kind"]]
+    if need not in src:
+        out.append(f"datasets.{name}.source: kind '{src['kind']}' needs '{need}'")
+    if src["kind"] == "miniworld" and "miniworld" not in config:
+        out.append(f"datasets.{name}: a miniworld source needs the config's 'miniworld' block")
+    embedders = config.get("embedders", {})
+    named = (("text_filter", d["text_filter"].get("embedder")), ("checks", d.get("checks", {}).get("embedder")))
+    for where, e in named:
+        if e is not None and e not in embedders:
+            out.append(f"datasets.{name}.{where}.embedder: unknown embedder '{e}'")
+    against = [src.get("eval")] if src["kind"] == "miniworld" else []
+    against += d.get("checks", {}).get("near_duplicates", {}).get("against", [])
+    for other in against:
+        if other not in config["datasets"] or other == name:
+            out.append(f"datasets.{name}: evaluation set '{other}' is not another data set of the config")
+    return out
 
 
 def select(config: dict[str, Any], *paths: str) -> dict[str, Any]:

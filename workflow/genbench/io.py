@@ -70,3 +70,37 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class ArchiveError(ValueError):
+    pass
+
+
+def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, what: str, md5: str | None = None) -> None:
+    """Check a tar archive's MD5 (when published) and extract it into ``target``, refusing members that would land
+    outside it (absolute paths, '..', links pointing out) before anything is written."""
+    import tarfile
+
+    archive, target = Path(archive), Path(target)
+    if md5:
+        got = md5_file(archive)
+        if got != md5:
+            raise ArchiveError(f"{what}: {archive} has MD5 {got}, the published one is {md5}; download it again")
+    target.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            dest = (target / m.name).resolve()
+            if target != dest and target not in dest.parents:
+                raise ArchiveError(f"{what}: archive member '{m.name}' would be written outside {target}")
+            if (m.issym() or m.islnk()) and target not in (dest.parent / m.linkname).resolve().parents:
+                raise ArchiveError(f"{what}: archive member '{m.name}' links outside {target}")
+        tar.extractall(target, filter="data")

@@ -205,7 +205,7 @@ def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path
 
 
 def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
-                         meta: str | Path) -> None:
+                         meta: str | Path, extra: list[str | Path] = ()) -> None:
     spec = config["embedders"][name]
     _fix_threads(spec["train"]["threads"])
     from safetensors.torch import save_file
@@ -213,8 +213,12 @@ def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str |
     from .features.clip_train import train_clip
 
     manifest, images = _load_split(manifest_path)
+    labels = manifest["label_id"].to_numpy()
+    for path in extra:  # more data of the same classes (the mini-world's web-style split)
+        m, im = _load_split(path)
+        images, labels = np.concatenate([images, im]), np.concatenate([labels, m["label_id"].to_numpy()])
     classes = class_names(config, spec["train"]["dataset"])
-    model, stats = train_clip(images, manifest["label_id"].to_numpy(), classes, spec["model"], spec["model_config"],
+    model, stats = train_clip(images, labels, classes, spec["model"], spec["model_config"],
                               spec["train"])
     with atomic_path(ckpt) as tmp:  # open_clip loads a .safetensors state dict given as `pretrained`
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

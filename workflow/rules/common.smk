@@ -1,4 +1,5 @@
 # Config validation, the sweep's cells, and the input functions shared by the rules.
+import re
 import sys
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def embedder_config(name):
     spec = config["embedders"][name]
     paths = [f"embedders.{name}"]
     if "train" in spec:
-        paths += [f"datasets.{spec['train']['dataset']}", "miniworld"]
+        paths += [f"datasets.{d}" for d in [spec["train"]["dataset"], *spec["train"].get("extra", [])]]
+        paths += ["miniworld"]
     return select(config, *paths)
 
 
@@ -109,6 +111,69 @@ def text_image_inputs(wildcards):
 
 def manifest_path(dataset):
     return f"results/data/{dataset}/manifest.parquet"
+
+
+# ---- curated data sets (adapter: curated; rules in curate.smk)
+def _names_regex(names):
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def curated_datasets(kind=None):
+    """Regex of the curated data sets (of one source kind)."""
+    return _names_regex([d for d, s in config["datasets"].items() if s["adapter"] == "curated"
+                         and (kind is None or s["source"]["kind"] == kind)])
+
+
+PREPARED_DATASETS = _names_regex([d for d, s in config["datasets"].items() if s["adapter"] != "curated"])
+CURATED = [d for d, s in config["datasets"].items() if s["adapter"] == "curated"]
+
+
+def curation_embedders(dataset):
+    spec = config["datasets"][dataset]
+    names = [spec["text_filter"]["embedder"], spec.get("checks", {}).get("embedder", spec["text_filter"]["embedder"])]
+    return list(dict.fromkeys(names))
+
+
+def curation_config(dataset):
+    spec = config["datasets"][dataset]
+    paths = ["seed", f"datasets.{dataset}", "miniworld"] + [f"embedders.{e}" for e in curation_embedders(dataset)]
+    return select(config, *paths)
+
+
+def curation_folder(dataset):
+    src = config["datasets"][dataset]["source"]
+    return src["folder"] if src["kind"] == "img2dataset" else f"results/curate/{dataset}/source"
+
+
+def curation_source(wildcards):
+    """The img2dataset folder when a rule makes it (mini-world, download); an existing folder is read as is."""
+    kind = config["datasets"][wildcards.dataset]["source"]["kind"]
+    return [] if kind == "img2dataset" else [curation_folder(wildcards.dataset)]
+
+
+def curation_embedder_inputs(dataset):
+    """The trained stand-in checkpoint of the curation's embedder (real CLIP weights resolve from local files)."""
+    return embedder_inputs(curation_embedders(dataset)[0]) and {
+        "embedder": embedder_inputs(curation_embedders(dataset)[0])["checkpoint"]}
+
+
+def curation_eval_sets(dataset):
+    """Evaluation sets whose images must not leak into the curated set: name -> manifest."""
+    against = config["datasets"][dataset].get("checks", {}).get("near_duplicates", {}).get("against", [])
+    return {d: manifest_path(d) for d in against}
+
+
+def curation_decisions(dataset):
+    return list(config["datasets"][dataset].get("review", {}).get("decisions", []))
+
+
+def curation_targets():
+    out = []
+    for d in CURATED:
+        out += [f"results/tables/curation_{d}_{t}.parquet" for t in ("classes", "reasons", "agreement", "catch")]
+        out += [f"results/curate/{d}/datasheet.md", f"results/curate/{d}/review_queue.parquet"]
+        out += [f"results/figures/curation_coverage_{d}.{e}" for e in ("pdf", "png")]
+    return out
 
 
 def cell_dir(wildcards):
@@ -264,4 +329,4 @@ def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
-            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets()]
+            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets()]

@@ -94,6 +94,7 @@ rule features_gen:
 rule train_embedder:
     input:
         manifest=lambda wc: manifest_path(config["embedders"][wc.embedder]["train"]["dataset"]),
+        extra=lambda wc: [manifest_path(d) for d in config["embedders"][wc.embedder]["train"].get("extra", [])],
     output:
         checkpoint="results/embedders/{embedder}/model.safetensors",
         meta="results/embedders/{embedder}/train.json",

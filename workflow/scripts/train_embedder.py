@@ -7,4 +7,5 @@ from genbench.stages import setup_logging, stage_train_embedder  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
-stage_train_embedder(sm.wildcards.embedder, sm.params.config, sm.input.manifest, sm.output.checkpoint, sm.output.meta)
+stage_train_embedder(sm.wildcards.embedder, sm.params.config, sm.input.manifest, sm.output.checkpoint, sm.output.meta,
+                     extra=list(sm.input.extra))

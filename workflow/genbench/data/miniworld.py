@@ -10,6 +10,8 @@ Splits
 - ``laion``: another style (patterned backgrounds, outlined shapes) with captions, of which a configured
   fraction name the wrong class or are ambiguous (two classes, or none): the LAION analogue that curation
   must clean. Its manifest keeps the ground truth (``true_label_id``, ``caption_noise``) for measuring that.
+- ``web``: the laion style with correct labels and other items: the "web data" the tiny CLIP is trained on
+  besides ``train`` (a real CLIP has seen LAION-like images; without them its zero-shot check is blind there).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..seeding import numpy_rng
 from .manifest import validate_manifest
 
 ALL_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "arrow")
-SPLITS = ("train", "val", "v2", "laion")
+SPLITS = ("train", "val", "v2", "laion", "web")
 SUPERSAMPLE = 4
 COLOUR_NAMES = ((0.04, "red"), (0.11, "orange"), (0.19, "yellow"), (0.45, "green"), (0.55, "cyan"),
                 (0.72, "blue"), (0.83, "purple"), (0.95, "pink"), (1.01, "red"))
@@ -77,7 +79,7 @@ def sample_params(rng: np.random.Generator, split: str, label: int) -> ItemParam
         radius, off, s_val, bg_v, bg_s = u(0.24, 0.40), 0.13, u(0.65, 1.0), (0.15, 0.55), (0.0, 0.35)
     elif split == "v2":
         radius, off, s_val, bg_v, bg_s = u(0.19, 0.32), 0.22, u(0.45, 0.8), (0.45, 0.85), (0.3, 0.7)
-    elif split == "laion":
+    elif split in ("laion", "web"):
         radius, off, s_val, bg_v, bg_s = u(0.22, 0.40), 0.15, u(0.6, 1.0), (0.6, 0.95), (0.1, 0.5)
     else:
         raise ValueError(f"unknown mini-world split '{split}' (expected one of {', '.join(SPLITS)})")
@@ -87,7 +89,7 @@ def sample_params(rng: np.random.Generator, split: str, label: int) -> ItemParam
     bg_a = _hsv(bg_hue, u(*bg_s), u(*bg_v))
     bg_b = _hsv(bg_hue + u(-0.15, 0.15), u(*bg_s), u(*bg_v))
     pattern, outline = "gradient", None
-    if split == "laion":
+    if split in ("laion", "web"):
         pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
         if rng.uniform() < 0.6:
             outline = _hsv(hue + 0.5, 0.8, 0.25)
@@ -272,3 +274,18 @@ def _png_bytes(arr: np.ndarray) -> bytes:
     # no timestamps or other varying chunks: identical pixels give identical bytes
     Image.fromarray(arr, "RGB").save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
+
+
+# WordNet-style glosses of the mini-world classes: the text filter's query is "{name} which is {definition}"
+DEFINITIONS = {
+    "circle": "a plane figure bounded by a curve whose points are equidistant from the centre",
+    "square": "a plane figure with four equal sides and four right angles",
+    "triangle": "a plane figure with three straight sides and three angles",
+    "star": "a plane figure with five points radiating from a centre",
+    "cross": "a figure of two straight bars crossing at right angles",
+    "ring": "a circular band with a round hole in the middle",
+    "diamond": "a square figure standing on one of its corners",
+    "hexagon": "a plane figure with six straight sides and six angles",
+    "crescent": "the curved shape of the moon in its first or last quarter",
+    "arrow": "a pointer shaped like a shaft with a triangular head",
+}

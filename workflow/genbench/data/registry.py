@@ -27,6 +27,19 @@ def _miniworld(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir:
         laion_ambiguous=noise.get("ambiguous", 0.10), prompt_template=spec["prompt_template"])
 
 
+def _real(fn_name: str) -> Adapter:
+    def adapter(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
+        from . import imagenet
+
+        return getattr(imagenet, fn_name)(name, spec, config, out_dir)
+
+    return adapter
+
+
+for _kind in ("imagenet_val", "imagenetv2", "relaionet"):
+    register(_kind)(_real(_kind))
+
+
 def prepare_dataset(name: str, config: dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
     spec = config["datasets"][name]
     df = ADAPTERS.lookup(spec["adapter"])(name, spec, config, Path(out_dir))
@@ -39,4 +52,10 @@ def class_names(config: dict[str, Any], dataset: str) -> list[str]:
     spec = config["datasets"][dataset]
     if spec["adapter"] == "miniworld":
         return list(config["miniworld"]["classes"])
-    raise NotImplementedError(f"class names of adapter '{spec['adapter']}' are not available yet")
+    if spec["adapter"] == "curated":
+        from .classes import class_table
+
+        return class_table(spec["classes"], config)["name"].tolist()
+    from .classes import imagenet_classes
+
+    return imagenet_classes()["name"].tolist()

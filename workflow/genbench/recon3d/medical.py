@@ -24,10 +24,8 @@ is not closed), and is counted in the tables downstream.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..io import save_npz, sha256_file, write_bytes
+from ..io import ArchiveError, safe_extract, save_npz, sha256_file, write_bytes
 from ..registry import Registry
 from .meshes import MeshError, legacy_surface, mask_surface_world, occupancy_grid, surface_samples, unit_cube
 from .phantoms import mini_world_case, save_nifti
@@ -98,25 +96,11 @@ def nifti_folder(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
 
 
 def verify_and_extract(archive: Path, md5: str | None, target: Path, what: str) -> None:
-    """Check an archive's MD5 (when published) and extract it into ``target``, refusing members that would land
-    outside it (absolute paths, '..', links pointing out)."""
-    if md5:
-        h = hashlib.md5()
-        with open(archive, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != md5:
-            raise DataSetLayoutError(f"{what}: {archive} has MD5 {h.hexdigest()}, the published one is {md5}; "
-                                     f"download it again")
-    target = target.resolve()
-    with tarfile.open(archive) as tar:
-        for m in tar.getmembers():
-            dest = (target / m.name).resolve()
-            if target != dest and target not in dest.parents:
-                raise DataSetLayoutError(f"{what}: archive member '{m.name}' would be written outside {target}")
-            if (m.issym() or m.islnk()) and target not in (dest.parent / m.linkname).resolve().parents:
-                raise DataSetLayoutError(f"{what}: archive member '{m.name}' links outside {target}")
-        tar.extractall(target, filter="data")
+    """Check an archive's MD5 (when published) and extract it safely into ``target`` (genbench.io)."""
+    try:
+        safe_extract(archive, target, what, md5=md5)
+    except ArchiveError as exc:
+        raise DataSetLayoutError(str(exc)) from None
 
 
 @ADAPTERS.register("msd")

@@ -1,0 +1,142 @@
+"""The real 2D data set adapters on hand-built copies of their published layouts (ImageNet val archive +
+devkit, ImageNetV2's numbered folders, reLAIONet's class folders), and the committed class table."""
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from genbench.data.classes import folder_lookup, imagenet_classes
+from genbench.data.imagenet import DataSetError, imagenet_val, imagenetv2, imagenetv2_items, relaionet
+from genbench.data.manifest import validate_manifest
+
+CLASSES = imagenet_classes()
+
+
+def _jpeg(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path, format="JPEG")
+
+
+def test_class_table_matches_timm_files():
+    """The committed table is what resources/build_imagenet_classes.py makes from timm's files."""
+    from importlib import resources
+
+    info = resources.files("timm.data._info")
+    synsets = info.joinpath("imagenet_synsets.txt").read_text().split()
+    assert CLASSES["synset"].tolist() == synsets
+    lemma = dict(line.split("\t") for line in info.joinpath("imagenet_synset_to_lemma.txt").read_text().splitlines())
+    assert CLASSES.loc[207, "name"] == "golden retriever" and lemma["n02099601"] == "golden retriever"
+    assert CLASSES.loc[0, "lemmas"] == ["tench", "Tinca tinca"]
+    assert CLASSES.loc[0, "definition"].startswith("freshwater dace-like game fish")
+    # 'crane' is a bird (134) and a machine (517): a folder called crane cannot be resolved
+    assert "crane" not in folder_lookup(CLASSES) and folder_lookup(CLASSES)["n02012849"] == 134
+
+
+def test_imagenetv2_labels_are_int_folder_names(tmp_path):
+    """Folders '0'..'11': text order would put '10' and '11' before '2' and mislabel (the ImageFolder pitfall)."""
+    root = tmp_path / "imagenetv2-matched-frequency-format-val"
+    for label in range(12):
+        _jpeg(root / str(label) / f"img{label}.jpeg", label * 10)
+    items = imagenetv2_items(root)
+    assert {rel.split("/")[1]: lab for _, lab, rel in items} == {str(i): i for i in range(12)}
+    import torchvision
+
+    folder = torchvision.datasets.ImageFolder(str(root))
+    assert folder.class_to_idx["10"] == 2  # the pitfall the adapter avoids
+    df = imagenetv2("v2", {"root": str(tmp_path), "variant": "matched-frequency"}, {}, tmp_path / "out")
+    validate_manifest(df, "v2")
+    row = df[df["path"] == "images/10/img10.jpeg"].iloc[0]
+    assert row["label_id"] == 10 and row["label_name"] == CLASSES.loc[10, "name"]
+    assert row["prompt"] == f"a photo of a {CLASSES.loc[10, 'name']}"
+    assert (tmp_path / "out" / row["path"]).is_file()  # images/ links to the variant folder
+    (root / "x").mkdir()
+    with pytest.raises(DataSetError, match="folder 'x' is not a class id"):
+        imagenetv2("v2", {"root": str(tmp_path)}, {}, tmp_path / "out2")
+    with pytest.raises(DataSetError, match="variant 'bogus' unknown"):
+        imagenetv2("v2", {"root": str(tmp_path), "variant": "bogus"}, {}, tmp_path / "out3")
+
+
+def _devkit(tmp_path, gt_ids):
+    """A devkit whose ILSVRC2012_IDs are a shuffled order of the sorted WordNet ids, as in the real meta.mat."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(1000)  # ILSVRC2012_ID i+1 -> synset CLASSES[order[i]]
+    dt = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O"),
+          ("children", "O"), ("wordnet_height", "O"), ("num_train_images", "O")]
+    syn = np.zeros(1001, dtype=dt)
+    for i in range(1000):
+        syn[i] = (i + 1, CLASSES.loc[order[i], "synset"], "w", "g", 0, np.zeros(0), 0, 1300)
+    syn[1000] = (1001, "n00001740", "entity", "g", 5, np.zeros(0), 1, 0)  # an inner node: not a class
+    d = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    d.mkdir(parents=True)
+    savemat(d / "meta.mat", {"synsets": syn})
+    (d / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{g}\n" for g in gt_ids))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(tmp_path / "ILSVRC2012_devkit_t12", arcname="ILSVRC2012_devkit_t12")
+    return buf.getvalue(), order
+
+
+def test_imagenet_val_archive_and_devkit(tmp_path):
+    gt_ids = [5, 1, 1000]
+    devkit, order = _devkit(tmp_path / "mk", gt_ids)
+    root = tmp_path / "imagenet"
+    root.mkdir()
+    (root / "ILSVRC2012_devkit_t12.tar.gz.custom").write_bytes(devkit)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(3):
+            data = io.BytesIO()
+            Image.fromarray(np.full((8, 8, 3), i * 50, np.uint8)).save(data, format="JPEG")
+            info = tarfile.TarInfo(f"ILSVRC2012_val_{i + 1:08d}.JPEG")
+            info.size = len(data.getvalue())
+            tar.addfile(info, io.BytesIO(data.getvalue()))
+    (root / "val.tar").write_bytes(buf.getvalue())
+    spec = {"root": str(root / "val.tar"), "devkit": str(root / "ILSVRC2012_devkit_t12.tar.gz.custom")}
+    df = imagenet_val("inval", spec, {}, tmp_path / "out")
+    validate_manifest(df, "inval")
+    assert df["item_id"].tolist() == [f"ILSVRC2012_val_{i:08d}" for i in (1, 2, 3)]
+    # ground-truth ILSVRC2012_IDs map through meta.mat's WNIDs to the sorted-synset label ids
+    assert df["label_id"].tolist() == [int(order[g - 1]) for g in gt_ids]
+    assert df["synset"].tolist() == [CLASSES.loc[order[g - 1], "synset"] for g in gt_ids]
+    assert all((tmp_path / "out" / p).is_file() for p in df["path"])
+
+
+def test_imagenet_val_archive_cannot_escape(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../evil.JPEG")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    (tmp_path / "val.tar").write_bytes(buf.getvalue())
+    from genbench.io import ArchiveError
+
+    with pytest.raises(ArchiveError, match="outside"):
+        imagenet_val("inval", {"root": str(tmp_path / "val.tar")}, {}, tmp_path / "out")
+    assert not (tmp_path / "evil.JPEG").exists() and not (tmp_path / "out" / "evil.JPEG").exists()
+
+
+def test_imagenet_val_class_folders(tmp_path):
+    root = tmp_path / "imagenet"
+    _jpeg(root / "val" / "n01440764" / "ILSVRC2012_val_00000293.JPEG", 10)
+    _jpeg(root / "val" / "n02099601" / "ILSVRC2012_val_00000001.JPEG", 20)
+    df = imagenet_val("inval", {"root": str(root)}, {}, tmp_path / "out")
+    assert dict(zip(df["item_id"], df["label_id"], strict=True)) == {"ILSVRC2012_val_00000293": 0,
+                                                                      "ILSVRC2012_val_00000001": 207}
+
+
+def test_relaionet_released_layout(tmp_path):
+    base = tmp_path / "reLAIONet-cleaned-v1" / "images"
+    _jpeg(base / "golden_retriever" / "a.jpg", 1)
+    _jpeg(base / "n01440764" / "b.png", 2)
+    _jpeg(base / "carpenter_s_kit" / "c.jpg", 3)
+    df = relaionet("rl", {"root": str(tmp_path)}, {}, tmp_path / "out")
+    kit = int(CLASSES.index[CLASSES["name"] == "carpenter's kit"][0])
+    assert dict(zip(df["path"], df["label_id"], strict=True)) == {
+        "images/golden_retriever/a.jpg": 207, "images/n01440764/b.png": 0, "images/carpenter_s_kit/c.jpg": kit}
+    _jpeg(base / "crane" / "d.jpg", 4)  # two classes are called crane
+    with pytest.raises(DataSetError, match=r"\['crane'\].*WordNet ids"):
+        relaionet("rl", {"root": str(tmp_path)}, {}, tmp_path / "out2")

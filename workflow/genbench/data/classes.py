@@ -1,0 +1,75 @@
+"""Class tables: label id -> synset, name, lemmas, definition.
+
+- ``imagenet``: resources/imagenet_classes.tsv, built from timm's shipped synset files by
+  resources/build_imagenet_classes.py (label ids = positions of the sorted ILSVRC-2012 WordNet ids).
+- ``miniworld``: the configured mini-world classes with their glosses (genbench.data.miniworld.DEFINITIONS).
+
+Lemmas are kept as a list (the WordNet lemmas of the synset, comma-separated in the file).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESOURCES = Path(__file__).resolve().parents[3] / "resources"
+IMAGENET_TABLE = RESOURCES / "imagenet_classes.tsv"
+
+
+class ClassTableError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=2)
+def _imagenet(path: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise ClassTableError(f"ImageNet class table {path} is missing; rebuild it with "
+                              f"`python resources/build_imagenet_classes.py` (needs timm)")
+    df = pd.read_csv(path, sep="\t", dtype={"label_id": int, "synset": str, "name": str, "lemmas": str,
+                                            "definition": str}, keep_default_na=False)
+    if len(df) != 1000 or list(df["label_id"]) != list(range(1000)):
+        raise ClassTableError(f"{path}: expected label ids 0..999 in order")
+    df["lemmas"] = df["lemmas"].map(lambda s: [x.strip() for x in s.split(",") if x.strip()])
+    return df
+
+
+def imagenet_classes(path: str | Path | None = None) -> pd.DataFrame:
+    return _imagenet(str(path or IMAGENET_TABLE)).copy()
+
+
+def miniworld_classes(classes: list[str]) -> pd.DataFrame:
+    from .miniworld import DEFINITIONS
+
+    unknown = [c for c in classes if c not in DEFINITIONS]
+    if unknown:
+        raise ClassTableError(f"mini-world classes {unknown} have no definition in genbench.data.miniworld")
+    return pd.DataFrame({"label_id": range(len(classes)), "synset": [f"mw-{c}" for c in classes],
+                         "name": list(classes), "lemmas": [[c] for c in classes],
+                         "definition": [DEFINITIONS[c] for c in classes]})
+
+
+def class_table(kind: str, config: dict[str, Any]) -> pd.DataFrame:
+    """``kind``: 'imagenet' or 'miniworld' (the configured mini-world classes)."""
+    if kind == "imagenet":
+        return imagenet_classes()
+    if kind == "miniworld":
+        return miniworld_classes(list(config["miniworld"]["classes"]))
+    raise ClassTableError(f"unknown class table '{kind}' (use imagenet or miniworld)")
+
+
+def norm_folder_name(s: str) -> str:
+    """reLAIONet folder names: lower case, spaces / hyphens / apostrophes as underscores."""
+    return s.strip().lower().replace(" ", "_").replace("-", "_").replace("'", "_")
+
+
+def folder_lookup(classes: pd.DataFrame) -> dict[str, int]:
+    """Normalised synset id / name / lemma -> label id, for folder names; a name shared by two classes (e.g.
+    'crane', the bird and the machine) is left out so it can never pick one of them silently."""
+    seen: dict[str, set[int]] = {}
+    for row in classes.itertuples():
+        for key in {row.synset, row.name, *row.lemmas}:
+            seen.setdefault(norm_folder_name(key), set()).add(int(row.label_id))
+    return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
