@@ -47,6 +47,7 @@ report: setup
 # Regenerate the golden artifacts deliberately (after a change that is meant to move numbers); review the diff.
 golden: setup
 	rm -rf .golden-run
+	mkdir -p .golden-run/config && cp -r config/curation .golden-run/config/  # the review decision files
 	$(BIN)/snakemake --cores $(CORES) --directory .golden-run --configfile tests/config/tiny.yaml
 	$(BIN)/genbench snapshot .golden-run/results tests/golden --tolerances tests/golden/tolerances.yaml
 	@echo "review with: git diff --stat tests/golden"

@@ -147,22 +147,25 @@ def test_checks_record_every_reason(tmp_path):
     assert res["auto_pass"].tolist() == [f == "" for f in res["flags"]]
 
 
-def test_hash_index_is_exact():
-    """Multi-index hashing finds exactly the pairs a full scan finds."""
+def test_near_duplicates_equal_a_full_scan():
+    """Multi-index hashing finds exactly what comparing every pair finds: the earliest earlier hash within d bits
+    (and the earliest reference hash), including exact copies and hashes at exactly d bits."""
     rng = np.random.default_rng(0)
-    base = [int(x) for x in rng.integers(0, 2**63, 200)]
-    hashes = base + [b ^ (1 << int(rng.integers(64))) ^ (1 << int(rng.integers(64))) for b in base[:50]]
-    idx = screen.HashIndex(3)
-    found = []
-    for i, h in enumerate(hashes):
-        hit = idx.query(h)
-        found.append(hit)
-        idx.add(h, str(i))
-    brute = [next((str(j) for j in range(i) if (hashes[i] ^ hashes[j]).bit_count() <= 3), None)
-             for i in range(len(hashes))]
-    # the index only holds items added before, like the scan; reported ids may differ only among several hits
-    assert [f is None for f in found] == [b is None for b in brute]
-    assert sum(f is not None for f in found) >= 50
+    base = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
+    flips = [np.uint64(sum(1 << int(b) for b in rng.choice(64, int(rng.integers(0, 5)), replace=False)))
+             for _ in range(120)]
+    copies = np.array([base[int(rng.integers(300))] ^ f for f in flips], dtype=np.uint64)
+    h = np.concatenate([base, copies])[rng.permutation(420)]
+    d = 3
+    dist = np.bitwise_count(h[:, None] ^ h[None, :])
+    want = [next((i for i in range(j) if dist[i, j] <= d), -1) for j in range(len(h))]
+    got = screen.near_duplicates(h, d)
+    assert got.tolist() == want and (got >= 0).sum() > 50
+    ref, query = h[:200], h[200:]
+    dist = np.bitwise_count(ref[:, None] ^ query[None, :])
+    want = [int(np.flatnonzero(dist[:, j] <= d)[0]) if (dist[:, j] <= d).any() else -1 for j in range(len(query))]
+    assert screen.near_duplicates(query, d, ref).tolist() == want
+    assert screen.near_duplicates(np.zeros(0, np.uint64), d).tolist() == []
 
 
 def test_text_filter_is_clip_cosine():

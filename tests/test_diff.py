@@ -199,3 +199,20 @@ def test_snapshot_copies_included_files_and_drops_stale_ones(tmp_path):
     assert copied == ["figures/fid_vs_cfg.png", "tables/gen2d_metrics.parquet"]
     assert not (dest / "tables/stale.parquet").exists()
     assert diff_paths(dest, a, tol).ok
+
+
+def test_undecodable_images_compared_by_bytes(tmp_path):
+    """A deliberately truncated image (the curation's planted corrupt files) is equal to its copy, and a different
+    truncation is reported, not an error."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(buf, format="PNG")
+    data = buf.getvalue()
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "x.png").write_bytes(data[: len(data) // 3])
+    assert diff_paths(tmp_path / "a", tmp_path / "b", Tolerances.from_dict({})).ok
+    (tmp_path / "b" / "x.png").write_bytes(data[: len(data) // 2])
+    res = diff_paths(tmp_path / "a", tmp_path / "b", Tolerances.from_dict({}))
+    assert not res.ok and "undecodable image, contents differ" in res.summary()

@@ -135,3 +135,19 @@ def test_sample_grid():
     g = np.asarray(sample_grid(imgs, n=5, ncols=3, scale=2, pad=1))
     assert g.shape == (2 * 17 + 1, 3 * 17 + 1, 3)
     np.testing.assert_array_equal(g[1:17:2, 1:17:2], imgs[0])
+
+
+def test_read_shards_skips_empty_shards(tmp_path):
+    """A data set smaller than shards x batch leaves a shard without items: its placeholder arrays are skipped."""
+    import numpy as np
+
+    from genbench.io import save_npz
+    from genbench.stages import read_shards
+
+    save_npz(tmp_path / "s0.npz", images=np.zeros((0, 0, 0, 3), np.uint8), item_id=np.zeros(0, "<U9"),
+             label_id=np.zeros(0, np.int64))
+    save_npz(tmp_path / "s1.npz", images=np.ones((2, 16, 16, 3), np.uint8), item_id=np.array(["a", "b"]),
+             label_id=np.array([3, 1]))
+    got = read_shards([tmp_path / "s0.npz", tmp_path / "s1.npz"])
+    assert got["images"].shape == (2, 16, 16, 3) and got["item_id"].tolist() == ["a", "b"]
+    assert read_shards([tmp_path / "s0.npz"])["images"].shape == (0, 0, 0, 3)

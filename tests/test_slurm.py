@@ -58,7 +58,7 @@ def run(cwd, *args, timeout=480):
 
 def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
     """Generation (a GPU rule), features and embeddings, grouped grid + scoring, aggregation and a figure rerun as
-    SLURM jobs for one cell give the same results tree as the local run. (One cell keeps the test to 9 jobs:
+    SLURM jobs for one cell give the same results tree as the local run. (One cell keeps the test to 7 jobs:
     every SLURM job costs seconds of scheduling on the test's single node.)"""
     wd = tmp_path / "wf"
     shutil.copytree(tiny_run, wd, symlinks=True)
@@ -67,13 +67,13 @@ def test_generation_on_slurm_equals_local(cluster, tiny_run, root, tmp_path):
     targets = [f"results/metrics/gen2d/{cell}.parquet", f"results/gen2d/{cell}/grid.png",
                "results/figures/fid_vs_cfg.pdf"]
     shards = [f"results/gen2d/{cell}/shard-{i}.npz" for i in range(2)]
-    # force that cell's generation: it and everything drawn from it (9 jobs) run again, on SLURM
+    # force that cell's generation: it and everything drawn from it (7 jobs) run again, on SLURM
     out = run(wd, "--profile", str(prof), "--forcerun", *shards, "--", *targets)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-5000:]
     assert "submitted with SLURM jobid" in text
     assert "group_per_cell_sample_grid_score_cell" in text  # the small per-cell jobs went in as a group job
-    for rule in ("generate", "features_gen", "embed_gen", "aggregate_gen2d", "figure_fid_vs_cfg"):
+    for rule in ("generate", "cell_features", "aggregate_gen2d", "figure_fid_vs_cfg"):
         assert f"rule {rule}:" in text or f"Rule: {rule}" in text, rule
     # every generated image, feature, table and figure equals the local run's, to the bit
     same = diff_paths(tiny_run / "results", wd / "results", Tolerances.from_dict({"ignore": ["report.html"]}))

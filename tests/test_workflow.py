@@ -21,7 +21,8 @@ METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", 
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std"}
 FIGURES = [*FROM_METRICS, "per_class_fid"]
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
-CELLS = SIT_CELLS + 2 + 2  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val
+CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the
+# curated mw_relaionet
 
 pytestmark = pytest.mark.workflow
 def test_tiny_end_to_end(tiny_run):
@@ -34,9 +35,11 @@ def test_tiny_end_to_end(tiny_run):
     assert nfe.to_dict() == {("sit_tiny", 1): 2, ("sit_tiny", 2): 4, ("meanflow_tiny", 1): 1,
                              ("meanflow_tiny", 2): 2, ("soflow_tiny", 1): 1, ("soflow_tiny", 2): 2}
     table = table[table["model"] == "sit_tiny"]
-    assert (table.loc[table["metric"] == "kid", "note"] == "10 subsets of 40 (shrunk from 1000)").all()
+    kid = table[(table["metric"] == "kid") & table["dataset"].isin(["mw_val", "mw_v2"])]
+    assert (kid["note"] == "10 subsets of 40 (shrunk from 1000)").all()
     assert set(zip(table["steps"], table["cfg"], strict=True)) == {(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)}
-    assert list(dict.fromkeys(table["dataset"])) == ["mw_val", "mw_v2"]  # the config's order, not alphabetical
+    # the config's order, not alphabetical; the curated data set is scored like the others
+    assert list(dict.fromkeys(table["dataset"])) == ["mw_val", "mw_v2", "mw_relaionet"]
     fid = table[table["metric"] == "fid"]
     assert (fid["value"] > 0).all() and fid["value"].notna().all()
     assert (fid["ci_low"] <= fid["ci_high"]).all()
@@ -55,6 +58,47 @@ def test_tiny_end_to_end(tiny_run):
             assert (tiny_run / f"results/figures/{name}.{ext}").stat().st_size > 0
     assert len(list((tiny_run / "results/gen2d/sit_tiny/mw_val/steps1_cfg2/seed0").glob("shard-*.npz"))) == 2
     assert (tiny_run / "results/logs/generate/sit_tiny/mw_val/steps1_cfg2/seed0/shard-1.log").exists()
+
+
+def test_tiny_curation(tiny_run):
+    """The curation stages end to end on the tiny laion split: every candidate has one final reason, each planted
+    fault is caught by its check, accepted items are in the manifest with their files, the datasheet and the
+    coverage figure exist, and the curated manifest feeds the sweep."""
+    cur = tiny_run / "results/curate/mw_relaionet"
+    cands = pd.read_parquet(cur / "candidates.parquet")
+    status = pd.read_parquet(cur / "status.parquet").set_index("item_id")
+    assert len(status) == len(cands) == 24
+    planted = cands.set_index("item_id")["mw_planted"]
+    reason = status["reason"]
+    assert len(reason[planted == "failed"]) == 1 and (reason[planted == "failed"] == "download").all()
+    checks = pd.read_parquet(cur / "checks.parquet").set_index("item_id")
+    for kind, check in (("repost", "dup_within"), ("eval_copy", "dup_eval"), ("unsafe", "nsfw"),
+                        ("corrupt", "decode")):
+        (item,) = planted.index[planted == kind]
+        # a planted item that reaches the checks fails its own one (and is excluded, by it or an earlier check);
+        # one whose caption fails lemma matching or the text filter never gets there
+        if item in checks.index:
+            assert not checks.loc[item, f"{check}_ok"] and not status.loc[item, "accepted"], kind
+        else:
+            assert reason[item] in {"no_lemma", "multiple_synsets", "text_similarity"}, kind
+    manifest = pd.read_parquet(tiny_run / "results/data/mw_relaionet/manifest.parquet")
+    assert set(manifest["item_id"]) == set(status.index[status["accepted"]])
+    assert all((tiny_run / "results/data/mw_relaionet" / p).is_file() for p in manifest["path"])
+    assert (manifest["split"] == "relaionet").all() and manifest["prompt"].str.startswith("a photo of a ").all()
+    reasons = pd.read_parquet(tiny_run / "results/tables/curation_mw_relaionet_reasons.parquet")
+    assert reasons["items"].sum() == 24
+    catch = pd.read_parquet(tiny_run / "results/tables/curation_mw_relaionet_catch.parquet")
+    assert list(catch["stage"]) == ["text filter", "automatic checks", "human review + policy"]
+    assert catch["recall"].is_monotonic_increasing
+    agree = pd.read_parquet(tiny_run / "results/tables/curation_mw_relaionet_agreement.parquet")
+    assert len(agree) == 1 and agree.loc[0, "n_common"] > 0
+    per_class = pd.read_csv(tiny_run / "results/figures/curation_coverage_mw_relaionet.csv")
+    assert per_class["accepted"].sum() == len(manifest)
+    assert (per_class["matched"] >= per_class["text_filter"]).all() and (
+        per_class["text_filter"] >= per_class["checks"]).all()
+    assert "## Reviewer agreement" in (cur / "datasheet.md").read_text()
+    queue = pd.read_parquet(cur / "review_queue.parquet")
+    assert set(queue["item_id"]) <= set(status.index)
 
 
 def test_recon3d_tables_and_figures(tiny_run):
@@ -94,7 +138,8 @@ def test_per_class_table(tiny_run):
     per = pd.read_parquet(tiny_run / "results/tables/gen2d_per_class.parquet")
     assert len(per) == CELLS * 4 * 4  # cells x classes x (fid, is, clip_score, pick_score)
     assert set(per["class_name"]) == {"circle", "square", "triangle", "star"}
-    fid = per[per["metric"] == "fid"]
+    # (the curated set has classes with a single image, whose per-class FID is undefined: NaN)
+    fid = per[(per["metric"] == "fid") & per["dataset"].isin(["mw_val", "mw_v2"])]
     assert fid["value"].notna().all() and (fid["ci_low"] <= fid["ci_high"]).all()
     assert read_metadata(tiny_run / "results/tables/gen2d_per_class.parquet")["key_columns"][-2:] == \
         ["label_id", "metric"]
@@ -118,7 +163,8 @@ def test_text_image_metrics_and_mmhm(tiny_run):
     mmhm = t[t["metric"] == "mmhm"]
     assert len(mmhm) == CELLS
     bounds = json.loads((tiny_run / "results/tables/mmhm_bounds.json").read_text())["bounds_per_dataset"]
-    assert set(bounds) == {"mw_val", "mw_v2"} and set(bounds["mw_val"]) == {"FID", "IS", "CLIP Score", "Pick Score"}
+    assert set(bounds) == {"mw_val", "mw_v2", "mw_relaionet"}
+    assert set(bounds["mw_val"]) == {"FID", "IS", "CLIP Score", "Pick Score"}
     # each row recomputed from its four metrics and the saved per-data-set bounds (the seed paper's formula)
     names = {"fid": "FID", "is": "IS", "clip_score": "CLIP Score", "pick_score": "Pick Score"}
     for row in mmhm.itertuples():
@@ -138,8 +184,10 @@ def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
     wd = copy_workflow(root, tmp_path)
     shutil.copy(root / "tests/config/tiny.yaml", wd / "config/config.yaml")
     jobs = planned_jobs(smk(wd, "-n", "--forceall").stdout)
-    assert jobs["features_real"] == 2 * 2 and jobs["embed_real"] == 2  # (classifier, DINOv2) x (mw_val, mw_v2)
-    assert jobs["features_gen"] == 2 * CELLS and jobs["embed_gen"] == CELLS  # one per extractor and cell
+    # (classifier, DINOv2) x (mw_val, mw_v2, mw_relaionet)
+    assert jobs["features_real"] == 2 * 3 and jobs["embed_real"] == 3
+    # one job per cell writes the features of both extractors and the tiny CLIP's image embeddings
+    assert jobs["cell_features"] == CELLS and "features_gen" not in jobs and "embed_gen" not in jobs
     assert jobs["train_extractor"] == jobs["train_embedder"] == jobs["init_extractor"] == 1
     assert jobs["train_generator"] == 3 and jobs["score_cell"] == CELLS
 
@@ -149,7 +197,8 @@ def test_paper_tables_exported(tiny_run):
     lines = md.strip().splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
                         "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM |")
-    assert len(lines) == 2 + 2 * 2 + 2 + 2  # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each)
+    # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each) + sit on the curated set
+    assert len(lines) == 2 + 2 * 2 + 2 + 2 + 1
     fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query(
         "metric == 'fid' and model == 'sit_tiny'")
     best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]
@@ -216,7 +265,7 @@ def test_report_shows_every_figure_and_table(tiny_run, tmp_path):
     report = tiny_run / "results/report.html"
     smk(tiny_run, "--report", str(report))
     captions = {name: (tiny_run / f"workflow/report/figures/{name}.rst").read_text() for name in FIGURES}
-    check_report(report, captions, {"gen2d_sweep": CELLS, "gen2d_best": 8}, tmp_path)
+    check_report(report, captions, {"gen2d_sweep": CELLS, "gen2d_best": 9}, tmp_path)
 
 
 def check_report(report, captions: dict[str, str], tables: dict[str, int], shots) -> None:
@@ -281,7 +330,7 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
     """The cluster profile builds the full paper DAG on a machine without SLURM, GPUs on the GPU rules."""
     wd = copy_workflow(root, tmp_path)
     out = smk(wd, "-n", "--profile", "profiles/slurm", "--forceall", "--", "results/tables/gen2d_metrics.parquet",
-              "results/tables/recon3d_summary.parquet")
+              "results/tables/recon3d_summary.parquet", "results/curate/relaionet_curated/datasheet.md")
     jobs = planned_jobs(out.stdout + out.stderr)
     assert jobs["generate"] > 1000 and jobs["score_cell"] >= 8 * 3
     # the 3D sweep: every data set x reconstructor, external models on a GPU, the baselines without
@@ -297,10 +346,17 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
     assert "mw_train" not in out.stdout  # the mini-world config is replaced, not merged
     gen_block = out.stdout.split("rule generate:")[1].split("\n\n")[0]
     assert "gpu=1" in gen_block
-    # the whole paper sweep: every model of config/paper.yaml on every data set
+    # the whole paper sweep: every model of config/paper.yaml on every data set of the sweep
+    swept = {d for entry in paper["sweep"] for d in entry["datasets"]}
+    assert swept == {"imagenet_val", "imagenetv2", "relaionet"}
     for model in paper["models"]:
-        for dataset in paper["datasets"]:
+        for dataset in swept:
             assert f"results/gen2d/{model}/{dataset}/" in out.stdout, (model, dataset)
+    # the reLAIONet curation: download on a connected node, CLIP stages on a GPU
+    for rule in ("laion_download", "curate_ingest", "curate_match", "curate_text_filter", "curate_checks",
+                 "curate_final", "curate_datasheet"):
+        assert jobs[rule] == 1, rule
+    assert "gpu=1" in out.stdout.split("rule curate_checks:")[1].split("\n\n")[0]
 
 
 def test_profile_by_name_after_make_slurm_profile(root, tmp_path):

@@ -130,8 +130,11 @@ def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, 
 
 
 def read_shards(paths: list[str | Path]) -> dict[str, np.ndarray]:
+    """The shards of a cell, concatenated. A shard with no items (a data set smaller than shards x batch) holds
+    placeholder-shaped empty arrays and is left out."""
     parts = [load_npz(p) for p in paths]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    full = [p for p in parts if len(p["item_id"])] or parts[:1]
+    return {k: np.concatenate([p[k] for p in full]) for k in full[0]}
 
 
 def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None:
@@ -193,15 +196,26 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
              **feats)
 
 
-def stage_features_gen(name: str, config: dict[str, Any], checkpoint: str | Path | None, shards: list[str | Path],
-                       set_name: str, out: str | Path) -> None:
+def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Path | None],
+                        shards: list[str | Path], set_name: str, outputs: dict[str, str | Path]) -> None:
+    """Features of one generated cell for every extractor (``ex_{name}``) and image embeddings for every
+    text-image embedder (``em_{name}``) named in ``outputs``; the shards are read once."""
     from .features.registry import load_extractor
 
     data = read_shards(shards)
-    ex = load_extractor(name, config["extractors"][name], checkpoint)
-    feats = ex.extract(data["images"], set_name)
-    save_npz(out, item_id=data["item_id"], label_id=data["label_id"], nfe=data["nfe"],
-             forward_passes=data["forward_passes"], **feats)
+    ids = {"item_id": data["item_id"], "label_id": data["label_id"]}
+    for key, out in outputs.items():
+        kind, name = key.split("_", 1)
+        if kind == "ex":
+            ex = load_extractor(name, config["extractors"][name], checkpoints.get(key))
+            save_npz(out, **ids, nfe=data["nfe"], forward_passes=data["forward_passes"],
+                     **ex.extract(data["images"], set_name))
+        elif kind == "em":
+            emb = _embedder(name, config, checkpoints.get(key))
+            save_npz(out, **ids, image_emb=emb.embed_images(data["images"], set_name))
+        else:
+            raise ValueError(f"cell features: unknown output '{key}' (expected ex_<extractor> or em_<embedder>)")
+        log.info("%s: %s -> %s", set_name, name, out)
 
 
 def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
@@ -243,14 +257,6 @@ def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path |
     save_npz(out, item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
              image_emb=emb.embed_images(images, f"real {dataset}"), text_emb=emb.embed_texts(prompts, dataset),
              logit_scale=np.float64(emb.logit_scale))
-
-
-def stage_embed_gen(name: str, config: dict[str, Any], checkpoint: str | Path | None, shards: list[str | Path],
-                    set_name: str, out: str | Path) -> None:
-    data = read_shards(shards)
-    emb = _embedder(name, config, checkpoint)
-    save_npz(out, item_id=data["item_id"], label_id=data["label_id"],
-             image_emb=emb.embed_images(data["images"], set_name))
 
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,

@@ -109,6 +109,48 @@ def text_image_inputs(wildcards):
     return out
 
 
+# ---- features of a generated cell (cell_features in features.smk): the scoring extractor, DINOv2 and the text-image
+# embedders, each by name
+CELL = "{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}"
+GEN_EXTRACTORS = list(dict.fromkeys([SCORE_EXTRACTOR] + ([config["scoring"]["dinov2"]]
+                                                          if config["scoring"].get("dinov2") else [])))
+GEN_EMBEDDERS = list(dict.fromkeys(TEXT_IMAGE.values()))
+
+
+def cell_feature_outputs():
+    out = {f"ex_{e}": f"results/features/{e}/gen/{CELL}.npz" for e in GEN_EXTRACTORS}
+    out.update({f"em_{e}": f"results/embeddings/{e}/gen/{CELL}.npz" for e in GEN_EMBEDDERS})
+    return out
+
+
+def cell_feature_inputs(wildcards):
+    """Checkpoints of the trained / initialised stand-ins among the cell's extractors and embedders."""
+    out = {}
+    for e in GEN_EXTRACTORS:
+        if extractor_inputs(e):
+            out[f"ckpt_ex_{e}"] = extractor_inputs(e)["checkpoint"]
+    for e in GEN_EMBEDDERS:
+        if embedder_inputs(e):
+            out[f"ckpt_em_{e}"] = embedder_inputs(e)["checkpoint"]
+    return out
+
+
+def cell_feature_checkpoints(wildcards, input):
+    """{ex_name / em_name: checkpoint or None (real weights, resolved from the config at run time)}."""
+    out = {f"ex_{e}": extractor_checkpoint(e, {}) for e in GEN_EXTRACTORS}
+    out.update({f"em_{e}": None for e in GEN_EMBEDDERS})
+    for key in input.keys():
+        if key.startswith("ckpt_"):
+            out[key[len("ckpt_"):]] = input[key]
+    return out
+
+
+def cell_feature_config(wildcards):
+    paths = [p for e in GEN_EXTRACTORS for p in extractor_config_paths(e)]
+    paths += [f"embedders.{e}" for e in GEN_EMBEDDERS]
+    return select(config, *paths)
+
+
 def manifest_path(dataset):
     return f"results/data/{dataset}/manifest.parquet"
 
@@ -164,6 +206,7 @@ def curation_eval_sets(dataset):
 
 
 def curation_decisions(dataset):
+    """The reviewers' decision files (relative to the working directory, like every other input)."""
     return list(config["datasets"][dataset].get("review", {}).get("decisions", []))
 
 

@@ -38,11 +38,12 @@ rule laion_miniworld:
         "../scripts/curate.py"
 
 
-# downloads: run on a node with internet (e.g. `snakemake --profile slurm results/curate/<name>/source` on the
-# login node, where the profile keeps localrules local)
+# downloads need the internet: a local rule, so with the slurm profile it runs on the submitting (login) node
+localrules:
+    laion_download,
+
+
 rule laion_download:
-    input:
-        metadata=lambda wc: config["datasets"][wc.dataset]["source"]["metadata"],
     output:
         folder=directory("results/curate/{dataset}/source"),
     params:

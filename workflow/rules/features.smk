@@ -65,15 +65,18 @@ rule features_real:
         "../scripts/features_real.py"
 
 
-rule features_gen:
+# Everything a generated cell needs for scoring, in one job: the images are read once and each model is loaded
+# once per cell (a separate job per extractor / embedder cost a process start and a torch/transformers/open_clip
+# import each, more than the work itself at mini-world size).
+rule cell_features:
     input:
-        unpack(lambda wc: extractor_inputs(wc.extractor)),
+        unpack(cell_feature_inputs),
         shards=cell_shards,
     output:
-        features="results/features/{extractor}/gen/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.npz",
+        **cell_feature_outputs(),
     params:
-        config=lambda wc: extractor_config(wc.extractor),
-        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
+        config=cell_feature_config,
+        checkpoints=cell_feature_checkpoints,
         set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
     threads: 1
     resources:
@@ -81,13 +84,13 @@ rule features_gen:
         mem_mb=8000,
         runtime=60,
     log:
-        f"{LOGS}/features_gen/{{extractor}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+        f"{LOGS}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/features_gen/{{extractor}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+        f"{BENCH}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
         "../../envs/metrics.yaml"
     script:
-        "../scripts/features_gen.py"
+        "../scripts/cell_features.py"
 
 
 # Text-image embedders (CLIP Score, PickScore): the mini-world's tiny CLIP is trained here; real ones are loaded.
@@ -137,27 +140,3 @@ rule embed_real:
         "../../envs/metrics.yaml"
     script:
         "../scripts/embed_real.py"
-
-
-rule embed_gen:
-    input:
-        unpack(lambda wc: embedder_inputs(wc.embedder)),
-        shards=cell_shards,
-    output:
-        embeddings="results/embeddings/{embedder}/gen/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.npz",
-    params:
-        config=lambda wc: embedder_config(wc.embedder),
-        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
-    log:
-        f"{LOGS}/embed_gen/{{embedder}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCH}/embed_gen/{{embedder}}/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
-    conda:
-        "../../envs/metrics.yaml"
-    script:
-        "../scripts/embed_gen.py"

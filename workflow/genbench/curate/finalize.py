@@ -90,6 +90,7 @@ def build_manifest(text: pd.DataFrame, status: pd.DataFrame, classes: pd.DataFra
     """Link (or copy) the accepted images into ``out_dir/images`` and return the curated manifest."""
     acc = status[status["accepted"]].merge(text.drop(columns=["label_id"]), on="item_id", how="left")
     names = classes.set_index("label_id")
+    shutil.rmtree(out_dir / "images", ignore_errors=True)  # a rerun with other decisions leaves no stale files
     rows = []
     for r in acc.itertuples(index=False):
         src = source_root / r.path

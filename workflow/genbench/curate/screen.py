@@ -14,7 +14,8 @@ Checks (each a boolean column plus a reason; ``flags`` lists the failed ones in 
   watermark    pwatermark <= threshold (if the column exists)
 ``auto_pass`` is true when every check passes. Near duplicates are found with a multi-index hash: two hashes
 within d bits agree exactly on at least one of d + 1 disjoint bit blocks, so only items sharing a block are
-compared (exact, no pairwise scan).
+compared (exact, no pairwise scan of the whole set). An item is a duplicate when an earlier candidate is within
+d bits, whether or not that one was itself a duplicate.
 """
 
 from __future__ import annotations
@@ -63,36 +64,43 @@ def phash(image: np.ndarray) -> int:
     return int("".join("1" if b else "0" for b in h.hash.flatten()), 2)
 
 
-def _blocks(h: int, n_blocks: int) -> list[tuple[int, int]]:
-    width = -(-64 // n_blocks)
-    return [(b, (h >> (b * width)) & ((1 << width) - 1)) for b in range(n_blocks)]
-
-
-class HashIndex:
-    """Near-duplicate search over 64-bit hashes within ``max_distance`` bits (multi-index hashing)."""
-
-    def __init__(self, max_distance: int):
-        self.d = max_distance
-        self.n_blocks = max_distance + 1
-        self.buckets: dict[tuple[int, int], list[int]] = {}
-        self.hashes: list[int] = []
-        self.ids: list[str] = []
-
-    def query(self, h: int) -> str | None:
-        """The id of the first added hash within the distance, or None."""
-        best = None
-        for key in _blocks(h, self.n_blocks):
-            for j in self.buckets.get(key, ()):
-                if (self.hashes[j] ^ h).bit_count() <= self.d and (best is None or j < best):
-                    best = j
-        return None if best is None else self.ids[best]
-
-    def add(self, h: int, item_id: str) -> None:
-        j = len(self.hashes)
-        self.hashes.append(h)
-        self.ids.append(item_id)
-        for key in _blocks(h, self.n_blocks):
-            self.buckets.setdefault(key, []).append(j)
+def near_duplicates(hashes: np.ndarray, max_distance: int, reference: np.ndarray | None = None) -> np.ndarray:
+    """For each 64-bit hash, the index of the earliest *earlier* hash within ``max_distance`` bits (or, with
+    ``reference``, of the earliest reference hash), -1 when there is none. Exact: two hashes within d bits agree
+    on at least one of d + 1 disjoint bit blocks, so only hashes sharing a block value are compared, group by
+    group with numpy (multi-index hashing)."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    ref = None if reference is None else np.asarray(reference, dtype=np.uint64)
+    n = len(h)
+    best = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    if n == 0 or (ref is not None and len(ref) == 0):
+        return np.full(n, -1, dtype=np.int64)
+    pool = h if ref is None else np.concatenate([ref, h])
+    offset = 0 if ref is None else len(ref)  # pool index of query j is offset + j
+    nb = max_distance + 1
+    width = -(-64 // nb)
+    for b in range(nb):
+        keys = (pool >> np.uint64(b * width)) & np.uint64((1 << width) - 1)
+        order = np.argsort(keys, kind="stable")  # stable: members of a group stay in pool order
+        k = keys[order]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        ends = np.r_[starts[1:], len(k)]
+        for s0, e0 in zip(starts[(ends - starts) > 1], ends[(ends - starts) > 1], strict=True):
+            members = order[s0:e0]
+            if ref is None:
+                srcs, dsts = members, members
+            else:
+                srcs, dsts = members[members < offset], members[members >= offset]
+                if not len(srcs) or not len(dsts):
+                    continue
+            for c in range(0, len(dsts), 2048):  # column chunks bound the memory of a large group
+                dst = dsts[c:c + 2048]
+                close = np.bitwise_count(pool[srcs][:, None] ^ pool[dst][None, :]) <= max_distance
+                if ref is None:
+                    close &= srcs[:, None] < dst[None, :]  # an earlier item only
+                i, j = np.nonzero(close)
+                np.minimum.at(best, dst[j] - offset, srcs[i])
+    return np.where(best == np.iinfo(np.int64).max, -1, best)
 
 
 def run_checks(cands: pd.DataFrame, root: str | Path, classes: pd.DataFrame, embedder, spec: dict[str, Any],
@@ -146,22 +154,20 @@ def run_checks(cands: pd.DataFrame, root: str | Path, classes: pd.DataFrame, emb
     out["zero_shot_rank"] = ranks
     out["zero_shot_top1"] = top1
 
-    eval_index = HashIndex(d)
+    eval_ids, eval_hashes = [], []
     for name, manifest, eroot in eval_sets:
         for item_id, rel in zip(manifest["item_id"], manifest["path"], strict=True):
-            eval_index.add(phash(decode_image(eroot / rel, item_id, max_pixels=max_pixels)), f"{name}:{item_id}")
-    within = HashIndex(d)
-    for i in range(n):
-        if i not in hashes:
-            continue
-        other = within.query(hashes[i])
-        if other is not None:
-            reasons["dup_within"][i] = f"near duplicate of {other}"
-        else:
-            within.add(hashes[i], str(out["item_id"].iat[i]))
-        hit = eval_index.query(hashes[i])
-        if hit is not None:
-            reasons["dup_eval"][i] = f"near duplicate of evaluation image {hit}"
+            eval_hashes.append(phash(decode_image(eroot / rel, item_id, max_pixels=max_pixels)))
+            eval_ids.append(f"{name}:{item_id}")
+    hashed = sorted(hashes)
+    hv = np.array([hashes[i] for i in hashed], dtype=np.uint64)
+    for j, src in enumerate(near_duplicates(hv, d)):
+        if src >= 0:
+            reasons["dup_within"][hashed[j]] = f"near duplicate of {out['item_id'].iat[hashed[src]]}"
+    if eval_hashes:
+        for j, src in enumerate(near_duplicates(hv, d, np.array(eval_hashes, dtype=np.uint64))):
+            if src >= 0:
+                reasons["dup_eval"][hashed[j]] = f"near duplicate of evaluation image {eval_ids[src]}"
 
     nsfw = spec.get("nsfw", {})
     if "NSFW" in out.columns:

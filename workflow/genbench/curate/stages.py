@@ -51,6 +51,9 @@ def stage_laion_download(dataset: str, config: dict[str, Any], out_dir: str | Pa
     out_dir = Path(out_dir)
     work = out_dir.parent / "download"
     work.mkdir(parents=True, exist_ok=True)
+    if not Path(spec["metadata"]).is_file():
+        raise FileNotFoundError(f"{dataset}: LAION metadata {spec['metadata']} is missing; download a part of the "
+                                f"LAION-400M / LAION-2B-en metadata (Parquet with URL and TEXT columns) there")
     n = source.limit_metadata(spec["metadata"], work / "url_list.parquet", int(spec.get("max_count", 100_000)),
                               int(config.get("seed", 0)))
     cmd = source.img2dataset_command(spec, work / "url_list.parquet", out_dir)
