@@ -261,3 +261,20 @@ def test_final_status_policy_and_overrides():
     assert st.loc[["a", "b"], "reason"].tolist() == ["reviewer_reject", "accepted"]
     reasons = finalize.reasons_table(st.reset_index())
     assert reasons["items"].sum() == 8 and reasons["reason"].iloc[0] == "download"
+
+
+def test_final_stage_without_accepted_items_says_what_to_do(tmp_path):
+    """A curated set nobody reviewed, under policy exclude, fails with the review command named (not with an
+    empty manifest)."""
+    from genbench.curate.stages import stage_final
+
+    text, checks = _text_and_checks()
+    text.to_parquet(tmp_path / "text.parquet")
+    checks.to_parquet(tmp_path / "checks.parquet")
+    config = {"seed": 0, "miniworld": {"classes": ["circle", "square", "triangle", "star"]},
+              "datasets": {"cur": {"adapter": "curated", "classes": "miniworld", "source": {"kind": "img2dataset"},
+                                   "review": {"policy": "exclude"}}}}
+    with pytest.raises(ValueError, match=r"no candidate is accepted.*genbench review results/curate/cur"):
+        stage_final("cur", config, tmp_path / "text.parquet", tmp_path / "checks.parquet", [], tmp_path,
+                    tmp_path / "out" / "manifest.parquet", tmp_path / "status.parquet")
+    assert not (tmp_path / "out" / "manifest.parquet").exists()

@@ -127,6 +127,11 @@ def stage_final(dataset: str, config: dict[str, Any], text: str | Path, checks: 
     t, c = pd.read_parquet(text), pd.read_parquet(checks)
     status = finalize.final_status(t, c, decisions, review)
     out_dir = Path(manifest).parent
+    if not status["accepted"].any():
+        counts = status["reason"].value_counts().to_dict()
+        raise ValueError(f"{dataset}: no candidate is accepted ({counts}). Review the queue with `genbench review "
+                         f"results/curate/{dataset} --decisions FILE --reviewer NAME` and list the files under "
+                         f"datasets.{dataset}.review.decisions, or set review.policy: accept_if_checks_pass")
     df = finalize.build_manifest(t, status, classes, Path(folder), out_dir,
                                  spec.get("prompt_template", "a photo of a {class}"), spec["source"]["kind"])
     write_parquet(status, status_out, _meta(config, reviewers=sorted(decisions), policy=review.get("policy")))
