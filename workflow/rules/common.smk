@@ -193,10 +193,13 @@ def curation_source(wildcards):
     return [] if kind == "img2dataset" else [curation_folder(wildcards.dataset)]
 
 
-def curation_embedder_inputs(dataset):
-    """The trained stand-in checkpoint of the curation's embedder (real CLIP weights resolve from local files)."""
-    return embedder_inputs(curation_embedders(dataset)[0]) and {
-        "embedder": embedder_inputs(curation_embedders(dataset)[0])["checkpoint"]}
+def curation_embedder_inputs(dataset, stage):
+    """The trained stand-in checkpoint of the embedder a curation stage (text_filter, checks) uses; real CLIP
+    weights resolve from local files."""
+    spec = config["datasets"][dataset]
+    name = spec.get(stage, {}).get("embedder", spec["text_filter"]["embedder"])
+    ckpt = embedder_inputs(name).get("checkpoint")
+    return {"embedder": ckpt} if ckpt else {}
 
 
 def curation_eval_sets(dataset):

@@ -97,7 +97,7 @@ rule curate_match:
 
 rule curate_text_filter:
     input:
-        unpack(lambda wc: curation_embedder_inputs(wc.dataset)),
+        unpack(lambda wc: curation_embedder_inputs(wc.dataset, "text_filter")),
         matched="results/curate/{dataset}/matched.parquet",
     output:
         text="results/curate/{dataset}/text_filter.parquet",
@@ -117,7 +117,7 @@ rule curate_text_filter:
 
 rule curate_checks:
     input:
-        unpack(lambda wc: curation_embedder_inputs(wc.dataset)),
+        unpack(lambda wc: curation_embedder_inputs(wc.dataset, "checks")),
         text="results/curate/{dataset}/text_filter.parquet",
         evals=lambda wc: list(curation_eval_sets(wc.dataset).values()),
     output:

@@ -9,7 +9,7 @@ from genbench.stages import setup_logging  # noqa: E402
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 d, cfg, i, o = sm.wildcards.dataset, sm.params.config, sm.input, sm.output
-ckpt = i.get("embedder") if hasattr(i, "get") else None
+ckpt = i.get("embedder")  # the trained stand-in's checkpoint, if the stage's embedder is one
 if sm.rule == "laion_miniworld":
     stages.stage_laion_miniworld(d, cfg, i.eval_manifest, o.folder)
 elif sm.rule == "laion_download":

@@ -15,6 +15,7 @@ from ..config import config_hash
 from ..data.classes import class_table
 from ..data.manifest import read_manifest, write_manifest
 from ..io import atomic_path
+from ..stages import _embedder
 from ..tables import provenance, write_parquet
 from . import finalize, lemmas, screen, source
 from .decisions import agreement, read_decisions, reviewer_name
@@ -24,12 +25,6 @@ log = logging.getLogger(__name__)
 
 def _meta(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {**provenance(config_hash(config)), **extra}
-
-
-def _embedder(config: dict[str, Any], name: str, checkpoint: str | Path | None):
-    from ..features.text_image import load_embedder
-
-    return load_embedder(name, config["embedders"][name], checkpoint or None)
 
 
 def stage_laion_miniworld(dataset: str, config: dict[str, Any], eval_manifest: str | Path,
@@ -88,7 +83,7 @@ def stage_text_filter(dataset: str, config: dict[str, Any], matched: str | Path,
     spec = config["datasets"][dataset]
     tf = spec["text_filter"]
     classes = class_table(spec["classes"], config)
-    emb = _embedder(config, tf["embedder"], checkpoint)
+    emb = _embedder(tf["embedder"], config, checkpoint or None)
     df = screen.text_filter(pd.read_parquet(matched), classes, emb, float(tf["threshold"]),
                             tf.get("query", "{name} which is {definition}"))
     write_parquet(df, out, _meta(config, threshold=float(tf["threshold"]), embedder=tf["embedder"]))
@@ -104,7 +99,7 @@ def stage_checks(dataset: str, config: dict[str, Any], text: str | Path, checkpo
     classes = class_table(spec["classes"], config)
     df = pd.read_parquet(text)
     cands = df[df["text_pass"].astype(bool) & (df["path"] != "")]
-    emb = _embedder(config, chk.get("embedder", spec["text_filter"]["embedder"]), checkpoint)
+    emb = _embedder(chk.get("embedder", spec["text_filter"]["embedder"]), config, checkpoint or None)
     evals = [(n, read_manifest(p), Path(p).parent) for n, p in eval_manifests.items()]
     res = screen.run_checks(cands, folder, classes, emb, chk, evals)
     write_parquet(res, out, _meta(config))
