@@ -7,19 +7,22 @@ STAMP := $(VENV)/.genbench-installed
 CORES ?= all
 # the slowest tests are listed at the end of every run (CI logs show where the suite's time goes)
 PYTEST_ARGS ?= --durations=12
-# Debian packages the project needs at run or test time (installed via apt-get when run as root).
-# chromium: the headless browser the report test drives through playwright (playwright's own browser download
-# needs the internet; Debian's build works offline). libusb-1.0-0: open3d (a test reference of the 3D metrics)
-# links against it.
-DEB_PACKAGES ?= chromium libusb-1.0-0
+# Debian packages (installed via apt-get when run as root; a non-root user must have them already).
+# `make run` needs none: everything the pipeline imports comes from pip wheels. RUN_DEB_PACKAGES is the place for
+# one it ever needs.
+RUN_DEB_PACKAGES ?=
+# Only `make test` needs these. chromium: the headless browser the report and review tests drive through
+# playwright (playwright's own browser download needs the internet; Debian's build works offline). libusb-1.0-0:
+# open3d (a test reference of the 3D metrics) links against it.
+TEST_DEB_PACKAGES ?= chromium libusb-1.0-0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup system-deps lint dry-run-paper slurm-profile clean-results report golden
+.PHONY: run test setup system-deps test-system-deps lint dry-run-paper slurm-profile clean-results report golden
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup test-system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 setup: system-deps $(STAMP)
@@ -31,14 +34,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# Installs only what is missing; a no-op for a non-root user (the packages must then be present already).
-system-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs only what is missing of the packages $(1) (for $(2)); fails naming them for a non-root user.
+define install_deb
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else echo "genbench needs Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	  else echo "$(2) needs Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+endef
+
+system-deps:
+	$(call install_deb,$(RUN_DEB_PACKAGES),genbench)
+
+test-system-deps:
+	$(call install_deb,$(TEST_DEB_PACKAGES),make test)
 
 # The Snakemake HTML report of the last run: every figure and paper table with its caption.
 report: setup

@@ -50,7 +50,7 @@ def test_review_page_by_keyboard(review_dir, tmp_path):
     port = server.server_address[1]
     assert server.server_address[0] == "127.0.0.1"
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "the review test needs Debian's chromium (make test installs it as root: DEB_PACKAGES)"
+    assert chromium, "the review test needs Debian's chromium (make test installs it as root: TEST_DEB_PACKAGES)"
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])

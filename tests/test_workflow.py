@@ -274,7 +274,7 @@ def check_report(report, captions: dict[str, str], tables: dict[str, int], shots
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "the report test needs Debian's chromium (make test installs it as root: DEB_PACKAGES)"
+    assert chromium, "the report test needs Debian's chromium (make test installs it as root: TEST_DEB_PACKAGES)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
