@@ -10,81 +10,167 @@
     genbench compare REAL.npz A.npz B.npz [--metric fid|is]   paired bootstrap of metric(A) - metric(B)
     genbench review results/curate/NAME --decisions FILE --reviewer NAME [--port 8765]
                                              the proofreading page of a curated data set, on 127.0.0.1
+
+Every command exits 0 on success and 2 on unusable input (a missing or unreadable file, YAML that does not parse,
+a file that is not Parquet or .npz, bad arguments), printing one line that names the file, never a traceback; 1
+means the command's answer is "no" (an invalid config, a difference, a missing weight). Output cut short by the
+reader (``genbench cells ... | head``) ends quietly with 141, as for a Unix tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import zipfile
 
+import yaml
+
+from . import __version__
 from .config import ConfigError, cells, config_hash, load_config
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+UNUSABLE = "2  unusable input: a missing or unreadable file, YAML that does not parse, a wrong file type, bad arguments"
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="genbench", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("validate", help="validate a config file against the schema")
-    p.add_argument("config")
-    p = sub.add_parser("cells", help="list the cells of a config's sweep")
-    p.add_argument("config")
-    p = sub.add_parser("provenance", help="print the provenance metadata of a genbench Parquet table")
-    p.add_argument("table")
-    p = sub.add_parser("diff", help="compare two results trees (or two files) within tolerances")
+
+class InputError(Exception):
+    """Unusable input to a command: reported as one line, exit 2."""
+
+
+def _exit_codes(*lines: str) -> str:
+    return "exit status:\n  " + "\n  ".join(("0  success", *lines, UNUSABLE))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="genbench", description=__doc__.splitlines()[0], formatter_class=fmt,
+                                 epilog=_exit_codes("1  the command's answer is no (see each command's --help)"))
+    ap.add_argument("--version", action="version", version=f"genbench {__version__}",
+                    help="print genbench's version and exit")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            help="one of the commands below; `genbench COMMAND --help` describes it")
+
+    def command(name: str, help: str, *codes: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=_exit_codes(*codes), formatter_class=fmt)
+
+    p = command("validate", "validate a config file against the schema (the schema's defaults filled in)",
+                "1  the config is invalid (each error printed with its key path)")
+    p.add_argument("config", help="the config YAML, e.g. config/paper.yaml")
+    p = command("cells", "list the cells of a config's sweep (tab-separated: model, data set, steps, cfg, seed)")
+    p.add_argument("config", help="the config YAML, e.g. config/config.yaml (an invalid config exits 2)")
+    p = command("provenance", "print the provenance metadata of a genbench Parquet table (JSON)")
+    p.add_argument("table", help="a Parquet table the pipeline wrote, e.g. results/tables/gen2d_metrics.parquet")
+    p = command("diff", "compare two results trees (or two files) within tolerances",
+                "1  a difference beyond tolerance (listed per file)")
     p.add_argument("a", help="the reference tree or file (e.g. tests/golden)")
     p.add_argument("b", help="the tree or file to check (e.g. results)")
-    p.add_argument("--tolerances", "-t", help="YAML file: include/ignore patterns, key columns, tolerances")
-    p.add_argument("--max-lines", type=int, default=20, help="differences printed per file (default 20)")
-    p = sub.add_parser("snapshot", help="copy the files a tolerance file includes from a results tree")
-    p.add_argument("results")
-    p.add_argument("dest")
-    p.add_argument("--tolerances", "-t", required=True)
-    p = sub.add_parser("fetch", help="download and verify the weights a config needs (on a connected machine)")
-    p.add_argument("config")
+    p.add_argument("--tolerances", "-t", help="YAML file: include/ignore patterns, key columns, tolerances "
+                   "(default: every file, exact)")
+    p.add_argument("--max-lines", type=int, default=20, help="differences printed per file (default %(default)s)")
+    p = command("snapshot", "copy the files a tolerance file includes from a results tree (e.g. refresh "
+                "tests/golden)")
+    p.add_argument("results", help="the results tree to copy from, e.g. .golden-run/results")
+    p.add_argument("dest", help="the folder to copy into, e.g. tests/golden")
+    p.add_argument("--tolerances", "-t", required=True, help="YAML file whose 'include' patterns select the files")
+    p = command("fetch", "download and verify the weights a config needs (on a connected machine)",
+                "1  a weight is missing (--dry-run) or its download or checksum failed (each one named)")
+    p.add_argument("config", help="the config YAML whose weights entries to fetch, e.g. config/paper.yaml")
     p.add_argument("--root", default="resources/weights", help="where Hugging Face files go (default %(default)s)")
     p.add_argument("--only", nargs="+", metavar="OWNER", help="only these entries, e.g. extractors.inception")
     p.add_argument("--dry-run", action="store_true", help="only report which weights are present or missing")
-    p = sub.add_parser("compare", help="paired bootstrap comparison of two cells (features .npz files)")
+    p = command("compare", "paired bootstrap comparison of two cells (features .npz files)")
     p.add_argument("real", help="features of the real set, e.g. results/features/<ex>/real/<dataset>.npz")
     p.add_argument("a", help="features of cell A (results/features/<ex>/gen/<model>/<dataset>/.../seedN.npz)")
     p.add_argument("b", help="features of cell B (same data set items)")
-    p.add_argument("--metric", default="fid", choices=["fid", "is"])
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--is-splits", type=int, default=10)
-    p = sub.add_parser("review", help="serve the proofreading page of a curated data set on 127.0.0.1")
+    p.add_argument("--metric", default="fid", choices=["fid", "is"],
+                   help="the metric whose difference is bootstrapped (default %(default)s)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help="bootstrap resamples (default %(default)s); the p-value's resolution is 2/N")
+    p.add_argument("--confidence", type=float, default=0.95, help="CI level (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default %(default)s)")
+    p.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default %(default)s)")
+    p = command("review", "serve the proofreading page of a curated data set on 127.0.0.1 (Ctrl-C stops)")
     p.add_argument("curation_dir", help="results/curate/<dataset> (holds review_queue.parquet)")
     p.add_argument("--decisions", required=True, help="this reviewer's decision file (JSON lines; appended)")
     p.add_argument("--reviewer", required=True, help="the reviewer's name, stored with every decision")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default %(default)s; 0 = any)")
-    args = ap.parse_args(argv)
+    return ap
 
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "review":
-        return _review(args)
-    if args.command in ("diff", "snapshot"):
-        return _diff_commands(args)
-    if args.command == "fetch":
-        return _fetch(args)
 
-    if args.command in ("validate", "cells"):
+def one_line(exc: BaseException) -> str:
+    """A one-line description of an input error, naming the file where the exception knows it."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (f"{mark.name}: not valid YAML: {exc.problem} (line {mark.line + 1}, column {mark.column + 1}); "
+                "fix the file's syntax")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# what unusable input raises; BrokenPipeError (an OSError) is handled before these
+INPUT_ERRORS = (InputError, OSError, yaml.YAMLError, UnicodeDecodeError, zipfile.BadZipFile, EOFError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here when the output was buffered
+        return code
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) has gone: stop quietly; stdout goes to /dev/null so that the interpreter's
+        # final flush does not raise again
         try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            print(f"{args.config}: {exc}", file=sys.stderr)
-            return 1
-        if args.command == "validate":
-            print(f"{args.config}: valid (config hash {config_hash(config)}, {len(cells(config))} cells)")
-        else:
-            print("model\tdataset\tsteps\tcfg\tseed")
-            for c in cells(config):
-                print(f"{c.model}\t{c.dataset}\t{c.steps}\t{c.cfg:g}\t{c.seed}")
-        return 0
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"compare": _compare, "review": _review, "diff": _diff_commands, "snapshot": _diff_commands,
+                "fetch": _fetch, "validate": _config_commands, "cells": _config_commands, "provenance": _provenance}
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:
+        raise
+    except INPUT_ERRORS as exc:
+        print(f"genbench {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _config_commands(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 1 if args.command == "validate" else 2
+    if args.command == "validate":
+        print(f"{args.config}: valid (config hash {config_hash(config)}, {len(cells(config))} cells)")
+    else:
+        print("model\tdataset\tsteps\tcfg\tseed")
+        for c in cells(config):
+            print(f"{c.model}\t{c.dataset}\t{c.steps}\t{c.cfg:g}\t{c.seed}")
+    return 0
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from .tables import read_metadata
 
-    print(json.dumps(read_metadata(args.table), indent=2, sort_keys=True))
+    try:
+        meta = read_metadata(args.table)
+    except pa.ArrowException as exc:
+        if os.path.isdir(args.table):
+            raise InputError(f"{args.table}: a folder; give one Parquet table") from exc
+        raise InputError(f"{args.table}: not a Parquet table ({' '.join(str(exc).split())}); give a .parquet "
+                         "file the pipeline wrote") from exc
+    print(json.dumps(meta, indent=2, sort_keys=True))
     return 0
 
 
@@ -95,13 +181,14 @@ def _diff_commands(args: argparse.Namespace) -> int:
         tol = Tolerances.load(args.tolerances)
         if args.command == "snapshot":
             copied = snapshot(args.results, args.dest, tol)
-            print(f"copied {len(copied)} file(s) to {args.dest}:")
-            print("\n".join(f"  {c}" for c in copied))
-            return 0
-        result = diff_paths(args.a, args.b, tol)
-    except (DiffConfigError, FileNotFoundError, ValueError, OSError) as exc:
-        print(f"genbench {args.command}: {exc}", file=sys.stderr)
-        return 2
+        else:
+            result = diff_paths(args.a, args.b, tol)
+    except (DiffConfigError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    if args.command == "snapshot":
+        print(f"copied {len(copied)} file(s) to {args.dest}:")
+        print("\n".join(f"  {c}" for c in copied))
+        return 0
     print(result.summary(max_per_file=args.max_lines))
     return 0 if result.ok else 1
 
@@ -117,9 +204,8 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.only:
         unknown = set(args.only) - {s.owner for s in specs}
         if unknown:
-            print(f"genbench fetch: {sorted(unknown)} have no weights in {args.config} "
-                  f"(entries: {', '.join(s.owner for s in specs)})", file=sys.stderr)
-            return 2
+            raise InputError(f"{sorted(unknown)} have no weights in {args.config} "
+                             f"(entries: {', '.join(s.owner for s in specs)})")
         specs = [s for s in specs if s.owner in args.only]
     failed = 0
     for spec in specs:
@@ -135,10 +221,13 @@ def _fetch(args: argparse.Namespace) -> int:
             continue
         try:
             path = fetch(spec, args.root)
-            print(f"fetched  {spec.owner}: {path}")
+        except BrokenPipeError:
+            raise
         except (ChecksumError, FetchError, OSError) as exc:
             print(f"FAILED   {exc}", file=sys.stderr)
             failed += 1
+            continue
+        print(f"fetched  {spec.owner}: {path}")
     return 1 if failed else 0
 
 
@@ -149,9 +238,8 @@ def _review(args: argparse.Namespace) -> int:
 
     try:
         server = serve(args.curation_dir, args.decisions, args.reviewer, port=args.port)
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        print(f"genbench review: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     host, port = server.server_address[:2]
     print(f"reviewing {args.curation_dir} as {args.reviewer}: open http://{host}:{port}/ "
           f"(decisions go to {args.decisions}; Ctrl-C stops, reopening resumes)", flush=True)
@@ -165,20 +253,31 @@ def _review(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .io import load_npz
-    from .metrics.compare import compare_cells
+    from .metrics.compare import compare_cells, format_p_value
     from .metrics.fid import MetricInputError
 
+    arrays = []
+    for path in (args.real, args.a, args.b):
+        try:
+            arrays.append(load_npz(path))
+        except (ValueError, zipfile.BadZipFile, EOFError) as exc:  # a text file, a truncated archive
+            raise InputError(f"{path}: not a readable .npz features file ({' '.join(str(exc).split())})") from exc
+    real, a, b = arrays
+    cell_keys = ["item_id", "features" if args.metric == "fid" else "logits"]
+    for path, arr, keys in ((args.real, real, ["features"]), (args.a, a, cell_keys), (args.b, b, cell_keys)):
+        missing = [k for k in keys if k not in arr]
+        if missing:
+            raise InputError(f"{path}: no {missing} array(s) (has {sorted(arr)}); give the features file the "
+                             f"pipeline wrote for this cell")
     try:
-        real, a, b = (load_npz(p) for p in (args.real, args.a, args.b))
         r = compare_cells(real, a, b, args.metric, name_a=args.a, name_b=args.b, n_boot=args.n_boot,
                           confidence=args.confidence, seed=args.seed, is_splits=args.is_splits)
-    except (MetricInputError, OSError, KeyError, ValueError) as exc:
-        print(f"genbench compare: {exc}", file=sys.stderr)
-        return 2
+    except (MetricInputError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
     m = args.metric.upper()
     print(f"{m}(A) - {m}(B) = {r['diff']:.6g}  [{r['ci_low']:.6g}, {r['ci_high']:.6g}] "
           f"({100 * r['confidence']:g}% paired bootstrap CI, {r['n_boot']} resamples of {r['n_items']} items), "
-          f"p = {r['p_value']:.3g}")
+          f"{format_p_value(r['p_value'], r['n_boot'])}")
     print(f"A = {args.a}\nB = {args.b}")
     return 0
 

@@ -57,3 +57,14 @@ def compare_cells(real: dict[str, np.ndarray], a: dict[str, np.ndarray], b: dict
     out = paired_difference(stat, len(oa), len(real["features"]), n_boot, confidence, rng)
     return {"metric": metric, "a": name_a, "b": name_b, "n_items": len(oa), "n_boot": n_boot,
             "confidence": confidence, **out}
+
+
+def format_p_value(p: float, n_boot: int) -> str:
+    """The bootstrap p-value as text. Its resolution is 2/n_boot (two-sided: twice the fraction of the n_boot
+    replicates on the far side of zero), so a p of 0 (no replicate there) is reported as ``p < 2/n_boot``, not as
+    "p = 0", which no finite bootstrap can show."""
+    if p != p:  # NaN: a degenerate comparison (e.g. n_boot = 0)
+        return "p = nan"
+    if p == 0:
+        return f"p < {2 / n_boot:.3g} (no replicate of {n_boot} on the other side of zero)"
+    return f"p = {p:.3g}"
