@@ -6,24 +6,27 @@ Every ``weights:`` entry of the config names its files in one of three ways::
     weights: {repo_id: zlab-princeton/SoFlow, filename: SoFlow-XL-2.pt, revision: main, sha256: <64 hex>}
     weights: {repo_id: stabilityai/stable-diffusion-3.5-large}        # a whole repository (diffusers pipeline)
 
+(a ``path`` with a ``repo_id`` says where the Hugging Face file or repository must be put, e.g. inside an upstream
+checkout).
+
 Loading (:func:`resolve`) reads local files only: the ``path``; for Hugging Face entries the pipeline's own copy
 under ``resources/weights/hf/{repo_id}/{revision}/{filename}`` or the local Hugging Face cache
 (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``). A missing file raises
 :class:`WeightsMissingError` naming the file, where it was looked for and the command that fetches it.
 
-Fetching (:func:`fetch`, ``genbench fetch CONFIG``) runs on a connected machine: it downloads ``url`` (or the Hugging
-Face ``resolve`` URL; ``$HF_ENDPOINT`` and ``$HF_TOKEN`` are honoured), streams it through SHA-256, checks the
-hash against ``sha256`` (a full hash, or a prefix such as the 8 hex digits torch-hub file names carry) and only then
-moves it into place. A mismatch deletes the download and says which hash was expected and which arrived. Whole
-repositories (no ``filename``) are fetched with ``huggingface-cli download`` (the message says so).
+Fetching (:func:`fetch`, ``genbench fetch CONFIG``) runs on a connected machine, through ``huggingface_hub``:
+``hf_hub_download`` for a Hugging Face file, ``snapshot_download`` for a whole repository (into the Hugging Face
+cache, or into ``path``), and its ``http_get`` for a plain ``url``. All three resume an interrupted download, retry
+transient network errors and show a progress bar; ``$HF_ENDPOINT``, ``$HF_TOKEN`` (gated repositories) and
+``$HF_HUB_DOWNLOAD_TIMEOUT`` are honoured. A file is downloaded to a staging name, its SHA-256 checked against
+``sha256`` (a full hash, or a prefix such as the 8 hex digits torch-hub file names carry) and only then moved into
+place. A mismatch deletes the download and says which hash was expected and which arrived.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.error
-import urllib.request
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from typing import Any
 from .io import atomic_path, sha256_file
 
 DEFAULT_ROOT = Path("resources/weights")
-CHUNK = 1 << 20
+STAGING = ".incoming"  # under the weights root: Hugging Face files until verified (resumed from there)
 
 
 class WeightsMissingError(FileNotFoundError):
@@ -44,6 +47,11 @@ class ChecksumError(ValueError):
 
 class FetchError(RuntimeError):
     """A download that failed (HTTP error, unreachable host, no source to fetch from)."""
+
+
+def _hf_cli_download(repo_id: str, revision: str, local_dir: str | None = None) -> str:
+    """The Hugging Face client's own command for a repository (the ``hf`` CLI of huggingface_hub)."""
+    return f"hf download {repo_id} --revision {revision}" + (f" --local-dir {local_dir}" if local_dir else "")
 
 
 @dataclass(frozen=True)
@@ -72,11 +80,18 @@ class WeightSpec:
             return self.path
         return f"{self.repo_id}/{self.filename}" if self.filename else f"{self.repo_id} (repository)"
 
+    @property
+    def is_repository(self) -> bool:
+        """A whole Hugging Face repository (no ``filename``, no ``url``)."""
+        return bool(self.repo_id and not self.filename and not self.url)
+
     def fetch_hint(self) -> str:
-        if self.repo_id and not self.filename and not self.path:
-            return f"huggingface-cli download {self.repo_id} --revision {self.revision} (then it is in the HF cache)"
         if not self.url and not self.repo_id:
             return f"no download source is registered: copy the file to {self.path} (or add 'url' to the weights)"
+        if self.is_repository:
+            where = f"into {self.path}" if self.path else "into the HF cache"
+            return (f"genbench fetch <config> --only {self.owner} (on a machine with internet access), or "
+                    f"{_hf_cli_download(self.repo_id, self.revision, self.path)} ({where})")
         return "genbench fetch <config> (on a machine with internet access)"
 
     def local_candidates(self, root: str | Path = DEFAULT_ROOT) -> list[Path]:
@@ -99,11 +114,20 @@ class WeightSpec:
         return None
 
     def fetch_target(self, root: str | Path = DEFAULT_ROOT) -> Path:
+        """Where a fetched file goes (a repository: the ``path``, or the HF cache's snapshot folder)."""
         if self.path:
             return Path(self.path)
         if not self.filename:
-            raise FetchError(f"{self.owner}: {self.label} is a whole repository; fetch it with {self.fetch_hint()}")
+            return hf_cache_dir() / ("models--" + self.repo_id.replace("/", "--"))
         return Path(root) / "hf" / self.repo_id / self.revision / self.filename
+
+    def staging_path(self, root: str | Path = DEFAULT_ROOT) -> Path:
+        """Where a download stays until it is complete and verified (a later fetch resumes it): a URL's partial
+        file next to its target, or the folder under ``root`` hf_hub_download downloads a Hugging Face file into."""
+        if self.url:
+            target = self.fetch_target(root)
+            return target.with_name(target.name + ".part")
+        return Path(root) / STAGING / self.repo_id / self.revision
 
 
 def hf_cache_dir() -> Path:
@@ -142,37 +166,89 @@ def check_hash(digest: str, expected: str | None, what: str) -> None:
                             f"got {digest}; the download was discarded")
 
 
-def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | None = None, timeout: float = 60.0,
+def _endpoint(endpoint: str | None) -> str | None:
+    # huggingface_hub reads $HF_ENDPOINT once, at import; read it per call so that a changed value counts
+    return endpoint or os.environ.get("HF_ENDPOINT") or None
+
+
+def _fetch_error(spec: WeightSpec, what: str, exc: Exception) -> FetchError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    reason = f"HTTP {status}" if status else type(exc).__name__
+    detail = " ".join(str(exc).split())[:300]
+    gated = " (gated repository? accept its licence on the Hub and set HF_TOKEN)" if status in (401, 403) else ""
+    return FetchError(f"{spec.owner}: downloading {what} failed: {reason}: {detail}{gated}")
+
+
+def _download_url(spec: WeightSpec, staged: Path) -> None:
+    """``spec.url`` into ``staged``, resuming a partial file left there by an interrupted run."""
+    from huggingface_hub.file_download import http_get
+
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    with open(staged, "ab") as f:
+        http_get(spec.url, f, resume_size=f.tell(), headers={"User-Agent": "genbench-fetch"},
+                 displayed_filename=staged.name)
+
+
+def _download_hf_file(spec: WeightSpec, staging: Path, endpoint: str | None) -> Path:
+    """One file of a Hugging Face repository into the staging folder (hf_hub_download resumes from its own
+    ``.cache`` there); returns the staged file."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id=spec.repo_id, filename=spec.filename, revision=spec.revision,
+                                local_dir=staging, endpoint=_endpoint(endpoint)))
+
+
+def _fetch_repository(spec: WeightSpec, endpoint: str | None) -> Path:
+    """A whole Hugging Face repository: into ``spec.path`` when given, else into the HF cache (where
+    :func:`resolve` looks)."""
+    from huggingface_hub import snapshot_download
+
+    kwargs = {"local_dir": spec.path} if spec.path else {"cache_dir": hf_cache_dir()}
+    return Path(snapshot_download(repo_id=spec.repo_id, revision=spec.revision, endpoint=_endpoint(endpoint),
+                                  **kwargs))
+
+
+def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | None = None,
           force: bool = False) -> Path:
-    """Download ``spec``'s file to where :func:`resolve` finds it, verifying its SHA-256; returns the path.
-    An existing file is kept (and verified when a hash is registered) unless ``force``."""
+    """Download ``spec``'s file (or repository) to where :func:`resolve` finds it, verifying a file's SHA-256;
+    returns the path. An existing file is kept (and verified when a hash is registered) unless ``force``."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not spec.url and not spec.repo_id:
+        raise FetchError(f"{spec.owner}: no download source for {spec.label}: {spec.fetch_hint()}")
+    if spec.is_repository:
+        try:
+            return _fetch_repository(spec, endpoint)
+        except (HfHubHTTPError, OSError) as exc:
+            raise _fetch_error(spec, f"repository {spec.repo_id}@{spec.revision}", exc) from exc
     target = spec.fetch_target(root)
     if target.exists() and not force:
         if spec.sha256:
             check_hash(sha256_file(target), spec.sha256, f"{spec.owner}: existing {target}")
         return target
-    url = spec.source_url(endpoint)
-    if url is None:
-        raise FetchError(f"{spec.owner}: no download source for {spec.label}: {spec.fetch_hint()}")
-    headers = {"User-Agent": "genbench-fetch"}
-    token = os.environ.get("HF_TOKEN")
-    if token and spec.repo_id and not spec.url:
-        headers["Authorization"] = f"Bearer {token}"  # gated repositories (e.g. FLUX.1-dev)
-    h = hashlib.sha256()
+    what = spec.url or spec.source_url(_endpoint(endpoint))
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp, \
-                atomic_path(target) as tmp:
-            with open(tmp, "wb") as f:
-                for chunk in iter(lambda: resp.read(CHUNK), b""):
-                    h.update(chunk)
-                    f.write(chunk)
-            check_hash(h.hexdigest(), spec.sha256, f"{spec.owner}: {url}")  # raising here discards tmp
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"{spec.owner}: downloading {url} failed: HTTP {exc.code} {exc.reason}"
-                         + (" (gated repository? set HF_TOKEN)" if exc.code in (401, 403) else "")) from exc
-    except urllib.error.URLError as exc:
-        raise FetchError(f"{spec.owner}: downloading {url} failed: {exc.reason}") from exc
-    (target.parent / (target.name + ".sha256")).write_text(f"{h.hexdigest()}  {target.name}\n")
+        if spec.url:
+            staged = spec.staging_path(root)
+            _download_url(spec, staged)
+        else:
+            staged = _download_hf_file(spec, spec.staging_path(root), endpoint)
+    except (HfHubHTTPError, OSError) as exc:
+        raise _fetch_error(spec, what, exc) from exc
+    except Exception as exc:  # httpx errors that survived huggingface_hub's retries (refused, timed out)
+        if type(exc).__module__.split(".")[0] not in ("httpx", "httpx2", "httpcore"):
+            raise
+        raise _fetch_error(spec, what, exc) from exc
+    digest = sha256_file(staged)
+    try:
+        check_hash(digest, spec.sha256, f"{spec.owner}: {what}")
+    except ChecksumError:
+        staged.unlink()
+        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:  # the target appears complete and verified, or not at all
+        shutil.move(staged, tmp)  # a rename, or a copy when the path is on another file system
+    (target.parent / (target.name + ".sha256")).write_text(f"{digest}  {target.name}\n")
     return target
 
 
@@ -183,21 +259,43 @@ def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
     owner."""
     out: list[WeightSpec] = []
     seen = set()
+    entries: list[tuple[str, dict[str, Any] | None]] = []
     for section in ("models", "extractors", "embedders"):
         for name, spec in config.get(section, {}).items():
-            entries = [(f"{section}.{name}", spec.get("weights"))]
+            entries.append((f"{section}.{name}", spec.get("weights")))
             arch = spec.get("arch") if isinstance(spec.get("arch"), dict) else {}
             vae = arch.get("vae")
             if isinstance(vae, dict):
                 entries.append((f"{section}.{name}.arch.vae", {k: v for k, v in vae.items() if k != "scale"}))
             if isinstance(arch.get("decoder"), dict):  # Scale-RAE's RAE decoder repository
                 entries.append((f"{section}.{name}.arch.decoder", arch["decoder"]))
-            for owner, weights in entries:
-                if not weights:
-                    continue
-                key = weights.get("path") or (weights.get("repo_id"), weights.get("filename"),
-                                              weights.get("revision", "main"))
-                if key not in seen:
-                    seen.add(key)
-                    out.append(WeightSpec.from_config(owner, weights))
+            if isinstance(spec.get("processor"), dict):  # PickScore's CLIP processor repository
+                entries.append((f"{section}.{name}.processor", spec["processor"]))
+    entries += reconstructor_weights(config)
+    for owner, weights in entries:
+        if not weights:
+            continue
+        key = weights.get("path") or (weights.get("repo_id"), weights.get("filename"), weights.get("revision", "main"))
+        if key not in seen:
+            seen.add(key)
+            out.append(WeightSpec.from_config(owner, weights))
     return out
+
+
+def reconstructor_weights(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The 3D track's weights: each external image-to-3D model's (its config entry, else the adapter's
+    Hugging Face default) and the LPIPS trunk of the appearance metrics."""
+    entries = []
+    recons = config.get("reconstructors", {})
+    if recons:
+        from .recon3d.reconstructors import RECONSTRUCTORS
+
+        for name, spec in recons.items():
+            cls = RECONSTRUCTORS.lookup(spec["kind"])
+            weights = spec.get("weights", getattr(cls, "default_weights", None))
+            if weights:
+                entries.append((f"reconstructors.{name}", weights))
+    backbone = config.get("recon3d", {}).get("appearance", {}).get("lpips", {}).get("backbone")
+    if isinstance(backbone, dict):
+        entries.append(("recon3d.appearance.lpips.backbone", backbone))
+    return entries
