@@ -219,7 +219,7 @@ def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | Non
     if spec.is_repository:
         try:
             return _fetch_repository(spec, endpoint)
-        except (HfHubHTTPError, OSError) as exc:
+        except (HfHubHTTPError, OSError, ValueError) as exc:  # ValueError: e.g. an invalid repo_id
             raise _fetch_error(spec, f"repository {spec.repo_id}@{spec.revision}", exc) from exc
     target = spec.fetch_target(root)
     if target.exists() and not force:
@@ -233,7 +233,7 @@ def fetch(spec: WeightSpec, root: str | Path = DEFAULT_ROOT, endpoint: str | Non
             _download_url(spec, staged)
         else:
             staged = _download_hf_file(spec, spec.staging_path(root), endpoint)
-    except (HfHubHTTPError, OSError) as exc:
+    except (HfHubHTTPError, OSError, ValueError) as exc:  # ValueError: e.g. an invalid repo_id
         raise _fetch_error(spec, what, exc) from exc
     except Exception as exc:  # httpx errors that survived huggingface_hub's retries (refused, timed out)
         if type(exc).__module__.split(".")[0] not in ("httpx", "httpx2", "httpcore"):
