@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import MARKERS, PALETTE, STYLE, plt, save_data, save_figure
+from ..tables.export import RECON3D_HEADLINE
+from .figures import MARKERS, PALETTE, STYLE, ci_text, plt, save_data, save_figure
 
-BAR_METRICS = [("corrected", "fscore@0.01", "F-score@0.01 (corrected)"),
-               ("corrected", "solid_iou", "solid IoU (corrected)"),
-               ("corrected", "chamfer_l1", "Chamfer-L1 (corrected, lower is better)"),
-               ("legacy", "f1", "F1@0.01 (legacy)"),
-               ("appearance", "psnr", "PSNR on renders (dB)")]
+BAR_METRICS = RECON3D_HEADLINE  # the summary table in the report shows the same metrics
 CEILING_COLOUR = "#999999"
 
 
@@ -31,7 +28,10 @@ def _colours(models: list[str], ceilings: set[str]) -> dict[str, str]:
     return out
 
 
-def recon3d_bars(table: pd.DataFrame, pdf, png, data) -> None:
+def recon3d_bars(table: pd.DataFrame, pdf, png, data, *, confidence: float) -> None:
+    """Per data set (row) and headline metric (column): the mean over items per reconstructor with its bootstrap
+    CI at ``confidence`` (recon3d.bootstrap.confidence)."""
+    ci = ci_text(confidence)
     metrics = [m for m in BAR_METRICS if ((table["protocol"] == m[0]) & (table["metric"] == m[1])).any()]
     if not metrics:
         raise ValueError("figure recon3d_bars: the summary has none of the headline metrics "
@@ -69,7 +69,7 @@ def recon3d_bars(table: pd.DataFrame, pdf, png, data) -> None:
                 ax.set_xticks(x, sub.index, rotation=30, ha="right")
                 ax.set_title(f"{ds}: {label}", fontsize=8)
                 drawn.append(sub.reset_index().assign(dataset=ds, protocol=proto, metric=metric))
-        fig.suptitle("Reconstruction quality per data set (mean over items, 95% bootstrap CI; hatched = GT "
+        fig.suptitle(f"Reconstruction quality per data set (mean over items, error bars: {ci}; hatched = GT "
                      "self-score ceiling)", fontsize=9)
         fig.tight_layout()
         save_figure(fig, pdf, png)
@@ -207,9 +207,11 @@ def recon3d_grid(items: pd.DataFrame, manifests: list[str | Path], pdf, png, dat
 
 
 def draw_figure_3d(name: str, table: pd.DataFrame, pdf, png, data, manifests: list | None = None,
-                   n_items: int = 4) -> None:
+                   n_items: int = 4, *, confidence: float) -> None:
+    """Draw one 3D figure; ``confidence`` (recon3d.bootstrap.confidence) is stated on the one with CIs (the bars);
+    the protocol scatter and the grid show per-item values, which have no interval."""
     if name == "recon3d_bars":
-        recon3d_bars(table, pdf, png, data)
+        recon3d_bars(table, pdf, png, data, confidence=confidence)
     elif name == "recon3d_protocols":
         recon3d_protocols(table, pdf, png, data)
     elif name == "recon3d_grid":
