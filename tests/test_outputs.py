@@ -341,3 +341,93 @@ def test_tables_never_show_plus_minus_zero(tmp_path):
     export_tables(table(), outputs)  # with a spread: no footnote
     assert "no spread shown" not in (tmp_path / "sweep.md").read_text()
 
+
+# --- the Snakemake report: the datasheet, the coverage figure and the 3D summary; captions state the level -------
+
+
+def test_recon3d_summary_table_for_the_report(tmp_path):
+    from genbench.tables.export import export_recon3d_table, recon3d_table
+
+    rows = []
+    for m, v, ceiling in (("revolution", 0.3, False), ("ceiling", 0.9, True)):
+        for proto, metric in (("corrected", "fscore@0.01"), ("corrected", "solid_iou"), ("legacy", "f1"),
+                              ("corrected", "hausdorff")):
+            rows.append(dict(dataset="mw_solids", model=m, protocol=proto, metric=metric, value=v, ci_low=v - 0.05,
+                             ci_high=v + 0.05, n=6, n_scored=5, n_skipped=0, n_failed=1 if m == "revolution" else 0,
+                             ceiling=ceiling, higher_is_better=True,
+                             note="capped <b>" if metric == "fscore@0.01" else None))
+    df = recon3d_table(pd.DataFrame(rows))
+    assert list(df.columns) == ["dataset", "model", "kind", "items scored", "failed", "F-score@0.01 (corrected)",
+                                "solid IoU (corrected)", "F1@0.01 (legacy)", "notes"]  # headline metrics only
+    assert list(df["model"]) == ["revolution", "ceiling"] and list(df["kind"]) == ["reconstructor", "GT ceiling"]
+    assert df.iloc[0]["items scored"] == "5 of 6" and df.iloc[0]["failed"] == 1
+    assert df.iloc[0]["F-score@0.01 (corrected)"] == "0.3 [0.25, 0.35]"
+    assert df.iloc[0]["notes"] == "fscore@0.01: capped <b>"
+    out = {f: tmp_path / f"s.{f}" for f in ("md", "tex", "html")}
+    export_recon3d_table(pd.DataFrame(rows), out, confidence=0.8)
+    page = out["html"].read_text()
+    assert "80% bootstrap CI" in page and "capped &lt;b&gt;" in page and "<b>" not in page.split("<body>")[1]
+    with pytest.raises(ValueError, match="none of the headline metrics"):
+        recon3d_table(pd.DataFrame(rows).assign(metric="hausdorff"))
+
+
+def test_datasheet_page_renders_markdown_and_escapes_data():
+    from genbench.tables.export import markdown_page
+
+    page = markdown_page("# Datasheet: x<script>\n\n| class | n |\n|:---|---:|\n| <img src=x> | 3 |\n\n"
+                         "[link](javascript:alert(1))\n", "Datasheet: x<script>")
+    body = page.split("<body>")[1]
+    assert "<h1>Datasheet: x&lt;script&gt;</h1>" in body and "<table>" in body
+    assert "&lt;img src=x&gt;" in body and "<img" not in body and "href=\"javascript" not in body
+
+
+def _caption(path, confidence=0.9, wildcards=None):
+    """A report caption as Snakemake renders it: Jinja with the job's `snakemake` object, then reStructuredText."""
+    import types
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    from genbench.config import load_config
+
+    config = load_config(ROOT / "tests/config/tiny.yaml")
+    sm = types.SimpleNamespace(params=types.SimpleNamespace(confidence=confidence), config=config,
+                               wildcards=types.SimpleNamespace(**(wildcards or {})))
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(path.read_text()).render(snakemake=sm)
+    body = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+    return " ".join(body.split())
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPORT = ROOT / "workflow/report"
+
+
+def test_report_captions_render_and_state_the_level():
+    for name, fig in FIGURES.items():
+        html = _caption(REPORT / f"figures/{name}.rst")
+        if fig.intervals and name != "kid_vs_cfg":
+            assert "90% bootstrap" in html, name
+    for name in ("recon3d_bars", "recon3d_grid", "recon3d_protocols"):
+        assert "80% bootstrap" in _caption(REPORT / f"figures/{name}.rst", confidence=0.8) or \
+            "80% CIs" in _caption(REPORT / f"figures/{name}.rst", confidence=0.8), name
+    assert "80% bootstrap CI" in _caption(REPORT / "tables/recon3d_summary.rst", confidence=0.8)
+    for name in ("gen2d_sweep", "gen2d_best"):  # the tiny config's scoring.bootstrap.confidence
+        assert "[90% bootstrap CI]" in _caption(REPORT / f"tables/{name}.rst"), name
+    for name in ("coverage", "datasheet"):
+        assert "mw_relaionet" in _caption(REPORT / f"curation/{name}.rst", wildcards={"dataset": "mw_relaionet"})
+
+
+def test_report_includes_datasheet_coverage_and_3d_summary():
+    """The rules mark the curation datasheet (HTML), the coverage figure and the 3D summary table for the report,
+    each with a caption that exists, and the default target builds them."""
+    import re
+
+    rules = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    marked = dict(re.findall(r'report\(\s*"([^"]+)",\s*caption="\.\./report/([^"]+)"', rules))
+    for path in ("results/curate/{dataset}/datasheet.html", "results/figures/curation_coverage_{dataset}.png",
+                 "results/tables/recon3d_summary.html"):
+        assert path in marked, path
+        assert (REPORT / marked[path]).is_file(), marked[path]
+    common = (ROOT / "workflow/rules/common.smk").read_text()
+    assert 'datasheet.{e}" for e in ("md", "html")' in common
+    assert 'recon3d_summary.{e}" for e in ("md", "tex", "html")' in common
