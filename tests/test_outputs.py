@@ -243,7 +243,7 @@ def test_step_scaling_colour_by_model_line_style_by_cfg(tmp_path, drawn):
     assert len(by_model) == 11 and all(len(v) == 3 for v in by_model.values())
     assert len({ls for _, _, ls in series}) == 3
     legend = texts(fig)
-    assert "model (colour)" in legend and "CFG 4" in legend and "90% bootstrap CI" in legend
+    assert "model (colour, marker)" in legend and "CFG 4" in legend and "90% bootstrap CI" in legend
 
 
 def test_a_lone_setting_keeps_its_ci(tmp_path, drawn):
@@ -315,15 +315,33 @@ def test_single_points_keep_their_cis_in_the_scatter(tmp_path, drawn):
     assert any(np.allclose(seg, [[r["fid"], r["csfid_ci_low"]], [r["fid"], r["csfid_ci_high"]]]) for seg in segs)
 
 
-def test_recon3d_bars_state_the_configured_level(tmp_path, drawn):
-    from genbench.plots.figures3d import draw_figure_3d
+def test_recon3d_bars_state_the_configured_level_in_a_grid(tmp_path, drawn):
+    """One panel per headline metric, at most three per row (it was data sets x metrics in one wide grid); the
+    level is the configured one (it said a fixed 95%); the CSV keeps one row per data set, metric and model."""
+    from genbench.plots.figures3d import BAR_METRICS, draw_figure_3d
 
-    rows = [dict(dataset="d", model=m, protocol="corrected", metric="fscore@0.01", value=v, ci_low=v - 0.1,
-                 ci_high=v + 0.1, n=4, n_scored=4, n_skipped=0, n_failed=0, ceiling=m == "gt", note=None)
-            for m, v in (("r", 0.3), ("gt", 0.9))]
+    rows = [dict(dataset=d, model=m, protocol=proto, metric=metric, value=v, ci_low=v - 0.1, ci_high=v + 0.1, n=4,
+                 n_scored=4, n_skipped=0, n_failed=0, ceiling=m == "gt", note=None)
+            for d in ("d1", "d2") for proto, metric, _ in BAR_METRICS for m, v in (("r", 0.3), ("gt", 0.9))
+            if not (d == "d2" and proto == "appearance")]
     draw_figure_3d("recon3d_bars", pd.DataFrame(rows), tmp_path / "b.pdf", tmp_path / "b.png", tmp_path / "b.csv",
                    confidence=0.8)
-    assert "80% bootstrap CI" in texts(drawn[0]) and "95%" not in texts(drawn[0])
+    shown = texts(drawn[0])
+    assert "80% bootstrap CI" in shown and "95%" not in shown and "no bar: not computed for that data set" in shown
+    assert panel_layout(drawn[0]) == (2, 3)
+    data = pd.read_csv(tmp_path / "b.csv")
+    assert len(data) == len(rows) and list(data["dataset"].iloc[:2]) == ["d1", "d1"]
+
+
+def test_dataset_comparison_wraps_many_settings(tmp_path, drawn):
+    t = table()
+    t = pd.concat([t] + [t.assign(model=f"m{i}") for i in range(6)])  # 8 models x 2 step counts = 16 settings
+    out = draw_figure("dataset_comparison", t, tmp_path / "d.pdf", tmp_path / "d.png", tmp_path / "d.csv",
+                      confidence=0.9)
+    assert len(out) == 16 * 2
+    rows, cols = panel_layout(drawn[0])
+    assert rows >= 2 and cols == 1
+    assert Image.open(tmp_path / "d.png").width < 1800
 
 
 def test_tables_never_show_plus_minus_zero(tmp_path):

@@ -64,6 +64,21 @@ def panel_grid(n: int, width: float, height: float, extra_width: float = 0.6, ex
     return fig, axes, list(axes.flat[:n])
 
 
+def spaced_ticks(values, min_gap: float, log: bool = False) -> list[float]:
+    """The sorted distinct ``values`` to label on an axis, dropping any closer than ``min_gap`` (a fraction of the
+    axis range, on a log scale if ``log``) to the previous kept one, so labels never overlap (1, 1.5, 2 on a 1-7
+    guidance axis; 28, 32, 56, 64 on a 1-500 NFE axis)."""
+    vals = sorted({float(v) for v in values})
+    pos = np.log(vals) if log else np.asarray(vals)
+    span = float(pos[-1] - pos[0]) or 1.0
+    kept, last = [], None
+    for v, x in zip(vals, pos, strict=True):
+        if last is None or (x - last) / span >= min_gap:
+            kept.append(v)
+            last = x
+    return kept
+
+
 def _legend_entries(axes) -> tuple[list, list[str]]:
     """Handles and labels of every panel, each label once, in order of first appearance (a series missing from
     the first panel still gets its entry)."""
@@ -166,7 +181,8 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
                 ax.plot(s["cfg"], s["value"], marker=marker, color=colour, lw=1.5, ms=4,
                         label=f"{model}, {_steps_label(steps)}")
                 lone |= _band_or_bars(ax, s, colour)
-            ax.set_xticks(sorted(sub["cfg"].unique()))
+            ticks = spaced_ticks(sub["cfg"], 0.09)
+            ax.set_xticks(ticks, [f"{c:g}" for c in ticks])
             ax.set_title(ds)
             ax.set_xlabel("guidance scale (CFG)")
             ax.set_ylabel(metric_label(metric))
@@ -215,7 +231,7 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
                 ax.errorbar(s["nfe"] * dodge, s["value"], yerr=_yerr(s), marker=marker, color=colour,
                             ls=LINESTYLES[cfgs.index(cfg)], lw=1.5, ms=4, capsize=2, elinewidth=1.0)
             ax.set_xscale("log", base=2)
-            nfes = sorted(sub["nfe"].unique())
+            nfes = spaced_ticks(sub["nfe"], 0.07, log=True)
             ax.set_xticks(nfes, [f"{int(n)}" for n in nfes])
             ax.minorticks_off()
             ax.set_title(ds)
@@ -227,11 +243,11 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
                     for i, m in enumerate(models)]
         by_cfg = [Line2D([], [], color="#555555", ls=LINESTYLES[i], lw=1.5, label=f"CFG {c:g}")
                   for i, c in enumerate(cfgs)]
-        leg = fig.legend(handles=by_model, title="model (colour)", loc="upper left", bbox_to_anchor=(1.0, 0.95),
-                         frameon=False)
+        leg = fig.legend(handles=by_model, title="model (colour, marker)", loc="center left",
+                         bbox_to_anchor=(1.0, 0.5), frameon=False)
         fig.add_artist(leg)
-        fig.legend(handles=by_cfg, title="guidance (line)", loc="lower left", bbox_to_anchor=(1.0, 0.05),
-                   frameon=False, handlelength=3)
+        fig.legend(handles=by_cfg, title="guidance scale (line style)", loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(by_cfg), 6), frameon=False, handlelength=3.5)
         note = f"bars: {ci_text(confidence)}" if df["ci_low"].notna().any() else "no CI: the bootstrap is off"
         fig.suptitle(f"{LABELS.get(metric, metric)} vs sampling cost\n({note})", y=1.0)
         fig.tight_layout()
@@ -269,21 +285,29 @@ def dataset_comparison(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
     datasets = list(dict.fromkeys(rows["dataset"]))
     groups = list(dict.fromkeys(zip(chosen["model"], chosen["steps"], chosen["cfg"], strict=True)))
     width = 0.8 / len(datasets)
+    group_in = 0.3 * len(datasets) + 0.5  # inches per (model, steps) group
+    per_row = max(1, min(len(groups), int(9.0 // group_in)))  # wrap: at most ~9 inches of bars per row
+    chunks = [groups[i:i + per_row] for i in range(0, len(groups), per_row)]
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(max(3.6, 1.25 * len(groups) * max(1, len(datasets) / 2) + 1.2), 3.0))
-        for j, ds in enumerate(datasets):
-            s = df[df["dataset"] == ds].set_index(["model", "steps", "cfg"]).reindex(groups).reset_index()
-            x = [i + (j - (len(datasets) - 1) / 2) * width for i in range(len(groups))]
-            ax.bar(x, s["value"], width=width * 0.95, color=PALETTE[j % len(PALETTE)], label=ds,
-                   yerr=_yerr(s), capsize=2, error_kw={"lw": 0.8})
-        ax.set_xticks(range(len(groups)), [f"{m}\n{_steps_label(st)}, CFG {c:g}" for m, st, c in groups])
-        ax.grid(axis="x", visible=False)
-        ax.set_ylabel(metric_label(metric))
-        ax.legend(frameon=False, title="data set")
+        fig, axes = plt.subplots(len(chunks), 1, squeeze=False,
+                                 figsize=(max(3.6, group_in * per_row + 1.2), 2.6 * len(chunks) + 0.4))
+        for ax, chunk in zip(axes[:, 0], chunks, strict=True):
+            for j, ds in enumerate(datasets):
+                s = df[df["dataset"] == ds].set_index(["model", "steps", "cfg"]).reindex(chunk).reset_index()
+                x = [i + (j - (len(datasets) - 1) / 2) * width for i in range(len(chunk))]
+                ax.bar(x, s["value"], width=width * 0.95, color=PALETTE[j % len(PALETTE)], label=ds,
+                       yerr=_yerr(s), capsize=2, error_kw={"lw": 0.8})
+            ax.set_xticks(range(len(chunk)), [f"{m}\n{_steps_label(st)}, CFG {c:g}" for m, st, c in chunk])
+            ax.set_xlim(-0.5, per_row - 0.5)
+            ax.grid(axis="x", visible=False)
+            ax.set_ylabel(metric_label(metric))
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, frameon=False, title="data set", loc="center left", bbox_to_anchor=(1.0, 0.5))
         missing = df.groupby("dataset").size().reindex(datasets).fillna(0).lt(len(groups)).any()
         note = "; no bar: setting not run on that data set" if missing else ""
         bars = f"error bars: {ci_text(confidence)}" if df["ci_low"].notna().any() else "no CI: the bootstrap is off"
-        ax.set_title(f"{LABELS.get(metric, metric)} per data set at each model's best CFG on {ref}\n({bars}{note})")
+        fig.suptitle(f"{LABELS.get(metric, metric)} per data set at each model's best CFG on {ref}\n({bars}{note})",
+                     y=1.0)
         fig.tight_layout()
         save_figure(fig, pdf, png)
     save_data(df, data)
