@@ -3,6 +3,10 @@ and byte-identical output for identical input."""
 
 import hashlib
 
+import matplotlib
+import matplotlib.collections
+import matplotlib.colors
+import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,8 +62,8 @@ def test_best_settings_per_model_and_steps_with_ties_to_smaller_cfg():
 @pytest.mark.parametrize("name", ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison"])
 def test_figures_draw_the_rows_they_claim_and_are_byte_identical(tmp_path, name):
     t = table()
-    out1 = draw_figure(name, t, tmp_path / "a.pdf", tmp_path / "a.png", tmp_path / "a.csv")
-    draw_figure(name, t, tmp_path / "b.pdf", tmp_path / "b.png", tmp_path / "b.csv")
+    out1 = draw_figure(name, t, tmp_path / "a.pdf", tmp_path / "a.png", tmp_path / "a.csv", confidence=0.9)
+    draw_figure(name, t, tmp_path / "b.pdf", tmp_path / "b.png", tmp_path / "b.csv", confidence=0.9)
     for ext in ("pdf", "png", "csv"):
         assert hashlib.sha256((tmp_path / f"a.{ext}").read_bytes()).digest() == \
             hashlib.sha256((tmp_path / f"b.{ext}").read_bytes()).digest(), ext
@@ -88,10 +92,12 @@ def test_sample_grid_figure_reads_cell_grids(tmp_path):
             p = tmp_path / f"grid_{steps}_{cfg:g}.png"
             Image.fromarray(np.full((20, 60, 3), 40 * steps, np.uint8)).save(p)
             grids[f"a/zeta/steps{steps}_cfg{cfg:g}/seed0"] = p
-    out = draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids=grids)
+    out = draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids=grids,
+                      confidence=0.9)
     assert len(out) == 6 and Image.open(tmp_path / "s.png").width > 300
     with pytest.raises(ValueError, match="none of the table's cells has a sample grid"):
-        draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids={})
+        draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids={},
+                    confidence=0.9)
 
 
 def test_per_class_figure_best_and_worst_classes(tmp_path):
@@ -102,19 +108,21 @@ def test_per_class_figure_best_and_worst_classes(tmp_path):
                              class_name=f"class{c}", value=shift + c, ci_low=shift + c - 1, ci_high=shift + c + 1))
         rows.append(dict(model="a", dataset="zeta", steps=1, cfg=cfg, seed=0, label_id=8, metric="fid",
                          class_name="tiny", value=np.nan, ci_low=np.nan, ci_high=np.nan))  # a skipped class
-    out = draw_figure("per_class_fid", pd.DataFrame(rows), tmp_path / "p.pdf", tmp_path / "p.png", tmp_path / "p.csv")
+    out = draw_figure("per_class_fid", pd.DataFrame(rows), tmp_path / "p.pdf", tmp_path / "p.png", tmp_path / "p.csv",
+                      confidence=0.9)
     assert set(out["cfg"]) == {2.0}
     assert list(out["class_name"]) == ["class0", "class1", "class2", "class3", "class4", "class5", "class6", "class7"]
     assert list(out["group"]) == ["best"] * 4 + ["worst"] * 4
     with pytest.raises(ValueError, match="no 'fid' values"):
         draw_figure("per_class_fid", pd.DataFrame(rows[-1:]), tmp_path / "p.pdf", tmp_path / "p.png",
-                    tmp_path / "p.csv")
+                    tmp_path / "p.csv", confidence=0.9)
 
 
 def test_missing_metric_names_the_figure(tmp_path):
     t = table()
     with pytest.raises(ValueError, match="figure is_vs_cfg: the table has no 'is' rows"):
-        draw_figure("is_vs_cfg", t[t["metric"] != "is"], tmp_path / "a.pdf", tmp_path / "a.png", tmp_path / "a.csv")
+        draw_figure("is_vs_cfg", t[t["metric"] != "is"], tmp_path / "a.pdf", tmp_path / "a.png", tmp_path / "a.csv",
+                    confidence=0.9)
 
 
 def test_wide_and_best_tables():
@@ -142,3 +150,302 @@ def test_exports_escape_their_formats(tmp_path):
     export_tables(table(), outputs)
     assert all(p.stat().st_size > 0 for p in outputs.values())
     assert (tmp_path / "best.tex").read_text().count(r" \\") == 1 + 8
+
+
+# --- what the figures show: layout, styles, intervals and their confidence level (issue 22) ----------------------
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure drawn in the test, kept for inspection after it is saved."""
+    from genbench.plots import figures, figures3d
+
+    figs = []
+
+    def keep(fig, pdf, png, save=figures.save_figure):
+        figs.append(fig)
+        save(fig, pdf, png)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    monkeypatch.setattr(figures3d, "save_figure", keep)
+    return figs
+
+
+def texts(fig) -> str:
+    """All text a reader sees on a figure: titles, axis labels, legends, annotations."""
+    out = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    return " ".join(" ".join(out).split())
+
+
+def full_table() -> pd.DataFrame:
+    """table() plus the text-image metrics, the scaled FIDs and MMHM, so every 2D figure can be drawn."""
+    t = table()
+    fid = t[t["metric"] == "fid"]
+    extra = [fid.assign(metric=m, value=fid["value"] * f, ci_low=fid["ci_low"] * f, ci_high=fid["ci_high"] * f)
+             for m, f in (("clip_score", 0.9), ("pick_score", 0.2), ("csfid", 1.1), ("psfid", 1.2))]
+    extra.append(fid.assign(metric="mmhm", value=1 / fid["value"], ci_low=np.nan, ci_high=np.nan, ci_method="none"))
+    return pd.concat([t, *extra], ignore_index=True)
+
+
+def per_class_rows(n_panels: int) -> pd.DataFrame:
+    rows = []
+    for p in range(n_panels):
+        for c in range(6):
+            v = 10.0 * (c + 1) + p
+            rows.append(dict(model=f"m{p}", dataset="zeta", steps=1, cfg=1.0, seed=0, label_id=c, metric="fid",
+                             class_name=f"class{c}", value=v, ci_low=v - 2, ci_high=v + 3))
+    return pd.DataFrame(rows)
+
+
+def panel_layout(fig) -> tuple[int, int]:
+    """(rows, columns) of the visible data panels (colour bars excluded)."""
+    axes = [a for a in fig.axes if a.get_visible() and a.get_label() != "<colorbar>"]
+    xs = {round(a.get_position().x0, 3) for a in axes}
+    ys = {round(a.get_position().y0, 3) for a in axes}
+    return len(ys), len(xs)
+
+
+def test_per_class_fid_wraps_nine_panels_into_a_grid(tmp_path, drawn):
+    """9 panels used to be one 4909-px row; at most three per row keeps them readable at page width."""
+    out = draw_figure("per_class_fid", per_class_rows(9), tmp_path / "p.pdf", tmp_path / "p.png", tmp_path / "p.csv",
+                      confidence=0.9)
+    assert out.groupby(["model", "dataset"]).ngroups == 9
+    assert panel_layout(drawn[0]) == (3, 3)
+    w, h = Image.open(tmp_path / "p.png").size
+    assert w < 1800 and h > 0.5 * w, (w, h)
+    assert "90% bootstrap CI" in texts(drawn[0])
+
+
+def test_mmhm_heatmap_wraps_into_a_grid(tmp_path, drawn):
+    t = full_table()
+    t = pd.concat([t, t[t["model"] == "a"].assign(model="c"), t[t["model"] == "a"].assign(model="d")])
+    draw_figure("mmhm_heatmap", t, tmp_path / "m.pdf", tmp_path / "m.png", tmp_path / "m.csv", confidence=0.9)
+    assert panel_layout(drawn[0]) == (3, 3)  # 4 models x 2 data sets = 8 heatmaps
+
+
+def test_step_scaling_colour_by_model_line_style_by_cfg(tmp_path, drawn):
+    t = table()
+    t = pd.concat([t] + [t[t["model"] == "a"].assign(model=f"m{i}") for i in range(9)])  # 11 models > 8 colours
+    draw_figure("step_scaling", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", confidence=0.9)
+    fig = drawn[0]
+    series = {}  # (colour, marker, line style) -> how often
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_marker() in ("_", "|"):  # error bar caps
+                continue
+            style = (matplotlib.colors.to_hex(line.get_color()), line.get_marker(), str(line.get_linestyle()))
+            series[style] = series.get(style, 0) + 1
+    # 11 models x 3 guidance scales on each of 2 data sets, each (model, CFG) line with its own look
+    assert len(series) == 11 * 3 and set(series.values()) == {2}
+    by_model = {}
+    for colour, marker, ls in series:
+        by_model.setdefault((colour, marker), set()).add(ls)
+    assert len(by_model) == 11 and all(len(v) == 3 for v in by_model.values())
+    assert len({ls for _, _, ls in series}) == 3
+    legend = texts(fig)
+    assert "model (colour, marker)" in legend and "CFG 4" in legend and "90% bootstrap CI" in legend
+
+
+def test_a_lone_setting_keeps_its_ci(tmp_path, drawn):
+    """A model run at one guidance scale is a single point: a band of one point has no width, so its CI is an
+    error bar."""
+    t = table()
+    lone = t[(t["model"] == "b") & (t["cfg"] == 2.0)].assign(model="one_cfg")
+    draw_figure("fid_vs_cfg", pd.concat([t, lone]), tmp_path / "f.pdf", tmp_path / "f.png", tmp_path / "f.csv",
+                confidence=0.9)
+    fig = drawn[0]
+    ax = fig.axes[0]  # zeta
+    segs = [seg for c in ax.collections if isinstance(c, matplotlib.collections.LineCollection)
+            for seg in c.get_segments()]
+    one = lone[(lone["dataset"] == "zeta") & (lone["metric"] == "fid")]
+    for r in one.itertuples():
+        assert any(np.allclose(seg, [[r.cfg, r.ci_low], [r.cfg, r.ci_high]]) for seg in segs), (r.steps, segs)
+    assert "band, or bar on a lone point: 90% bootstrap CI" in texts(fig)
+
+
+def test_kid_without_spread_shows_no_band_and_says_so(tmp_path, drawn):
+    """KID's std is 0 when every subset is the whole set: no '± 0' band, a note instead."""
+    t = table()
+    t.loc[t["metric"] == "kid_std", "value"] = 0.0
+    out = draw_figure("kid_vs_cfg", t, tmp_path / "k.pdf", tmp_path / "k.png", tmp_path / "k.csv", confidence=0.9)
+    fig = drawn[0]
+    assert not [c for ax in fig.axes for c in ax.collections]  # neither bands nor bars
+    assert "none drawn where the std is 0: every subset is the whole set" in texts(fig)
+    assert "± 0" not in texts(fig)
+    assert np.allclose(out["band_high"], out["value"])  # the CSV keeps what the protocol reported
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_every_figure_with_intervals_states_its_confidence_level(tmp_path, drawn, confidence):
+    t = full_table()
+    grids = {}
+    for r in t[t["metric"] == "fid"].itertuples():
+        p = tmp_path / f"g_{r.model}_{r.dataset}_{r.steps}_{r.cfg:g}.png"
+        Image.fromarray(np.full((20, 60, 3), 80, np.uint8)).save(p)
+        grids[f"{r.model}/{r.dataset}/steps{r.steps}_cfg{r.cfg:g}/seed0"] = p
+    level = f"{100 * confidence:g}% bootstrap CI"
+    for name, fig in FIGURES.items():
+        src = per_class_rows(2) if fig.table == "gen2d_per_class" else t
+        drawn.clear()
+        draw_figure(name, src, tmp_path / "x.pdf", tmp_path / "x.png", tmp_path / "x.csv", grids=grids,
+                    confidence=confidence)
+        shown = texts(drawn[0])
+        if name == "kid_vs_cfg":
+            assert "± 1 std over subsets, not a CI" in shown
+        elif fig.intervals:
+            assert level in shown, (name, shown)
+        else:
+            assert "CI" not in shown, name  # MMHM has none: the caption says why
+    with pytest.raises(ValueError, match="confidence level 95 must lie strictly between 0 and 1"):
+        draw_figure("fid_vs_cfg", t, tmp_path / "x.pdf", tmp_path / "x.png", tmp_path / "x.csv", confidence=95)
+
+
+def test_single_points_keep_their_cis_in_the_scatter(tmp_path, drawn):
+    t = full_table()
+    out = draw_figure("scaled_vs_raw", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv",
+                      confidence=0.9)
+    assert list(out.columns[:8]) == ["dataset", "model", "steps", "cfg", "seed", "fid", "csfid", "psfid"]
+    fid = t[t["metric"] == "fid"].set_index(["dataset", "model", "steps", "cfg", "seed"])
+    got = out.set_index(["dataset", "model", "steps", "cfg", "seed"])
+    assert np.allclose(got["fid_ci_low"], fid.loc[got.index, "ci_low"])
+    segs = [seg for c in drawn[0].axes[0].collections if isinstance(c, matplotlib.collections.LineCollection)
+            for seg in c.get_segments()]
+    r = out.iloc[0]
+    assert any(np.allclose(seg, [[r["fid_ci_low"], r["csfid"]], [r["fid_ci_high"], r["csfid"]]]) for seg in segs)
+    assert any(np.allclose(seg, [[r["fid"], r["csfid_ci_low"]], [r["fid"], r["csfid_ci_high"]]]) for seg in segs)
+
+
+def test_recon3d_bars_state_the_configured_level_in_a_grid(tmp_path, drawn):
+    """One panel per headline metric, at most three per row (it was data sets x metrics in one wide grid); the
+    level is the configured one (it said a fixed 95%); the CSV keeps one row per data set, metric and model."""
+    from genbench.plots.figures3d import BAR_METRICS, draw_figure_3d
+
+    rows = [dict(dataset=d, model=m, protocol=proto, metric=metric, value=v, ci_low=v - 0.1, ci_high=v + 0.1, n=4,
+                 n_scored=4, n_skipped=0, n_failed=0, ceiling=m == "gt", note=None)
+            for d in ("d1", "d2") for proto, metric, _ in BAR_METRICS for m, v in (("r", 0.3), ("gt", 0.9))
+            if not (d == "d2" and proto == "appearance")]
+    draw_figure_3d("recon3d_bars", pd.DataFrame(rows), tmp_path / "b.pdf", tmp_path / "b.png", tmp_path / "b.csv",
+                   confidence=0.8)
+    shown = texts(drawn[0])
+    assert "80% bootstrap CI" in shown and "95%" not in shown and "no bar: not computed for that data set" in shown
+    assert panel_layout(drawn[0]) == (2, 3)
+    data = pd.read_csv(tmp_path / "b.csv")
+    assert len(data) == len(rows) and list(data["dataset"].iloc[:2]) == ["d1", "d1"]
+
+
+def test_dataset_comparison_wraps_many_settings(tmp_path, drawn):
+    t = table()
+    t = pd.concat([t] + [t.assign(model=f"m{i}") for i in range(6)])  # 8 models x 2 step counts = 16 settings
+    out = draw_figure("dataset_comparison", t, tmp_path / "d.pdf", tmp_path / "d.png", tmp_path / "d.csv",
+                      confidence=0.9)
+    assert len(out) == 16 * 2
+    rows, cols = panel_layout(drawn[0])
+    assert rows >= 2 and cols == 1
+    assert Image.open(tmp_path / "d.png").width < 1800
+
+
+def test_tables_never_show_plus_minus_zero(tmp_path):
+    t = table()
+    t.loc[t["metric"] == "kid_std", "value"] = 0.0
+    wide = wide_table(t)
+    assert wide.iloc[0]["KID×10³"] == "30†"
+    assert not wide.apply(lambda c: c.astype(str).str.contains("± 0")).any().any()
+    outputs = {f"sweep_{f}": tmp_path / f"sweep.{f}" for f in ("md", "tex", "html")}
+    export_tables(t, outputs)
+    for f in ("md", "html"):
+        text = (tmp_path / f"sweep.{f}").read_text()
+        assert "± 0" not in text and "† no spread shown: every split/subset is the whole set" in text
+    assert r"30\textdagger{}" in (tmp_path / "sweep.tex").read_text()
+    export_tables(table(), outputs)  # with a spread: no footnote
+    assert "no spread shown" not in (tmp_path / "sweep.md").read_text()
+
+
+# --- the Snakemake report: the datasheet, the coverage figure and the 3D summary; captions state the level -------
+
+
+def test_recon3d_summary_table_for_the_report(tmp_path):
+    from genbench.tables.export import export_recon3d_table, recon3d_table
+
+    rows = []
+    for m, v, ceiling in (("revolution", 0.3, False), ("ceiling", 0.9, True)):
+        for proto, metric in (("corrected", "fscore@0.01"), ("corrected", "solid_iou"), ("legacy", "f1"),
+                              ("corrected", "hausdorff")):
+            rows.append(dict(dataset="mw_solids", model=m, protocol=proto, metric=metric, value=v, ci_low=v - 0.05,
+                             ci_high=v + 0.05, n=6, n_scored=5, n_skipped=0, n_failed=1 if m == "revolution" else 0,
+                             ceiling=ceiling, higher_is_better=True,
+                             note="capped <b>" if metric == "fscore@0.01" else None))
+    df = recon3d_table(pd.DataFrame(rows))
+    assert list(df.columns) == ["dataset", "model", "kind", "items scored", "failed", "F-score@0.01 (corrected)",
+                                "solid IoU (corrected)", "F1@0.01 (legacy)", "notes"]  # headline metrics only
+    assert list(df["model"]) == ["revolution", "ceiling"] and list(df["kind"]) == ["reconstructor", "GT ceiling"]
+    assert df.iloc[0]["items scored"] == "5 of 6" and df.iloc[0]["failed"] == 1
+    assert df.iloc[0]["F-score@0.01 (corrected)"] == "0.3 [0.25, 0.35]"
+    assert df.iloc[0]["notes"] == "fscore@0.01: capped <b>"
+    out = {f: tmp_path / f"s.{f}" for f in ("md", "tex", "html")}
+    export_recon3d_table(pd.DataFrame(rows), out, confidence=0.8)
+    page = out["html"].read_text()
+    assert "80% bootstrap CI" in page and "capped &lt;b&gt;" in page and "<b>" not in page.split("<body>")[1]
+    with pytest.raises(ValueError, match="none of the headline metrics"):
+        recon3d_table(pd.DataFrame(rows).assign(metric="hausdorff"))
+
+
+def test_datasheet_page_renders_markdown_and_escapes_data():
+    from genbench.tables.export import markdown_page
+
+    page = markdown_page("# Datasheet: x<script>\n\n| class | n |\n|:---|---:|\n| <img src=x> | 3 |\n\n"
+                         "[link](javascript:alert(1))\n", "Datasheet: x<script>")
+    body = page.split("<body>")[1]
+    assert "<h1>Datasheet: x&lt;script&gt;</h1>" in body and "<table>" in body
+    assert "&lt;img src=x&gt;" in body and "<img" not in body and "href=\"javascript" not in body
+
+
+def _caption(path, confidence=0.9, wildcards=None):
+    """A report caption as Snakemake renders it: Jinja with the job's `snakemake` object, then reStructuredText."""
+    import types
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    from genbench.config import load_config
+
+    config = load_config(ROOT / "tests/config/tiny.yaml")
+    sm = types.SimpleNamespace(params=types.SimpleNamespace(confidence=confidence), config=config,
+                               wildcards=types.SimpleNamespace(**(wildcards or {})))
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(path.read_text()).render(snakemake=sm)
+    body = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+    return " ".join(body.split())
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPORT = ROOT / "workflow/report"
+
+
+def test_report_captions_render_and_state_the_level():
+    for name, fig in FIGURES.items():
+        html = _caption(REPORT / f"figures/{name}.rst")
+        if fig.intervals and name != "kid_vs_cfg":
+            assert "90% bootstrap" in html, name
+    for name in ("recon3d_bars", "recon3d_grid", "recon3d_protocols"):
+        assert "80% bootstrap" in _caption(REPORT / f"figures/{name}.rst", confidence=0.8) or \
+            "80% CIs" in _caption(REPORT / f"figures/{name}.rst", confidence=0.8), name
+    assert "80% bootstrap CI" in _caption(REPORT / "tables/recon3d_summary.rst", confidence=0.8)
+    for name in ("gen2d_sweep", "gen2d_best"):  # the tiny config's scoring.bootstrap.confidence
+        assert "[90% bootstrap CI]" in _caption(REPORT / f"tables/{name}.rst"), name
+    for name in ("coverage", "datasheet"):
+        assert "mw_relaionet" in _caption(REPORT / f"curation/{name}.rst", wildcards={"dataset": "mw_relaionet"})
+
+
+def test_report_includes_datasheet_coverage_and_3d_summary():
+    """The rules mark the curation datasheet (HTML), the coverage figure and the 3D summary table for the report,
+    each with a caption that exists, and the default target builds them."""
+    import re
+
+    rules = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    marked = dict(re.findall(r'report\(\s*"([^"]+)",\s*caption="\.\./report/([^"]+)"', rules))
+    for path in ("results/curate/{dataset}/datasheet.html", "results/figures/curation_coverage_{dataset}.png",
+                 "results/tables/recon3d_summary.html"):
+        assert path in marked, path
+        assert (REPORT / marked[path]).is_file(), marked[path]
+    common = (ROOT / "workflow/rules/common.smk").read_text()
+    assert 'datasheet.{e}" for e in ("md", "html")' in common
+    assert 'recon3d_summary.{e}" for e in ("md", "tex", "html")' in common

@@ -266,11 +266,18 @@ def test_report_shows_every_figure_and_table(tiny_run, tmp_path):
     smk(tiny_run, "--report", str(report))
     captions = {name: (tiny_run / f"workflow/report/figures/{name}.rst").read_text() for name in FIGURES}
     check_report(report, captions, {"gen2d_sweep": CELLS, "gen2d_best": 9}, tmp_path)
+    # the 3D summary table (2 data sets x 2 reconstructors), the curation coverage figure and datasheet (issue 22)
+    check_report(report, {}, {"recon3d_summary": 4}, tmp_path, category="3D track")
+    coverage = (tiny_run / "workflow/report/curation/coverage.rst").read_text()
+    check_report(report, {"curation_coverage_mw_relaionet": coverage}, {}, tmp_path, category="Curation",
+                 pages={"mw_relaionet": ("Datasheets", "Reviewer agreement")})
 
 
-def check_report(report, captions: dict[str, str], tables: dict[str, int], shots) -> None:
-    """Open the Snakemake report in headless Chromium: each figure (name -> caption) shows as a decoded PNG with
-    its caption; each table (name -> rows) shows its rows."""
+def check_report(report, captions: dict[str, str], tables: dict[str, int], shots, category: str = "2D track",
+                 pages: dict[str, tuple[str, str]] | None = None) -> None:
+    """Open the Snakemake report in headless Chromium: in ``category``, each figure (name -> caption) shows as a
+    decoded PNG with its caption; each table (name -> rows) shows its rows; each HTML page (label -> (subcategory,
+    a text it holds)) shows that text."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -282,9 +289,9 @@ def check_report(report, captions: dict[str, str], tables: dict[str, int], shots
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(report.as_uri())
 
-        def open_list(sub: str) -> None:  # Results -> 2D track -> Figures|Tables, from the start page
+        def open_list(sub: str) -> None:  # Results -> category -> Figures|Tables, from the start page
             page.goto(report.as_uri())
-            for label in ("Results", "2D track", sub):
+            for label in ("Results", category, sub):
                 page.get_by_text(label, exact=True).first.click()
 
         for name, caption in captions.items():
@@ -305,6 +312,11 @@ def check_report(report, captions: dict[str, str], tables: dict[str, int], shots
             body.first.wait_for(timeout=10_000)
             assert body.count() == n_rows, name
             page.screenshot(path=str(shots / f"{name}.png"))
+        for name, (sub, text) in (pages or {}).items():
+            open_list(sub)
+            page.locator("tr", has_text=name).locator("a[iconname=eye]").click()
+            page.frame_locator("iframe").get_by_text(text).first.wait_for(timeout=10_000)
+            page.screenshot(path=str(shots / f"{sub}_{name}.png"))
         browser.close()
     assert not errors, errors
 

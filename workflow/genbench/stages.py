@@ -364,10 +364,10 @@ def stage_export_tables(table: str | Path, outputs: dict[str, str | Path]) -> No
 
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
-                 grids: dict[str, str | Path] | None = None) -> None:
+                 grids: dict[str, str | Path] | None = None, *, confidence: float) -> None:
     from .plots.figures import draw_figure
 
-    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids)
+    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -435,11 +435,18 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
     write_parquet(summary, summary_out, {**meta, "key_columns": ["dataset", "model", "protocol", "metric"]})
 
 
+def stage_export_recon3d_table(summary: str | Path, outputs: dict[str, str | Path], confidence: float) -> None:
+    from .tables.export import export_recon3d_table
+
+    export_recon3d_table(pd.read_parquet(summary), outputs, confidence)
+
+
 def stage_figure_3d(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
-                    manifests: list[str | Path] | None = None, n_items: int = 4) -> None:
+                    manifests: list[str | Path] | None = None, n_items: int = 4, *, confidence: float) -> None:
     from .plots.figures3d import draw_figure_3d
 
-    draw_figure_3d(name, pd.read_parquet(table), pdf, png, data, manifests=manifests, n_items=n_items)
+    draw_figure_3d(name, pd.read_parquet(table), pdf, png, data, manifests=manifests, n_items=n_items,
+                   confidence=confidence)
 
 
 def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs: dict[str, str],

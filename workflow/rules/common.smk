@@ -217,7 +217,8 @@ def curation_targets():
     out = []
     for d in CURATED:
         out += [f"results/tables/curation_{d}_{t}.parquet" for t in ("classes", "reasons", "agreement", "catch")]
-        out += [f"results/curate/{d}/datasheet.md", f"results/curate/{d}/review_queue.parquet"]
+        out += [f"results/curate/{d}/datasheet.{e}" for e in ("md", "html")]
+        out += [f"results/curate/{d}/review_queue.parquet"]
         out += [f"results/figures/curation_coverage_{d}.{e}" for e in ("pdf", "png")]
     return out
 
@@ -368,7 +369,8 @@ def recon3d_targets():
         return []
     figs = [f"results/figures/{n}.{e}" for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid")
             for e in ("pdf", "png")]
-    return ["results/tables/recon3d_summary.parquet", *figs]
+    exports = [f"results/tables/recon3d_summary.{e}" for e in ("md", "tex", "html")]
+    return ["results/tables/recon3d_summary.parquet", *exports, *figs]
 
 
 def all_targets():

@@ -176,8 +176,11 @@ rule curate_datasheet:
         agreement="results/tables/curation_{dataset}_agreement.parquet",
         catch="results/tables/curation_{dataset}_catch.parquet",
         md="results/curate/{dataset}/datasheet.md",
+        html=report("results/curate/{dataset}/datasheet.html", caption="../report/curation/datasheet.rst",
+                    category="Curation", subcategory="Datasheets", labels={"datasheet": "{dataset}"}),
         pdf="results/figures/curation_coverage_{dataset}.pdf",
-        png="results/figures/curation_coverage_{dataset}.png",
+        png=report("results/figures/curation_coverage_{dataset}.png", caption="../report/curation/coverage.rst",
+                   category="Curation", subcategory="Figures", labels={"figure": "curation_coverage_{dataset}"}),
         csv="results/figures/curation_coverage_{dataset}.csv",
     params:
         config=lambda wc: curation_config(wc.dataset),

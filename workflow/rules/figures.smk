@@ -1,6 +1,7 @@
 # One rule per figure, each its own target (results/figures/{name}.pdf/.png): drawn from a table only (plus the
 # sample grids for the qualitative figure), with the rows it drew beside it (.csv). The PNG goes into the
-# Snakemake report with the caption in workflow/report/figures/{name}.rst.
+# Snakemake report with the caption in workflow/report/figures/{name}.rst. Each figure states the level of the
+# CIs it draws (params.confidence, also read by the caption).
 
 
 rule figure_fid_vs_cfg:
@@ -13,6 +14,7 @@ rule figure_fid_vs_cfg:
         data="results/figures/fid_vs_cfg.csv",
     params:
         name="fid_vs_cfg",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/fid_vs_cfg.log",
     benchmark:
@@ -31,6 +33,7 @@ use rule figure_fid_vs_cfg as figure_is_vs_cfg with:
         data="results/figures/is_vs_cfg.csv",
     params:
         name="is_vs_cfg",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/is_vs_cfg.log",
     benchmark:
@@ -45,6 +48,7 @@ use rule figure_fid_vs_cfg as figure_kid_vs_cfg with:
         data="results/figures/kid_vs_cfg.csv",
     params:
         name="kid_vs_cfg",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/kid_vs_cfg.log",
     benchmark:
@@ -59,6 +63,7 @@ use rule figure_fid_vs_cfg as figure_step_scaling with:
         data="results/figures/step_scaling.csv",
     params:
         name="step_scaling",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/step_scaling.log",
     benchmark:
@@ -73,6 +78,7 @@ use rule figure_fid_vs_cfg as figure_dataset_comparison with:
         data="results/figures/dataset_comparison.csv",
     params:
         name="dataset_comparison",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/dataset_comparison.log",
     benchmark:
@@ -90,6 +96,7 @@ rule figure_sample_grids:
         data="results/figures/sample_grids.csv",
     params:
         name="sample_grids",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
         cells=[c.path for c in CELLS],
     log:
         f"{LOGS}/figures/sample_grids.log",
@@ -111,6 +118,7 @@ use rule figure_fid_vs_cfg as figure_per_class_fid with:
         data="results/figures/per_class_fid.csv",
     params:
         name="per_class_fid",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/per_class_fid.log",
     benchmark:
@@ -125,6 +133,7 @@ use rule figure_fid_vs_cfg as figure_clip_vs_cfg with:
         data="results/figures/clip_vs_cfg.csv",
     params:
         name="clip_vs_cfg",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/clip_vs_cfg.log",
     benchmark:
@@ -139,6 +148,7 @@ use rule figure_fid_vs_cfg as figure_pick_vs_cfg with:
         data="results/figures/pick_vs_cfg.csv",
     params:
         name="pick_vs_cfg",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/pick_vs_cfg.log",
     benchmark:
@@ -153,6 +163,7 @@ use rule figure_fid_vs_cfg as figure_mmhm_heatmap with:
         data="results/figures/mmhm_heatmap.csv",
     params:
         name="mmhm_heatmap",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/mmhm_heatmap.log",
     benchmark:
@@ -167,6 +178,7 @@ use rule figure_fid_vs_cfg as figure_scaled_vs_raw with:
         data="results/figures/scaled_vs_raw.csv",
     params:
         name="scaled_vs_raw",
+        confidence=config["scoring"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/scaled_vs_raw.log",
     benchmark:

@@ -66,6 +66,27 @@ rule aggregate_3d:
         "../scripts/aggregate_3d.py"
 
 
+# the summary as a paper table (Markdown, LaTeX) and, for the report, HTML
+rule export_recon3d_table:
+    input:
+        table="results/tables/recon3d_summary.parquet",
+    output:
+        md="results/tables/recon3d_summary.md",
+        tex="results/tables/recon3d_summary.tex",
+        html=report("results/tables/recon3d_summary.html", caption="../report/tables/recon3d_summary.rst",
+                    category="3D track", subcategory="Tables", labels={"table": "recon3d_summary"}),
+    params:
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
+    log:
+        f"{LOGS}/aggregate/export_recon3d_table.log",
+    benchmark:
+        f"{BENCH}/aggregate/export_recon3d_table.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/export_recon3d_table.py"
+
+
 rule figure_recon3d_bars:
     input:
         table="results/tables/recon3d_summary.parquet",
@@ -76,6 +97,7 @@ rule figure_recon3d_bars:
         data="results/figures/recon3d_bars.csv",
     params:
         name="recon3d_bars",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/recon3d_bars.log",
     benchmark:
@@ -96,6 +118,7 @@ use rule figure_recon3d_bars as figure_recon3d_protocols with:
         data="results/figures/recon3d_protocols.csv",
     params:
         name="recon3d_protocols",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/recon3d_protocols.log",
     benchmark:
@@ -113,6 +136,7 @@ rule figure_recon3d_grid:
         data="results/figures/recon3d_grid.csv",
     params:
         name="recon3d_grid",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
         n_items=config.get("recon3d", {}).get("qualitative_items", 4),
     log:
         f"{LOGS}/figures/recon3d_grid.log",

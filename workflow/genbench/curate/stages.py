@@ -170,3 +170,8 @@ def stage_datasheet(dataset: str, config: dict[str, Any], text: str | Path, chec
     lines += ["## Per class", "", per_class.to_markdown(index=False), ""]
     with atomic_path(out["md"]) as tmp:
         tmp.write_text("\n".join(lines))
+    if "html" in out:  # the same datasheet for the Snakemake report
+        from ..tables.export import markdown_page
+
+        with atomic_path(out["html"]) as tmp:
+            tmp.write_text(markdown_page("\n".join(lines), f"Datasheet: {dataset}"), encoding="utf-8")

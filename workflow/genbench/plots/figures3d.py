@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import MARKERS, PALETTE, STYLE, plt, save_data, save_figure
+from ..tables.export import RECON3D_HEADLINE
+from .figures import MARKERS, PALETTE, STYLE, ci_text, panel_grid, plt, save_data, save_figure
 
-BAR_METRICS = [("corrected", "fscore@0.01", "F-score@0.01 (corrected)"),
-               ("corrected", "solid_iou", "solid IoU (corrected)"),
-               ("corrected", "chamfer_l1", "Chamfer-L1 (corrected, lower is better)"),
-               ("legacy", "f1", "F1@0.01 (legacy)"),
-               ("appearance", "psnr", "PSNR on renders (dB)")]
+BAR_METRICS = RECON3D_HEADLINE  # the summary table in the report shows the same metrics
 CEILING_COLOUR = "#999999"
 
 
@@ -31,7 +28,10 @@ def _colours(models: list[str], ceilings: set[str]) -> dict[str, str]:
     return out
 
 
-def recon3d_bars(table: pd.DataFrame, pdf, png, data) -> None:
+def recon3d_bars(table: pd.DataFrame, pdf, png, data, *, confidence: float) -> None:
+    """One panel per headline metric (at most three per row): per data set, a bar per reconstructor, the mean over
+    items with its bootstrap CI at ``confidence`` (recon3d.bootstrap.confidence); the GT ceiling hatched grey."""
+    ci = ci_text(confidence)
     metrics = [m for m in BAR_METRICS if ((table["protocol"] == m[0]) & (table["metric"] == m[1])).any()]
     if not metrics:
         raise ValueError("figure recon3d_bars: the summary has none of the headline metrics "
@@ -40,40 +40,47 @@ def recon3d_bars(table: pd.DataFrame, pdf, png, data) -> None:
     models = list(dict.fromkeys(table["model"]))
     ceilings = set(table.loc[table["ceiling"], "model"])
     colours = _colours(models, ceilings)
-    drawn = []
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(3.1 * len(metrics), 2.5 * len(datasets)),
-                                 squeeze=False)
-        for i, ds in enumerate(datasets):
-            for j, (proto, metric, label) in enumerate(metrics):
-                ax = axes[i, j]
-                sub = table[(table["dataset"] == ds) & (table["protocol"] == proto) & (table["metric"] == metric)]
-                sub = sub.set_index("model").reindex([m for m in models if m in set(sub["model"])])
-                if sub.empty:
-                    ax.text(0.5, 0.5, "not computed for this data set", ha="center", va="center", fontsize=7,
-                            transform=ax.transAxes)
-                    ax.set_title(f"{ds}: {label}", fontsize=8)
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    continue
-                x = np.arange(len(sub))
-                err = np.vstack([sub["value"] - sub["ci_low"], sub["ci_high"] - sub["value"]]).clip(min=0)
-                ax.bar(x, sub["value"], yerr=err, capsize=2, color=[colours[m] for m in sub.index],
-                       edgecolor="black", linewidth=0.4)
-                for k, m in enumerate(sub.index):
-                    if m in ceilings:
-                        ax.patches[k].set_hatch("//")
-                    failed = int(sub.loc[m, "n_failed"])
-                    if failed:
-                        ax.annotate(f"{failed} failed", (k, 0), ha="center", va="bottom", fontsize=6, color="red")
-                ax.set_xticks(x, sub.index, rotation=30, ha="right")
-                ax.set_title(f"{ds}: {label}", fontsize=8)
+    drawn = []  # the rows drawn: per data set and metric, one per model (the CSV)
+    for ds in datasets:
+        for proto, metric, _ in metrics:
+            sub = table[(table["dataset"] == ds) & (table["protocol"] == proto) & (table["metric"] == metric)]
+            sub = sub.set_index("model").reindex([m for m in models if m in set(sub["model"])])
+            if not sub.empty:
                 drawn.append(sub.reset_index().assign(dataset=ds, protocol=proto, metric=metric))
-        fig.suptitle("Reconstruction quality per data set (mean over items, 95% bootstrap CI; hatched = GT "
-                     "self-score ceiling)", fontsize=9)
+    rows = pd.concat(drawn, ignore_index=True)
+    width = 0.8 / len(models)
+    missing = False
+    with plt.rc_context(STYLE):
+        panel_w = min(10.0, max(2.6, 0.16 * len(models) * len(datasets) + 0.8))
+        fig, _, axes = panel_grid(len(metrics), panel_w, 2.6, extra_width=0.3,
+                                  columns=max(1, min(3, int(10.0 // panel_w))))  # ~10 inches wide at most
+        for ax, (proto, metric, label) in zip(axes, metrics, strict=True):
+            sub = rows[(rows["protocol"] == proto) & (rows["metric"] == metric)]
+            for k, m in enumerate(models):
+                s = sub[sub["model"] == m].set_index("dataset").reindex(datasets)
+                missing |= bool(s["value"].isna().any())
+                x = np.arange(len(datasets)) + (k - (len(models) - 1) / 2) * width
+                err = np.vstack([s["value"] - s["ci_low"], s["ci_high"] - s["value"]]).clip(min=0)
+                ax.bar(x, s["value"], width=width * 0.95, yerr=np.nan_to_num(err), capsize=2, color=colours[m],
+                       edgecolor="black", linewidth=0.4, hatch="//" if m in ceilings else None, label=m,
+                       error_kw={"lw": 0.8})
+                for xi, failed in zip(x, s["n_failed"], strict=True):
+                    if pd.notna(failed) and int(failed):
+                        ax.annotate(f"{int(failed)} failed", (xi, 0), ha="center", va="bottom", fontsize=6,
+                                    color="red", rotation=90)
+            ax.set_xticks(range(len(datasets)), datasets, rotation=20 if len(datasets) > 2 else 0,
+                          ha="right" if len(datasets) > 2 else "center")
+            ax.grid(axis="x", visible=False)
+            ax.set_title(label, fontsize=8)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                   title="reconstructor")
+        note = "; no bar: not computed for that data set" if missing else ""
+        fig.suptitle(f"Reconstruction quality per data set (mean over items, error bars: {ci}; hatched = GT "
+                     f"self-score ceiling{note})", fontsize=9)
         fig.tight_layout()
         save_figure(fig, pdf, png)
-    save_data(pd.concat(drawn, ignore_index=True), data)
+    save_data(rows, data)
 
 
 def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
@@ -207,9 +214,11 @@ def recon3d_grid(items: pd.DataFrame, manifests: list[str | Path], pdf, png, dat
 
 
 def draw_figure_3d(name: str, table: pd.DataFrame, pdf, png, data, manifests: list | None = None,
-                   n_items: int = 4) -> None:
+                   n_items: int = 4, *, confidence: float) -> None:
+    """Draw one 3D figure; ``confidence`` (recon3d.bootstrap.confidence) is stated on the one with CIs (the bars);
+    the protocol scatter and the grid show per-item values, which have no interval."""
     if name == "recon3d_bars":
-        recon3d_bars(table, pdf, png, data)
+        recon3d_bars(table, pdf, png, data, confidence=confidence)
     elif name == "recon3d_protocols":
         recon3d_protocols(table, pdf, png, data)
     elif name == "recon3d_grid":

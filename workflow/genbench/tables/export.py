@@ -2,7 +2,8 @@
 
 Two tables per track-2D run:
 - *sweep*: every cell (data set, model, steps, guidance, seed) with each metric as ``value [CI low, CI high]``, or
-  ``value ± std`` where the metric comes with a spread instead of a CI (IS over splits, KID over subsets);
+  ``value ± std`` where the metric comes with a spread instead of a CI (IS over splits, KID over subsets), or
+  ``value†`` where that spread is 0 because every split/subset is the whole set (never "± 0");
 - *best*: per (data set, model, steps), the guidance scale with the best FID on that data set and its metrics —
   the setting-matched comparison the seed paper argues for.
 """
@@ -21,6 +22,9 @@ from ..metrics.names import LABELS, ORDER, best_settings
 CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
 HEADERS = {**LABELS, "kid": "KID×10³"}
 SCALE = {"kid": 1e3}
+NO_SPREAD = "†"
+NO_SPREAD_NOTE = (f"{NO_SPREAD} no spread shown: every split/subset is the whole set (fewer images than the subset "
+                  "size), so the std over them is 0 and says nothing about the uncertainty.")
 
 
 def _num(v: float, digits: int = 4) -> str:
@@ -56,8 +60,10 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
                 col.append(f"{_num(v * s)} [{_num(lo * s)}, {_num(hi * s)}]")
             elif std is not None:
                 # a spread below the value's float resolution is rounding noise (e.g. KID over identical subsets)
-                std = 0.0 if abs(std) <= 1e-9 * abs(v) else std
-                col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
+                if abs(std) <= 1e-9 * abs(v) or _num(std * s, 2) == "0":
+                    col.append(f"{_num(v * s)}{NO_SPREAD}")  # not "± 0": there is no spread to report
+                else:
+                    col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
             else:
                 col.append(_num(v * s))
         out[HEADERS.get(m, m)] = col
@@ -88,7 +94,7 @@ def _numeric_like(s: pd.Series) -> bool:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "×": r"$\times$", "³": r"$^3$", "–": "--"}
+                  "±": r"$\pm$", "×": r"$\times$", "³": r"$^3$", "–": "--", NO_SPREAD: r"\textdagger{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -134,8 +140,11 @@ def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path]) -> None:
     for key, path in outputs.items():
         name, fmt = key.rsplit("_", 1)
         df, caption = frames[name], CAPTIONS[name]
+        footnote = df.astype(str).apply(lambda c: c.str.endswith(NO_SPREAD)).any().any()
+        if footnote:
+            caption = f"{caption} {NO_SPREAD_NOTE}"
         if fmt == "md":
-            text = to_markdown(df)
+            text = to_markdown(df) + (f"\n{NO_SPREAD_NOTE}\n" if footnote else "")
         elif fmt == "tex":
             text = to_latex(df, caption, f"tab:gen2d_{name}")
         elif fmt == "html":
@@ -144,3 +153,75 @@ def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path]) -> None:
             raise ValueError(f"export_tables: unknown format '{fmt}' in output '{key}' (md, tex or html)")
         with atomic_path(path) as tmp:
             Path(tmp).write_text(text, encoding="utf-8")
+
+
+# --- 3D track: the summary in the report ------------------------------------------------------------------------
+# the headline metrics of the 3D track: (protocol, metric, label); the bar figure draws the same ones
+RECON3D_HEADLINE = [("corrected", "fscore@0.01", "F-score@0.01 (corrected)"),
+                    ("corrected", "solid_iou", "solid IoU (corrected)"),
+                    ("corrected", "chamfer_l1", "Chamfer-L1 (corrected, lower is better)"),
+                    ("legacy", "f1", "F1@0.01 (legacy)"),
+                    ("appearance", "psnr", "PSNR on renders (dB)")]
+
+
+def recon3d_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (data set, reconstructor) in the summary's order: items scored of items, failed items, and each
+    headline metric present as ``mean [CI low, CI high]``; notes (e.g. a capped F-score) named by metric."""
+    present = [h for h in RECON3D_HEADLINE
+               if ((summary["protocol"] == h[0]) & (summary["metric"] == h[1])).any()]
+    if not present:
+        raise ValueError("recon3d summary table: the summary has none of the headline metrics "
+                         f"{[h[1] for h in RECON3D_HEADLINE]}")
+    by = summary.set_index(["dataset", "model", "protocol", "metric"]).sort_index()
+    rows = []
+    for ds, model in dict.fromkeys(zip(summary["dataset"], summary["model"], strict=True)):
+        sub = summary[(summary["dataset"] == ds) & (summary["model"] == model)]
+        row = {"dataset": ds, "model": model,
+               "kind": "GT ceiling" if bool(sub["ceiling"].any()) else "reconstructor",
+               "items scored": f"{int(sub['n_scored'].max())} of {int(sub['n'].max())}",
+               "failed": int(sub["n_failed"].max())}
+        notes = []
+        for proto, metric, label in present:
+            key = (ds, model, proto, metric)
+            if key not in by.index:
+                row[label] = "–"
+                continue
+            r = by.loc[key]
+            if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+                row[label] = f"{_num(r['value'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+            else:
+                row[label] = _num(r["value"])
+            if isinstance(r.get("note"), str) and r["note"]:
+                notes.append(f"{metric}: {r['note']}")
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def export_recon3d_table(summary: pd.DataFrame, outputs: dict[str, str | Path], confidence: float) -> None:
+    """The 3D summary as Markdown, LaTeX and HTML; ``outputs`` maps 'md', 'tex', 'html' to paths; ``confidence``
+    is the level of the CIs (recon3d.bootstrap.confidence), stated in the caption."""
+    df = recon3d_table(summary)
+    caption = (f"3D reconstruction per data set: mean over items [{100 * float(confidence):g}% bootstrap CI over "
+               "items]; the GT ceiling is the ground truth scored against an independent resampling of itself.")
+    for fmt, path in outputs.items():
+        if fmt == "md":
+            text = to_markdown(df)
+        elif fmt == "tex":
+            text = to_latex(df, caption, "tab:recon3d_summary")
+        elif fmt == "html":
+            text = to_html(df, caption)
+        else:
+            raise ValueError(f"export_recon3d_table: unknown format '{fmt}' (md, tex or html)")
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
+
+
+def markdown_page(text: str, title: str) -> str:
+    """A Markdown document (e.g. a curation datasheet) as a standalone HTML page for the Snakemake report: rendered
+    by markdown-it-py (CommonMark + tables) with raw HTML off, so data in the text is escaped, never markup."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>{body}</body></html>\n")

@@ -1,0 +1,10 @@
+# Thin entry point: unpack the rule, call one genbench stage.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821  (workflow/ holds genbench)
+from genbench.stages import setup_logging, stage_export_recon3d_table  # noqa: E402
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0], sm.threads)
+stage_export_recon3d_table(sm.input.table, dict(sm.output.items()), sm.params.confidence)
