@@ -216,3 +216,34 @@ def test_undecodable_images_compared_by_bytes(tmp_path):
     (tmp_path / "b" / "x.png").write_bytes(data[: len(data) // 2])
     res = diff_paths(tmp_path / "a", tmp_path / "b", Tolerances.from_dict({}))
     assert not res.ok and "undecodable image, contents differ" in res.summary()
+
+
+def test_metric_kind_tolerances_apply_per_row_per_column_and_per_table(tmp_path):
+    """`metrics:` tolerances follow a row's metric kind (FID may move 5 %, IS only 1 %), a column named after a
+    metric, or a table that names its metric; a table's own column entry wins, and counts stay exact."""
+    a = make_tree(tmp_path / "a")
+    t = metrics_table()
+    t.loc[t.metric == "fid", "value"] *= 1.04
+    t.loc[t.metric == "is", "value"] *= 1.02
+    b = make_tree(tmp_path / "b", table=t)
+    tol = Tolerances.from_dict({"metrics": {"fid": {"rtol": 0.05}, "is": {"rtol": 0.01}},
+                                "include": ["tables/*"]})
+    res = diff_paths(a, b, tol)
+    assert {f.message.split("column")[0] for f in res.findings} == {
+        f"row (dataset=mw_val, model=sit_mini, steps={s}, cfg={c}, seed=0, metric=is) " for s in (1, 4)
+        for c in (1, 2)}
+    assert all("allowed atol 0 + rtol 0.01" in f.message for f in res.findings)
+    # a column named after its metric, and a table that names its metric
+    (a / "figures/scaled.csv").write_text("model,fid,note\nm,10.0,x\n")
+    (b / "figures/scaled.csv").write_text("model,fid,note\nm,10.4,x\n")
+    (a / "figures/step.csv").write_text("model,value,n\nm,10.0,400\n")
+    (b / "figures/step.csv").write_text("model,value,n\nm,10.4,401\n")
+    tol = Tolerances.from_dict({"metrics": {"fid": {"rtol": 0.05}}, "include": ["figures/s*.csv"],
+                                "tables": {"figures/scaled.csv": {"keys": ["model"]},
+                                           "figures/step.csv": {"keys": ["model"], "metric": "fid"}}})
+    res = diff_paths(a, b, tol)
+    assert [(f.path, f.message.split("'")[1]) for f in res.findings] == [("figures/step.csv", "n")]
+    tol.tables["figures/step.csv"]["columns"] = {"value": {"rtol": 0.01}}
+    assert len(diff_paths(a, b, tol).findings) == 2
+    with pytest.raises(DiffConfigError, match="metric 'kid' has no entry"):
+        Tolerances.from_dict({"metrics": {"fid": {}}, "tables": {"x": {"metric": "kid"}}})

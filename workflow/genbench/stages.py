@@ -20,6 +20,7 @@ from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
+from .repro import machine_provenance
 from .tables import provenance, write_parquet
 
 # torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
@@ -101,7 +102,7 @@ def stage_train_generator(model: str, config: dict[str, Any], manifest_path: str
     k = max(1, len(losses) // 20)
     write_json(meta, {"model": model, "arch": spec["arch"], "train": spec["train"], "n_train": len(manifest),
                       "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
-                      "parameters": int(sum(p.numel() for p in net.parameters()))})
+                      "parameters": int(sum(p.numel() for p in net.parameters())), "machine": machine_provenance()})
     log.info("%s trained: loss %.4f -> %.4f", model, np.mean(losses[:k]), np.mean(losses[-k:]))
 
 
@@ -159,7 +160,8 @@ def stage_train_extractor(name: str, config: dict[str, Any], manifest_path: str 
     net, stats = train_classifier(images, manifest["label_id"].to_numpy(), n_classes, spec["train"])
     with atomic_path(ckpt) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    write_json(meta, {"extractor": name, "kind": spec["kind"], **stats})
+    write_json(meta, {"extractor": name, "kind": spec["kind"], "train": spec["train"], **stats,
+                      "machine": machine_provenance()})
     log.info("%s trained: %s", name, stats)
 
 
@@ -236,7 +238,7 @@ def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str |
                               spec["train"])
     with atomic_path(ckpt) as tmp:  # open_clip loads a .safetensors state dict given as `pretrained`
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(meta, {"embedder": name, "model": spec["model"], **stats})
+    write_json(meta, {"embedder": name, "model": spec["model"], **stats, "machine": machine_provenance()})
 
 
 def _embedder(name: str, config: dict[str, Any], checkpoint: str | Path | None):

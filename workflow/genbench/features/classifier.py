@@ -2,6 +2,11 @@
 
 It stands in for the Inception network of FID/IS: its 64-d global-average-pooled activations play the role of
 Inception's pool3 features (FID, KID) and its class logits the role of Inception's logits (IS).
+
+It trains in float64 by default (``train.precision``). In float32 its training amplified last-bit differences
+between machines (another SIMD level, another thread count) into a different network: the same image sets got FIDs
+2.5x apart. In float64 the same perturbations leave FID, IS and KID equal to ~1e-9 (docs/tables.md,
+tests/test_reproducible.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from ..repro import perturb_parameters, training_dtype
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +52,15 @@ class MiniClassifier(nn.Module):
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, train: dict[str, Any],
                      progress: bool = True) -> tuple[MiniClassifier, dict[str, float]]:
-    """Train with light augmentation (flips, 90-degree rotations); returns the model and train accuracy."""
+    """Train with light augmentation (flips, 90-degree rotations) in ``train['precision']``; returns the model (in
+    that precision) and the train accuracy. ``train['init_perturbation']`` perturbs the initial weights (the
+    cross-machine test's emulation of another machine)."""
+    dtype = training_dtype(train)
     torch.manual_seed(train["seed"])
     gen = torch.Generator().manual_seed(train["seed"])
-    net = MiniClassifier(num_classes)
-    x_all = MiniClassifier.preprocess(images)
+    net = MiniClassifier(num_classes).to(dtype)
+    perturb_parameters(net, train.get("init_perturbation", 0.0), seed=train["seed"] + 1)
+    x_all = MiniClassifier.preprocess(images).to(dtype)
     y_all = torch.from_numpy(labels.astype(np.int64))
     opt = torch.optim.AdamW(net.parameters(), lr=train["lr"], weight_decay=1e-4)
     bs, n = train["batch_size"], len(x_all)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..repro import perturb_parameters
+
 log = logging.getLogger(__name__)
 
 TEMPLATES = ("a photo of a {}", "vector icon of a {}", "{} sticker, flat design", "a {} shape",
@@ -39,6 +41,7 @@ def train_clip(images: np.ndarray, labels: np.ndarray, class_names: list[str], m
     torch.manual_seed(train["seed"])
     gen = torch.Generator().manual_seed(train["seed"])
     model = open_clip.create_model(model_name)
+    perturb_parameters(model, train.get("init_perturbation", 0.0), seed=train["seed"] + 1)
     size = model.visual.image_size
     size = size[0] if isinstance(size, tuple | list) else size
     if images.shape[1] != size:

@@ -75,12 +75,13 @@ class MiniworldClassifierExtractor(Extractor):
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> MiniworldClassifierExtractor:
         state = load_file(str(checkpoint))
         num_classes, feature_dim = state["head.weight"].shape
-        net = MiniClassifier(num_classes, feature_dim=feature_dim)
+        net = MiniClassifier(num_classes, feature_dim=feature_dim).to(state["head.weight"].dtype)
         net.load_state_dict(state, strict=True)
         return cls(name, net, spec.get("batch_size", 128))
 
     def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        f, logits = self.net(MiniClassifier.preprocess(images))
+        # in the precision it was trained in (float64 by default: its features are then the same on any machine)
+        f, logits = self.net(MiniClassifier.preprocess(images).to(self.net.head.weight.dtype))
         return {"features": f.numpy(), "logits": logits.numpy()}
 
 

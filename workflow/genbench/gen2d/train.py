@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..repro import perturb_parameters
 from .families import SoFlowNet, get_family_net
 from .sit import SiT
 
@@ -221,6 +222,7 @@ def train_generator(family: str, images: np.ndarray, labels: np.ndarray, arch: d
     torch.manual_seed(train["seed"])
     gen = torch.Generator().manual_seed(train["seed"])
     net = get_family_net(family, arch)
+    perturb_parameters(net, train.get("init_perturbation", 0.0), seed=train["seed"] + 1)
     backbone = net.network if isinstance(net, SoFlowNet) else net
     if backbone.y_embedder.dropout_prob <= 0:
         raise ValueError(f"{family}: the arch needs class_dropout_prob > 0 to learn the null class for guidance")

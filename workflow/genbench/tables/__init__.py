@@ -42,7 +42,12 @@ def git_commit(root: Path = REPO_ROOT) -> str:
 
 
 def provenance(config_hash: str | None = None) -> dict[str, Any]:
-    return {"config_hash": config_hash, "git_commit": git_commit(), "versions": package_versions()}
+    """What made a table: the config, the commit, package versions and the machine (CPU, SIMD level, math
+    libraries: genbench.repro), so that a difference between two runs can be traced."""
+    from ..repro import machine_provenance
+
+    return {"config_hash": config_hash, "git_commit": git_commit(), "versions": package_versions(),
+            "machine": machine_provenance()}
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> None:

@@ -10,10 +10,18 @@ The rules come from a YAML file (docs/tables.md describes it)::
     default: {atol: 0.0, rtol: 0.0}                   # numeric tolerance of every column not named below
     images: {max_abs: 0, max_fraction: 0.0}           # pixel values may differ by max_abs; more only in
                                                       # at most max_fraction of the pixels
-    tables:
+    metrics:                                          # per metric kind: the float columns of a row whose
+      fid: {rtol: 1.0e-3}                             # 'metric' column names it, a float column named after
+      kid: {atol: 1.0e-4, rtol: 1.0e-2}               # it, or every float column of a table that names it
+    tables:                                           # with 'metric:'
       "tables/gen2d_metrics.parquet":                 # fnmatch pattern on the path relative to the tree
         keys: [dataset, model, steps, cfg, seed, metric]
         columns: {value: {rtol: 1.0e-6}, ci_low: {atol: 0.01}}
+      "figures/step_scaling.csv": {metric: fid}
+
+A numeric column's tolerance is, from the most specific: the table's ``columns`` entry, the row's (or column's,
+or table's) metric kind under ``metrics``, then ``default``. Integer columns (counts) never take a metric's
+tolerance.
 
 Without ``keys`` a Parquet table's own key columns (its genbench metadata) are used, else every column that is
 not floating point. Path patterns are fnmatch patterns on the path relative to the tree, where '*' also matches
@@ -89,6 +97,7 @@ class Tolerances:
     default: dict[str, float] = field(default_factory=lambda: {"atol": 0.0, "rtol": 0.0})
     images: dict[str, float] = field(default_factory=lambda: {"max_abs": 0, "max_fraction": 0.0})
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Tolerances:
@@ -100,7 +109,7 @@ class Tolerances:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "tolerances") -> Tolerances:
-        known = {"include", "ignore", "default", "images", "tables"}
+        known = {"include", "ignore", "default", "images", "tables", "metrics"}
         unknown = set(raw) - known
         if unknown:
             raise DiffConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
@@ -110,24 +119,31 @@ class Tolerances:
         tol.default = {**tol.default, **_numeric(raw.get("default", {}), f"{source}: default", {"atol", "rtol"})}
         tol.images = {**tol.images, **_numeric(raw.get("images", {}), f"{source}: images",
                                                {"max_abs", "max_fraction"})}
+        tol.metrics = {m: _numeric(t, f"{source}: metrics.{m}", {"atol", "rtol"})
+                       for m, t in (raw.get("metrics") or {}).items()}
         for pattern, spec in (raw.get("tables") or {}).items():
-            bad = set(spec) - {"keys", "columns"}
+            bad = set(spec) - {"keys", "columns", "metric"}
             if bad:
                 raise DiffConfigError(f"{source}: tables.{pattern}: unknown key(s) {sorted(bad)}; "
-                                      "allowed: keys, columns")
+                                      "allowed: keys, columns, metric")
             cols = {c: _numeric(t, f"{source}: tables.{pattern}.columns.{c}", {"atol", "rtol"})
                     for c, t in (spec.get("columns") or {}).items()}
-            tol.tables[pattern] = {"keys": spec.get("keys"), "columns": cols}
+            metric = spec.get("metric")
+            if metric is not None and metric not in tol.metrics:
+                raise DiffConfigError(f"{source}: tables.{pattern}.metric '{metric}' has no entry under 'metrics'")
+            tol.tables[pattern] = {"keys": spec.get("keys"), "columns": cols, "metric": metric}
         return tol
 
     def table_spec(self, rel: str) -> dict[str, Any]:
         for pattern, spec in self.tables.items():
             if fnmatch.fnmatch(rel, pattern):
                 return spec
-        return {"keys": None, "columns": {}}
+        return {"keys": None, "columns": {}, "metric": None}
 
-    def column_tolerance(self, spec: dict[str, Any], column: str) -> tuple[float, float]:
-        t = {**self.default, **spec["columns"].get(column, {})}
+    def column_tolerance(self, spec: dict[str, Any], column: str, metric: str | None = None) -> tuple[float, float]:
+        """(atol, rtol) of ``column``; ``metric``: the metric kind of the value (a row's 'metric', the column's
+        own name or the table's 'metric'), whose tolerance applies unless the table names the column."""
+        t = {**self.default, **self.metrics.get(metric or "", {}), **spec["columns"].get(column, {})}
         return float(t.get("atol", 0.0)), float(t.get("rtol", 0.0))
 
     def selected(self, rel: str) -> bool:
@@ -253,7 +269,7 @@ def _diff_table(ta: pd.DataFrame, tb: pd.DataFrame, rel: str, tol: Tolerances, r
         xa, xb = ra[col], rb[col]
         if pd.api.types.is_numeric_dtype(xa) and pd.api.types.is_numeric_dtype(xb) \
                 and not pd.api.types.is_bool_dtype(xa):
-            atol, rtol = tol.column_tolerance(spec, col)
+            atol, rtol = _row_tolerances(tol, spec, col, ra, pd.api.types.is_float_dtype(xa))
             va, vb = xa.to_numpy(np.float64), xb.to_numpy(np.float64)
             both_nan = np.isnan(va) & np.isnan(vb)
             with np.errstate(invalid="ignore"):
@@ -263,13 +279,29 @@ def _diff_table(ta: pd.DataFrame, tb: pd.DataFrame, rel: str, tol: Tolerances, r
                 rel_d = d / abs(va[i]) if va[i] not in (0.0,) and not math.isnan(d) else float("inf")
                 res.add(rel, "value", f"row {_row_label(keys, common[i])} column '{col}': {_fmt(va[i])} -> "
                                       f"{_fmt(vb[i])} (|diff| {_fmt(d)}, rel {_fmt(rel_d)}; "
-                                      f"allowed atol {atol:g} + rtol {rtol:g})")
+                                      f"allowed atol {atol[i]:g} + rtol {rtol[i]:g})")
         else:
             sa, sb = xa.astype(object).where(xa.notna(), None), xb.astype(object).where(xb.notna(), None)
             # null on both sides is equal (pandas' != treats None like NaN, which never equals itself)
             differ = (sa != sb).to_numpy() & ~(xa.isna() & xb.isna()).to_numpy()
             for i in np.flatnonzero(differ):
                 res.add(rel, "value", f"row {_row_label(keys, common[i])} column '{col}': {sa[i]!r} -> {sb[i]!r}")
+
+
+def _row_tolerances(tol: Tolerances, spec: dict[str, Any], col: str, rows: pd.DataFrame,
+                    is_float: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (atol, rtol) of ``col``: by the row's metric kind where the table has a 'metric' column, else by
+    the column's name if it names a metric, else by the table's 'metric'. Integer columns take the default."""
+    n = len(rows)
+    if not is_float or not tol.metrics:
+        atol, rtol = tol.column_tolerance(spec, col)
+        return np.full(n, atol), np.full(n, rtol)
+    if "metric" in rows.columns:
+        kinds = rows["metric"].astype(str).to_numpy()
+    else:
+        kinds = np.full(n, col if col in tol.metrics else (spec.get("metric") or ""), dtype=object)
+    pairs = {k: tol.column_tolerance(spec, col, k) for k in set(kinds)}
+    return (np.array([pairs[k][0] for k in kinds], np.float64), np.array([pairs[k][1] for k in kinds], np.float64))
 
 
 def _diff_image(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) -> None:
