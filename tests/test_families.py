@@ -249,6 +249,16 @@ def test_imeanflow_tiny_instance_and_official_layout(tmp_path):
         expect = noise - net.net(noise, torch.ones(2), torch.full((2,), 2.0), torch.full((2,), 0.3),
                                  torch.full((2,), 0.7), y)
     torch.testing.assert_close(gen.sample(y, noise, 1, 2.0).x, expect, atol=1e-6, rtol=0)
+    # a per-steps interval (the sweep's per_steps, e.g. iMF's 2-NFE [0.36, 0.64]) is fed at that step count only
+    spec["sampler"]["per_steps"] = {"2": {"guidance_interval": [0.36, 0.64]}}
+    gen2 = load_generator("i", spec, None)
+    torch.testing.assert_close(gen2.sample(y, noise, 1, 2.0).x, expect, atol=0, rtol=0)
+    with torch.no_grad():
+        z = noise - 0.5 * net.net(noise, torch.full((2,), 0.5), torch.full((2,), 4.0), torch.full((2,), 0.36),
+                                  torch.full((2,), 0.64), y)
+        expect2 = z - 0.5 * net.net(z, torch.full((2,), 0.5), torch.full((2,), 4.0), torch.full((2,), 0.36),
+                                    torch.full((2,), 0.64), y)
+    torch.testing.assert_close(gen2.sample(y, noise, 2, 4.0).x, expect2, atol=1e-6, rtol=0)
     with torch.device("meta"):
         from genbench.gen2d.imf import imf_from_arch
 

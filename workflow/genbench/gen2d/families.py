@@ -168,10 +168,17 @@ class DiTFamily(Generator):
         self.cfg_channels = sampler.pop("cfg_channels", None)
         interval = sampler.pop("guidance_interval", None)
         self.interval = tuple(interval) if interval else None
+        # per step count: the sweep's per_steps settings (genbench.config.expand_per_steps)
+        self.per_steps = {int(k): tuple(v["guidance_interval"])
+                          for k, v in (sampler.pop("per_steps", None) or {}).items() if v.get("guidance_interval")}
         self.options = sampler  # sampler-specific options (atol, rtol, diffusion_norm, last_step_size)
         self.check_method()
 
     methods: tuple[str, ...] = ()
+
+    def interval_at(self, steps: int) -> tuple[float, float] | None:
+        """The guidance interval at ``steps`` sampling steps: its per-steps setting, else the sampler's."""
+        return self.per_steps.get(int(steps), self.interval)
 
     def check_method(self) -> None:
         if self.method not in self.methods:
@@ -218,7 +225,7 @@ class SiTGenerator(DiTFamily):
                 raise ValueError(f"model '{self.name}': the SDE sampler needs a per-item noise source")
             opts["noise_source"] = noise_source
         res = sample_flow(self.net, noise, labels, steps=steps, cfg=cfg, null_label=self.net.num_classes,
-                          method=self.method, cfg_channels=self.cfg_channels, interval=self.interval, **opts)
+                          method=self.method, cfg_channels=self.cfg_channels, interval=self.interval_at(steps), **opts)
         return self.finish(res.x, res.nfe, res.forward_passes)
 
 
@@ -235,7 +242,7 @@ class MeanFlowGenerator(DiTFamily):
 
     def check_method(self) -> None:
         super().check_method()
-        if "omega" in self.net.extra_inputs and self.interval is not None:
+        if "omega" in self.net.extra_inputs and (self.interval is not None or self.per_steps):
             raise ValueError(f"model '{self.name}': with guidance as a network input the guidance interval is part "
                              f"of training, not of the sampler; remove sampler.guidance_interval")
 
@@ -259,7 +266,8 @@ class MeanFlowGenerator(DiTFamily):
             counted = Counted(lambda z, t, r: u(z, t, labels, r))
             z = mean_flow(counted, noise, steps)
             return self.finish(z, counted.calls, counted.calls)
-        guided, passes = classifier_free(u, labels, net.num_classes, cfg, self.cfg_channels, self.interval)
+        guided, passes = classifier_free(u, labels, net.num_classes, cfg, self.cfg_channels,
+                                         self.interval_at(steps))
         counted = Counted(guided)
         z = mean_flow(counted, noise, steps)
         return self.finish(z, counted.calls, passes())
@@ -315,7 +323,7 @@ class SoFlowGenerator(DiTFamily):
             return self.net.solution(x, batch_scalar(x, t), batch_scalar(x, s), y)
 
         guided, passes = classifier_free(f, labels, self.backbone.num_classes, cfg, self.cfg_channels,
-                                         self.interval)
+                                         self.interval_at(steps))
         counted = Counted(guided)
         x = solution_steps(counted, noise, steps, noise_source or _no_noise)
         return self.finish(x, counted.calls, passes())
@@ -345,7 +353,7 @@ class IMeanFlowGenerator(DiTFamily):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float,
                noise_source: NoiseSource | None = None, prompts: list[str] | None = None) -> SampleResult:
-        lo, hi = self.interval or (0.0, 1.0)
+        lo, hi = self.interval_at(steps) or (0.0, 1.0)
 
         def u(z: torch.Tensor, t: float, r: float) -> torch.Tensor:
             return self.backbone(z, *(batch_scalar(z, v) for v in (t - r, cfg, lo, hi)), labels)
