@@ -171,9 +171,9 @@ def _check_references(config: dict[str, Any]) -> None:
     if ex not in extractors:
         problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")
     for name, d in datasets.items():
-        if "class_names" in d and d["adapter"] not in ("imagenet_val", "imagenetv2", "relaionet"):
+        if "class_names" in d and d["adapter"] not in ("imagenet_val", "imagenetv2", "relaionet", "adm_ref"):
             problems.append(f"datasets.{name}.class_names: only the ImageNet adapters (imagenet_val, imagenetv2, "
-                            f"relaionet) take a class-name table, not '{d['adapter']}'")
+                            f"relaionet, adm_ref) take a class-name table, not '{d['adapter']}'")
         if d["adapter"] == "miniworld":
             if "split" not in d:
                 problems.append(f"datasets.{name}: a miniworld data set needs 'split'")
