@@ -287,3 +287,11 @@ def test_legacy_settings_per_data_set():
     assert protocol_settings(legacy, "gso")["max_corr"] == protocol_settings(legacy, "animal3d")["max_corr"] == 0.1
     assert protocol_settings(legacy, "msd_liver")["max_corr"] == 0.3
     assert protocol_settings(legacy, "gso")["samples"] == 10_000 and "datasets" not in protocol_settings(legacy, "x")
+    import copy
+
+    from genbench.config import ConfigError
+
+    bad = copy.deepcopy(yaml.safe_load(open("config/paper.yaml")))
+    bad["recon3d"]["protocols"]["legacy"]["datasets"]["gsoo"] = {"max_corr": 0.1}
+    with pytest.raises(ConfigError, match="recon3d.protocols.legacy.datasets: 'gsoo' is not in recon3d.datasets"):
+        validate_config(bad)

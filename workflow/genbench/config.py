@@ -163,6 +163,11 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"recon3d.appearance.extractors: unknown extractor '{e}'")
         if app.get("embedder") and app["embedder"] not in config.get("embedders", {}):
             problems.append(f"recon3d.appearance.embedder: unknown embedder '{app['embedder']}'")
+        for proto, pcfg in r3["protocols"].items():
+            for d in (pcfg or {}).get("datasets", {}):
+                if d not in r3["datasets"]:
+                    problems.append(f"recon3d.protocols.{proto}.datasets: '{d}' is not in recon3d.datasets "
+                                    f"({', '.join(r3['datasets'])})")
         for m in r3["models"]:
             if m not in config.get("reconstructors", {}):
                 problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "
