@@ -71,3 +71,19 @@ def test_reference_style_bounds_file_and_bad_input(tmp_path):
         mmhm({**SWEEP, "is": [1.0, np.nan, 2.0, 3.0, 4.0]})
     with pytest.raises(ValueError, match="equal length"):
         mmhm({**SWEEP, "is": [1.0]})
+
+
+def test_reused_bounds_warn_on_min_equal_max_and_on_values_outside():
+    """Regression: reused bounds with min = max gave u = 1 for any value, silently and without a warning even for a
+    value outside them (the check went through u, which is 1 there)."""
+    bounds = {"FID": {"min": 10.0, "max": 30.0}, "IS": {"min": 20.0, "max": 80.0},
+              "CLIP Score": {"min": 31.0, "max": 31.0}, "Pick Score": {"min": 21.0, "max": 22.0}}
+    other = {"fid": [20.0, 12.0], "is": [50.0, 60.0], "clip_score": [35.0, 31.0], "pick_score": [21.5, 21.0]}
+    scores, _, warnings = mmhm(other, bounds=bounds)
+    assert any("reused bounds of 'clip_score' have min = max = 31" in w for w in warnings)
+    assert any("1 'clip_score' value(s) outside the bounds [31, 31] (rows [0], values [35.0])" in w
+               for w in warnings)
+    assert len(warnings) == 2  # nothing about fid / is / pick_score, which lie inside
+    # the sweep's own bounds: a constant column is the reference behaviour, not a warning
+    assert mmhm(other)[2] == []
+    assert np.isfinite(scores).all()

@@ -122,3 +122,35 @@ def test_dinov2_metrics_need_a_dinov2_extractor(root):
     del cfg["scoring"]["dinov2"]
     with pytest.raises(ConfigError, match="fd_dinov2, kd_dinov2 need scoring.dinov2"):
         validate_config(cfg)
+
+
+def test_sweep_per_steps_settings(root):
+    """Regression: the sweep had one cfg list and one guidance interval per model for every step count; iMF's
+    authors use omega 8.0 / [0.42, 0.62] at 1 NFE and omega 4.0 / [0.36, 0.64] at 2 NFE (paper.yaml)."""
+    cfg = validate_config(load(root, "paper.yaml"))
+    sampler = cfg["models"]["imeanflow"]["sampler"]
+    assert sampler["guidance_interval"] == [0.42, 0.62]
+    assert sampler["per_steps"] == {"2": {"guidance_interval": [0.36, 0.64]}}
+    block = next(b for b in cfg["sweep"] if "per_steps" in b)
+    mini = {**cfg, "sweep": [block]}
+    assert {(c.steps, c.cfg) for c in cells(mini) if c.dataset == "imagenet_val"} == {(1, 8.0), (2, 4.0)}
+
+
+def test_sweep_per_steps_errors(root):
+    raw = load(root, "paper.yaml")
+    bad = copy.deepcopy(raw)
+    bad["sweep"].append({"models": ["imeanflow"], "datasets": ["imagenet_val"], "steps": [2], "cfg": [4.0],
+                         "per_steps": {2: {"guidance_interval": [0.3, 0.7]}}})
+    with pytest.raises(ConfigError, match=r"sweep\.\d+\.per_steps\.2\.guidance_interval: \[0\.3, 0\.7\] for model "
+                                          r"'imeanflow' conflicts with \[0\.36, 0\.64\]"):
+        validate_config(bad)
+    bad = copy.deepcopy(raw)
+    bad["sweep"].append({"models": ["imeanflow"], "datasets": ["imagenet_val"], "steps": [1], "cfg": [4.0],
+                         "per_steps": {4: {"cfg": [2.0]}}})
+    with pytest.raises(ConfigError, match=r"per_steps\.4: 4 is not one of this block's steps \[1\]"):
+        validate_config(bad)
+    bad = copy.deepcopy(raw)
+    bad["sweep"].append({"models": ["sd35"], "datasets": ["imagenet_val"], "steps": [1], "cfg": [4.0],
+                         "per_steps": {1: {"guidance_interval": [0.1, 0.9]}}})
+    with pytest.raises(ConfigError, match="model 'sd35' \\(family sd35\\) has no per-steps sampler settings"):
+        validate_config(bad)

@@ -140,3 +140,64 @@ def test_relaionet_released_layout(tmp_path):
     _jpeg(base / "crane" / "d.jpg", 4)  # two classes are called crane
     with pytest.raises(DataSetError, match=r"\['crane'\].*WordNet ids"):
         relaionet("rl", {"root": str(tmp_path)}, {}, tmp_path / "out2")
+
+
+def test_class_name_tables(tmp_path):
+    """Regression: one name table, in which 'crane' and 'maillot' name two classes each; now a selectable table
+    (wordnet, the anchor's underscored names, disambiguated), written into the prompts and the manifest."""
+    from genbench.data.classes import class_names_table, shared_names
+
+    wordnet = class_names_table(CLASSES, "wordnet")
+    assert shared_names(wordnet) == {"crane": [134, 517], "maillot": [638, 639]}
+    anchor = class_names_table(CLASSES, "anchor")
+    assert anchor[2] == "great_white_shark" and anchor[0] == "tench" and anchor[607] == "jack-o'-lantern"
+    dis = class_names_table(CLASSES, "disambiguated")
+    assert len(set(dis)) == 1000
+    assert [dis[i] for i in (134, 517, 638, 639)] == ["crane bird", "construction crane", "tights",
+                                                      "one-piece bathing suit"]
+    assert sum(a != b for a, b in zip(dis, wordnet, strict=True)) == 4  # only the shared names change
+    with pytest.raises(ValueError, match="unknown class-name table 'keras'"):
+        class_names_table(CLASSES, "keras")
+    root = tmp_path / "imagenetv2-matched-frequency-format-val"
+    for label in (134, 517):
+        _jpeg(root / str(label) / f"img{label}.jpeg", 100)
+    df = imagenetv2("v2", {"root": str(tmp_path), "class_names": "disambiguated"}, {}, tmp_path / "out")
+    validate_manifest(df, "v2")
+    assert sorted(df["prompt"]) == ["a photo of a construction crane", "a photo of a crane bird"]
+    assert set(df["class_names"]) == {"disambiguated"}
+    df = imagenetv2("v2", {"root": str(tmp_path), "class_names": "anchor"}, {}, tmp_path / "out2")
+    assert set(df["prompt"]) == {"a photo of a crane"}
+
+
+def test_class_names_only_for_imagenet_adapters(root):
+    import copy
+
+    import yaml
+
+    from genbench.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load(open(root / "config/config.yaml"))
+    name = next(n for n, d in cfg["datasets"].items() if d["adapter"] == "miniworld")
+    bad = copy.deepcopy(cfg)
+    bad["datasets"][name]["class_names"] = "anchor"
+    with pytest.raises(ConfigError, match=f"datasets.{name}.class_names: only the ImageNet adapters"):
+        validate_config(bad)
+
+
+def test_class_name_table_recorded_in_metric_tables(root, tmp_path):
+    import pandas as pd
+    import yaml
+
+    from genbench.config import validate_config
+    from genbench.stages import stage_aggregate
+    from genbench.tables import read_metadata, write_parquet
+
+    cfg = validate_config(yaml.safe_load(open(root / "config/paper.yaml")))
+    cfg["scoring"]["metrics"] = ["fid"]
+    cfg["datasets"]["imagenetv2"]["class_names"] = "anchor"
+    rows = pd.DataFrame({"dataset": ["imagenet_val", "imagenetv2"], "model": ["sit", "sit"], "steps": [1, 1],
+                         "cfg": [1.0, 1.0], "seed": [0, 0], "metric": ["fid", "fid"], "value": [1.0, 2.0]})
+    write_parquet(rows, tmp_path / "cell.parquet")
+    stage_aggregate([tmp_path / "cell.parquet"], cfg, "hash", tmp_path / "all.parquet")
+    assert read_metadata(tmp_path / "all.parquet")["class_names"] == {"imagenet_val": "disambiguated",
+                                                                      "imagenetv2": "anchor"}

@@ -249,6 +249,16 @@ def test_imeanflow_tiny_instance_and_official_layout(tmp_path):
         expect = noise - net.net(noise, torch.ones(2), torch.full((2,), 2.0), torch.full((2,), 0.3),
                                  torch.full((2,), 0.7), y)
     torch.testing.assert_close(gen.sample(y, noise, 1, 2.0).x, expect, atol=1e-6, rtol=0)
+    # a per-steps interval (the sweep's per_steps, e.g. iMF's 2-NFE [0.36, 0.64]) is fed at that step count only
+    spec["sampler"]["per_steps"] = {"2": {"guidance_interval": [0.36, 0.64]}}
+    gen2 = load_generator("i", spec, None)
+    torch.testing.assert_close(gen2.sample(y, noise, 1, 2.0).x, expect, atol=0, rtol=0)
+    with torch.no_grad():
+        z = noise - 0.5 * net.net(noise, torch.full((2,), 0.5), torch.full((2,), 4.0), torch.full((2,), 0.36),
+                                  torch.full((2,), 0.64), y)
+        expect2 = z - 0.5 * net.net(z, torch.full((2,), 0.5), torch.full((2,), 4.0), torch.full((2,), 0.36),
+                                    torch.full((2,), 0.64), y)
+    torch.testing.assert_close(gen2.sample(y, noise, 2, 4.0).x, expect2, atol=1e-6, rtol=0)
     with torch.device("meta"):
         from genbench.gen2d.imf import imf_from_arch
 
@@ -259,3 +269,41 @@ def test_imeanflow_tiny_instance_and_official_layout(tmp_path):
     per_block = 4 * 1024**2 + 3 * 1024 * 2730 + 4 * 1024 + 2 * 64
     n = sum(p.numel() for p in xl.parameters())
     assert 48 * per_block < n < 48 * per_block + 10_000_000, n
+
+
+def _tiny_vae(folder):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(4, 4), down_block_types=(
+        "DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
+        norm_num_groups=2)
+    vae.save_pretrained(str(folder))
+    return vae.eval()
+
+
+def test_imf_latents_decode_with_upstream_per_channel_normalisation(tmp_path):
+    """Regression: iMF latents were divided by 0.18215; upstream (imeanflow torch branch, utils/vae_util.py) decodes
+    z * std + mean with per-channel statistics, and paper.yaml's iMF entry carries them."""
+    import yaml
+
+    from genbench.gen2d.families import LatentDecoder
+
+    vae = _tiny_vae(tmp_path / "vae")
+    paper = yaml.safe_load(open("config/paper.yaml"))
+    spec = {k: v for k, v in paper["models"]["imeanflow"]["arch"]["vae"].items() if k != "repo_id"}
+    mean = torch.tensor([0.86488, -0.27787343, 0.21616915, 0.3738409]).view(1, -1, 1, 1)
+    std = torch.tensor([4.85503674, 5.31922414, 3.93725398, 3.9870003]).view(1, -1, 1, 1)
+    dec = LatentDecoder("models.imeanflow", {**spec, "path": str(tmp_path / "vae")})
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(dec.to_vae(z), z * std + mean)
+    with torch.no_grad():
+        assert torch.equal(dec(z), vae.decode(z * std + mean).sample)
+    # the SD convention stays a division by the scalar scale, as SiT's sample.py writes it
+    sd = LatentDecoder("models.sit", {"path": str(tmp_path / "vae"), "scale": 0.18215})
+    assert torch.equal(sd.to_vae(z), z / 0.18215)
+    for bad, match in (({"latent_mean": [0.0] * 4}, "both"), ({"latent_mean": [0.0] * 3, "latent_std": [1.0] * 3},
+                                                               "3 values but the VAE has 4"),
+                       ({"scale": 0.2, "latent_mean": [0.0] * 4, "latent_std": [1.0] * 4}, "not both")):
+        with pytest.raises(ValueError, match=match):
+            LatentDecoder("models.m", {"path": str(tmp_path / "vae"), **bad})

@@ -81,3 +81,49 @@ def test_bad_images_named(weights):
         ex.extract(np.zeros((2, 8, 8, 3), np.float32), "gen x")
     with pytest.raises(FeatureInputError, match="image set 'gen y' is empty"):
         ex.extract(np.zeros((0, 8, 8, 3), np.uint8), "gen y")
+
+
+def test_tf1_bilinear_resize_equals_torch_fidelity():
+    """Regression: genbench had no TF1-compatible bilinear, the resize of torch-fidelity and of torchmetrics'
+    FID with antialias=False; bit-exact against torch-fidelity's own resize on CPU."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    rng = np.random.default_rng(2)
+    for h, w in ((32, 32), (37, 53), (256, 256), (512, 384)):
+        images = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        ref = interpolate_bilinear_2d_like_tensorflow1x(torch.from_numpy(images).permute(0, 3, 1, 2).float(),
+                                                        size=(299, 299), align_corners=False)
+        np.testing.assert_array_equal(resize_to_299(images, "tf1_bilinear"), ref.numpy())
+    # it is not pytorch-fid's bilinear (half-pixel centres) nor torchmetrics' antialiased default
+    images = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    tf1 = resize_to_299(images, "tf1_bilinear")
+    assert np.abs(tf1 - resize_to_299(images, "bilinear")).max() > 1
+    assert np.abs(tf1 - resize_to_299(images, "bilinear_antialias")).max() > 1
+
+
+@pytest.mark.parametrize("mode,antialias", [("tf1_bilinear", False), ("bilinear_antialias", True)])
+def test_resize_modes_equal_torch_fidelity_and_torchmetrics_extractors(weights, mode, antialias):
+    """The whole extractor on 64 x 64 images: torch-fidelity's FeatureExtractorInceptionV3 (TF1 bilinear) and
+    torchmetrics' FID extractor (antialias=True, its default, or False) on the same weights."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    ex = load_extractor("inception", {"kind": "inception_tf", "resize": mode, "batch_size": 2}, weights)
+    ours = ex.extract(images, "random set")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    tm = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights),
+                            antialias=antialias).eval()
+    with torch.no_grad():
+        f_tm = tm(x)
+        if not antialias:
+            tf = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                             feature_extractor_weights_path=str(weights)).eval()
+            f_ref, l_ref = tf(x)
+            np.testing.assert_allclose(ours["features"], f_ref.double().numpy(), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(ours["logits"], l_ref.double().numpy(), rtol=1e-4, atol=1e-4)
+    f_tm = f_tm[0] if isinstance(f_tm, tuple) else f_tm
+    np.testing.assert_allclose(ours["features"], f_tm.reshape(3, -1).double().numpy(), rtol=1e-4, atol=1e-5)
+    # the mode is recorded with the tables
+    assert mode in ex.describe({"resize": mode}) and ("torchmetrics" in ex.describe({"resize": mode}))

@@ -94,6 +94,18 @@ def test_legacy_slice_matches_the_seed_pipeline_with_nilearn_crop():
     np.testing.assert_array_equal(leg.rgba[:, :, 3], cm[k].astype(np.uint8) * 255)
     np.testing.assert_array_equal(cmask, cm == 1)
     assert to_uint8_legacy(np.full((2, 2), 3.0)).max() == 0  # constant slice -> zeros, as the seed code
+    # the seed's --slice_axis runs (inference_*.py): the middle of the label's extent along that voxel axis
+    for axis in (1, 2):
+        leg_a, _ = legacy_input(data, lab, 1, "w", axis=axis)
+        along = np.where(cm == 1)[axis]
+        k = (along.min() + along.max()) // 2
+        sl = np.take(obj, k, axis=axis)
+        rgb = np.repeat(sl[:, :, None], 3, axis=2)
+        ref = ((rgb - rgb.min()) / (rgb.max() - rgb.min()) * 255).astype(np.uint8)
+        assert leg_a.slice_index == k and leg_a.plane == f"axis{axis}"
+        assert leg_a.meta["volume_slice_index"] == k + slices[axis].start
+        np.testing.assert_array_equal(leg_a.rgba[:, :, :3], ref)
+        np.testing.assert_array_equal(leg_a.rgba[:, :, 3], np.take(cm, k, axis=axis).astype(np.uint8) * 255)
 
 
 def test_corrected_slice_policy_plane_and_orientation():

@@ -146,3 +146,69 @@ def test_classifier_free_guidance_interval_and_passes():
     assert float(g(x, 0.7)[0]) == 1.0 and passes() == 3  # outside the interval: conditional branch only
     g1, passes1 = classifier_free(fn, torch.tensor([0]), 9, cfg=1.0)
     assert float(g1(torch.zeros(1, 1), 0.3)[0]) == 1.0 and passes1() == 1
+
+
+def _toy_sit(seed=0):
+    from genbench.gen2d.sit import SiT
+
+    torch.manual_seed(seed)
+    net = SiT(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5,
+              learn_sigma=False).eval()
+    with torch.no_grad():
+        for p in net.parameters():  # off the zero init, so the field is non-trivial and label dependent
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def _upstream_dopri5(net, z, y, null, cfg, k, atol=1e-6, rtol=1e-3):
+    """SiT's sample_ddp.py path written out: [z; z] with [y; null], forward_with_cfg (guidance on the first k
+    channels, the rest from each half's own label), odeint(..., atol=[atol], rtol=[rtol]), conditional half."""
+    from torchdiffeq import odeint
+
+    yy = torch.cat([y, torch.full_like(y, null)])
+
+    def fn(t, x):
+        half = x[: len(x) // 2]
+        out = net(torch.cat([half, half]), torch.ones(x.shape[0]) * t, yy)
+        eps, rest = out[:, :k], out[:, k:]
+        c, u = torch.split(eps, len(eps) // 2)
+        he = u + cfg * (c - u)
+        return torch.cat([torch.cat([he, he]), rest], dim=1)
+
+    x = odeint(fn, torch.cat([z, z]), torch.linspace(0, 1, 2), method="dopri5", atol=[atol], rtol=[rtol])[-1]
+    return x.chunk(2)[0]
+
+
+@torch.no_grad()
+def test_dopri5_matches_sit_upstream_by_default():
+    """Regression: genbench integrated only the guided conditional batch with scalar tolerances; SiT integrates
+    [z; z] (the null half steers the step size) with list tolerances (float64 error scale)."""
+    from genbench.gen2d.samplers import sample_flow
+
+    net = _toy_sit()
+    z = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 2, 4])
+    ref = _upstream_dopri5(net, z, y, 5, 4.0, 3)
+    got = sample_flow(net, z, y, steps=1, cfg=4.0, null_label=5, method="dopri5", cfg_channels=3)
+    assert torch.equal(got.x, ref)
+    assert got.forward_passes == 2 * got.nfe
+    own = sample_flow(net, z, y, steps=1, cfg=4.0, null_label=5, method="dopri5", cfg_channels=3,
+                      upstream_compat=False)
+    assert not torch.equal(own.x, ref)  # the switch changes the adaptive steps
+
+
+@torch.no_grad()
+def test_dopri5_tolerances_as_lists_change_the_error_scale():
+    """Upstream's one-element tolerance lists promote torchdiffeq's error scale to float64: unguided, the default
+    equals odeint with list tolerances exactly."""
+    from torchdiffeq import odeint
+
+    from genbench.gen2d.samplers import sample_flow
+
+    net = _toy_sit(3)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([1, 3])
+    ref = odeint(lambda t, x: net(x, torch.ones(x.shape[0]) * t, y), z, torch.linspace(0, 1, 2), method="dopri5",
+                 atol=[1e-6], rtol=[1e-3])[-1]
+    got = sample_flow(net, z, y, steps=1, cfg=1.0, null_label=5, method="dopri5")
+    assert torch.equal(got.x, ref)

@@ -59,13 +59,67 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
     """Validate ``config`` in place (filling schema defaults) and return it; raise :class:`ConfigError`."""
     schema = load_schema() if schema is None else schema
+    _string_step_keys(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ConfigError(f"invalid genbench config ({len(errors)} error(s)):\n  {lines}")
     _check_references(config)
+    expand_per_steps(config)
     return config
+
+
+def _string_step_keys(config: dict[str, Any]) -> None:
+    """YAML reads ``per_steps: {2: ...}`` with integer keys; the schema (and JSON) want strings."""
+    holders = [b.get("per_steps") for b in config.get("sweep") or [] if isinstance(b, dict)]
+    holders += [(m.get("sampler") or {}).get("per_steps") for m in (config.get("models") or {}).values()
+                if isinstance(m, dict) and isinstance(m.get("sampler"), dict)]
+    for h in holders:
+        if isinstance(h, dict):
+            for k in [k for k in h if isinstance(k, int) and not isinstance(k, bool)]:
+                h[str(k)] = h.pop(k)
+
+
+# families whose sampler honours sampler.per_steps (genbench.gen2d.families.DiTFamily)
+PER_STEPS_FAMILIES = ("sit", "meanflow", "imeanflow", "soflow")
+
+
+def expand_per_steps(config: dict[str, Any]) -> None:
+    """Move each sweep block's ``per_steps.<n>.guidance_interval`` into its models' ``sampler.per_steps`` (a cell is
+    (model, data set, steps, cfg, seed), so a model has one sampler per step count across the whole sweep); two
+    different settings for the same (model, steps) are an error."""
+    problems, origin = [], {}
+    for i, block in enumerate(config["sweep"]):
+        for key, entry in (block.get("per_steps") or {}).items():
+            if int(key) not in block["steps"]:
+                problems.append(f"sweep.{i}.per_steps.{key}: {key} is not one of this block's steps {block['steps']}")
+                continue
+            if "guidance_interval" not in entry:
+                continue
+            for m in block["models"]:
+                spec = config["models"][m]
+                if spec["family"] not in PER_STEPS_FAMILIES:
+                    problems.append(f"sweep.{i}.per_steps.{key}.guidance_interval: model '{m}' (family "
+                                    f"{spec['family']}) has no per-steps sampler settings; use a family of "
+                                    f"{', '.join(PER_STEPS_FAMILIES)}")
+                    continue
+                table = spec["sampler"].setdefault("per_steps", {})
+                want = [float(v) for v in entry["guidance_interval"]]
+                have = table.get(key, {}).get("guidance_interval")
+                if have is not None and [float(v) for v in have] != want:
+                    where = origin.get((m, key), f"models.{m}.sampler.per_steps")
+                    problems.append(f"sweep.{i}.per_steps.{key}.guidance_interval: {want} for model '{m}' conflicts "
+                                    f"with {have} from {where}; one (model, steps) has one sampler")
+                    continue
+                table.setdefault(key, {})["guidance_interval"] = want
+                origin.setdefault((m, key), f"sweep.{i}")
+    for name, spec in config["models"].items():
+        if (spec.get("sampler") or {}).get("per_steps") and spec["family"] not in PER_STEPS_FAMILIES:
+            problems.append(f"models.{name}.sampler.per_steps: family {spec['family']} has no per-steps sampler "
+                            f"settings (families with them: {', '.join(PER_STEPS_FAMILIES)})")
+    if problems:
+        raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
 
 
 # the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
@@ -109,6 +163,11 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"recon3d.appearance.extractors: unknown extractor '{e}'")
         if app.get("embedder") and app["embedder"] not in config.get("embedders", {}):
             problems.append(f"recon3d.appearance.embedder: unknown embedder '{app['embedder']}'")
+        for proto, pcfg in r3["protocols"].items():
+            for d in (pcfg or {}).get("datasets", {}):
+                if d not in r3["datasets"]:
+                    problems.append(f"recon3d.protocols.{proto}.datasets: '{d}' is not in recon3d.datasets "
+                                    f"({', '.join(r3['datasets'])})")
         for m in r3["models"]:
             if m not in config.get("reconstructors", {}):
                 problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "
@@ -117,6 +176,9 @@ def _check_references(config: dict[str, Any]) -> None:
     if ex not in extractors:
         problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")
     for name, d in datasets.items():
+        if "class_names" in d and d["adapter"] not in ("imagenet_val", "imagenetv2", "relaionet", "adm_ref"):
+            problems.append(f"datasets.{name}.class_names: only the ImageNet adapters (imagenet_val, imagenetv2, "
+                            f"relaionet, adm_ref) take a class-name table, not '{d['adapter']}'")
         if d["adapter"] == "miniworld":
             if "split" not in d:
                 problems.append(f"datasets.{name}: a miniworld data set needs 'split'")
@@ -208,7 +270,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[Cell]:
         for m in block["models"]:
             for d in block["datasets"]:
                 for s in block["steps"]:
-                    for g in block["cfg"]:
+                    for g in (block.get("per_steps") or {}).get(str(s), {}).get("cfg", block["cfg"]):
                         for k in block.get("seeds", [0]):
                             cell = Cell(m, d, int(s), float(g), int(k))
                             if cell not in seen:

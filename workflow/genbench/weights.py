@@ -266,7 +266,8 @@ def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
             arch = spec.get("arch") if isinstance(spec.get("arch"), dict) else {}
             vae = arch.get("vae")
             if isinstance(vae, dict):
-                entries.append((f"{section}.{name}.arch.vae", {k: v for k, v in vae.items() if k != "scale"}))
+                entries.append((f"{section}.{name}.arch.vae", {k: v for k, v in vae.items()
+                                                                  if k not in ("scale", "latent_mean", "latent_std")}))
             if isinstance(arch.get("decoder"), dict):  # Scale-RAE's RAE decoder repository
                 entries.append((f"{section}.{name}.arch.decoder", arch["decoder"]))
             if isinstance(spec.get("processor"), dict):  # PickScore's CLIP processor repository

@@ -5,6 +5,17 @@
 - ``miniworld``: the configured mini-world classes with their glosses (genbench.data.miniworld.DEFINITIONS).
 
 Lemmas are kept as a list (the WordNet lemmas of the synset, comma-separated in the file).
+
+Name tables (``datasets.<name>.class_names``; the names that go into prompts and labels, recorded per data set in
+the manifests and the metric tables' metadata):
+
+- ``wordnet`` (default): the first WordNet lemma ("great white shark"); two names are shared by two classes each
+  ("crane": the bird and the machine; "maillot": tights and the bathing suit);
+- ``anchor``: the 2D seed benchmark's names, Keras' ``imagenet_class_index.json`` convention (the first lemma with
+  spaces as underscores, "great_white_shark"), as its prompts "a photo of a {class}" used them;
+- ``disambiguated``: the WordNet names with every shared name replaced by the name OpenAI's CLIP prompt set gives
+  that class (open_clip's ``IMAGENET_CLASSNAMES``: "crane bird" / "construction crane", "tights" / "one-piece
+  bathing suit"), so every class has its own name.
 """
 
 from __future__ import annotations
@@ -58,6 +69,42 @@ def class_table(kind: str, config: dict[str, Any]) -> pd.DataFrame:
     if kind == "miniworld":
         return miniworld_classes(list(config["miniworld"]["classes"]))
     raise ClassTableError(f"unknown class table '{kind}' (use imagenet or miniworld)")
+
+
+NAME_TABLES = ("wordnet", "anchor", "disambiguated")
+
+
+def shared_names(names: list[str]) -> dict[str, list[int]]:
+    """Names given to more than one class -> their label ids."""
+    seen: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        seen.setdefault(n, []).append(i)
+    return {n: ids for n, ids in seen.items() if len(ids) > 1}
+
+
+def class_names_table(classes: pd.DataFrame, table: str) -> list[str]:
+    """The class names of a name table (module docstring) for a class table's rows, in label order."""
+    names = classes["name"].tolist()
+    if table == "wordnet":
+        return names
+    if table == "anchor":
+        return [n.replace(" ", "_") for n in names]
+    if table != "disambiguated":
+        raise ClassTableError(f"unknown class-name table '{table}' (use one of {', '.join(NAME_TABLES)})")
+    shared = shared_names(names)
+    if shared:
+        if len(names) != 1000:
+            raise ClassTableError(f"class names {sorted(shared)} are shared by several classes and only the "
+                                  f"1000-class ImageNet table has disambiguated names")
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        for ids in shared.values():
+            for i in ids:
+                names[i] = IMAGENET_CLASSNAMES[i]
+    still = shared_names(names)
+    if still:
+        raise ClassTableError(f"disambiguated class names are still shared: {still}")
+    return names
 
 
 def norm_folder_name(s: str) -> str:

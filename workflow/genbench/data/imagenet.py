@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..io import atomic_path, safe_extract, sha256_file
-from .classes import folder_lookup, imagenet_classes, norm_folder_name
+from .classes import class_names_table, folder_lookup, imagenet_classes, norm_folder_name
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,14 @@ def link_images(out_dir: Path, source: Path) -> Path:
 def _rows(name: str, items: list[tuple[str, int, str]], out_dir: Path, spec: dict[str, Any], split: str,
           source: str, classes: pd.DataFrame) -> pd.DataFrame:
     template = spec.get("prompt_template", "a photo of a {class}")
-    names = classes["name"].tolist()
+    table = spec.get("class_names", "wordnet")
+    names = class_names_table(classes, table)
     rows = []
     for item_id, label, rel in items:
         rows.append({"item_id": item_id, "label_id": int(label), "label_name": names[label],
                      "prompt": template.format(**{"class": names[label]}), "path": rel, "split": split,
                      "source": source, "sha256": sha256_file(out_dir / rel),
-                     "synset": classes["synset"].iat[label]})
+                     "synset": classes["synset"].iat[label], "class_names": table})
     if not rows:
         raise DataSetError(f"{name}: no images found")
     log.info("%s: %d images, %d classes", name, len(rows), len({r["label_id"] for r in rows}))

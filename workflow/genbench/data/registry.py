@@ -40,6 +40,13 @@ for _kind in ("imagenet_val", "imagenetv2", "relaionet"):
     register(_kind)(_real(_kind))
 
 
+@register("adm_ref")
+def _adm_ref(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
+    from .adm import adm_ref
+
+    return adm_ref(name, spec, config, out_dir)
+
+
 def prepare_dataset(name: str, config: dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
     spec = config["datasets"][name]
     df = ADAPTERS.lookup(spec["adapter"])(name, spec, config, Path(out_dir))

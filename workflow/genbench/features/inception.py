@@ -12,6 +12,11 @@ Resizing to 299 x 299 is explicit (``resize``) and recorded with the table:
 - ``clean`` (default, clean-fid's "clean" mode): PIL bicubic per channel on float32 ('F' mode), clipped to
   [0, 255], no re-quantisation;
 - ``bilinear`` (pytorch-fid): torch bilinear, align_corners=False, no antialias;
+- ``tf1_bilinear`` (torch-fidelity; torchmetrics' FID with ``antialias=False``): TensorFlow 1.x
+  ``resize_bilinear`` with align_corners=False and no half-pixel centres, source coordinate = i * in / out in
+  float32, as the TF-FID graph resized;
+- ``bilinear_antialias`` (torchmetrics' FID default, ``antialias=True``): torch bilinear, align_corners=False,
+  antialias=True;
 - ``none``: the images must already be 299 x 299.
 Normalisation is (x - 128) / 128 (torch-fidelity and clean-fid; pytorch-fid's 2x - 1 on [0, 1] differs by 1/255).
 """
@@ -26,7 +31,13 @@ from torch import nn
 from torchvision.models import inception as tv
 
 SIZE = 299
-RESIZE_MODES = ("clean", "bilinear", "none")
+RESIZE_MODES = ("clean", "bilinear", "tf1_bilinear", "bilinear_antialias", "none")
+# which reference implementation each mode reproduces (recorded with the tables through the extractor's describe)
+RESIZE_REFERENCE = {"clean": "clean-fid 'clean' (PIL bicubic on float32)",
+                    "bilinear": "pytorch-fid (torch bilinear, no antialias)",
+                    "tf1_bilinear": "torch-fidelity / torchmetrics antialias=False (TF1 bilinear, align_corners=False)",
+                    "bilinear_antialias": "torchmetrics antialias=True (torch bilinear with antialias)",
+                    "none": "no resize (299 x 299 input)"}
 
 
 class _PoolA(tv.InceptionA):
@@ -113,15 +124,36 @@ def resize_to_299(images: np.ndarray, mode: str) -> np.ndarray:
         if (h, w) != (SIZE, SIZE):
             raise ValueError(f"Inception resize 'none' needs 299 x 299 images, got {h} x {w}")
         return images.transpose(0, 3, 1, 2).astype(np.float32)
-    if mode == "bilinear":
+    if mode in ("bilinear", "bilinear_antialias"):
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-        return F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False).numpy()
+        return F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False,
+                             antialias=mode == "bilinear_antialias").numpy()
+    if mode == "tf1_bilinear":
+        return tf1_bilinear(torch.from_numpy(images).permute(0, 3, 1, 2).float(), SIZE, SIZE).numpy()
     out = np.empty((n, 3, SIZE, SIZE), np.float32)
     for i in range(n):
         for c in range(3):
             ch = Image.fromarray(images[i, :, :, c].astype(np.float32), mode="F")
             out[i, c] = np.asarray(ch.resize((SIZE, SIZE), resample=Image.Resampling.BICUBIC), dtype=np.float32)
     return np.clip(out, 0, 255, out=out)  # bicubic overshoots; clean-fid clips to the pixel range
+
+
+def _tf1_axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TF1 ``resize_bilinear`` (align_corners=False, half_pixel_centers=False) along one axis: source position
+    i * (n_in / n_out) in float32, its floor, the next index clamped to the edge, and the fraction."""
+    pos = torch.arange(n_out, dtype=torch.float32) * torch.tensor(n_in / n_out, dtype=torch.float32)
+    lo = pos.long()
+    return lo, (lo + 1).clamp_max(n_in - 1), pos - lo.float()
+
+
+def tf1_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Float NCHW -> NCHW at (height, width), interpolating along width first, then height (TF1's order)."""
+    x0, x1, fx = _tf1_axis(x.shape[3], width)
+    y0, y1, fy = _tf1_axis(x.shape[2], height)
+    top, bottom = x[:, :, y0], x[:, :, y1]
+    top = top[..., x0] + (top[..., x1] - top[..., x0]) * fx
+    bottom = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * fx
+    return top + (bottom - top) * fy.view(-1, 1)
 
 
 def normalise(x: np.ndarray) -> torch.Tensor:

@@ -98,7 +98,10 @@ class InceptionTFExtractor(Extractor):
 
     @classmethod
     def describe(cls, spec: dict[str, Any]) -> str:
-        return cls.preprocessing.format(resize=spec.get("resize", "clean"))
+        from .inception import RESIZE_REFERENCE
+
+        resize = spec.get("resize", "clean")
+        return cls.preprocessing.format(resize=f"{resize}: {RESIZE_REFERENCE.get(resize, 'unknown mode')}")
 
     @classmethod
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> InceptionTFExtractor:

@@ -3,7 +3,8 @@ guidance as a network input as in Improved MeanFlow) and SoFlow (solution functi
 
 Every family loads from local files only (a safetensors file or a ``weights_only`` torch checkpoint) with strict
 parameter names, so an official PyTorch checkpoint of the same size loads into the same class the mini-world
-trains. Latent-space models decode with their VAE (diffusers ``AutoencoderKL``, e.g. sd-vae-ft-mse, scale 0.18215).
+trains. Latent-space models decode with their VAE (diffusers ``AutoencoderKL``, e.g. sd-vae-ft-mse, scale 0.18215, or
+per-channel latent mean/std as Improved MeanFlow).
 """
 
 from __future__ import annotations
@@ -96,20 +97,61 @@ def load_strict(name: str, module: nn.Module, checkpoint: str | Path | None, arc
     module.load_state_dict(state, strict=True)
 
 
+
 class LatentDecoder:
-    """A diffusers AutoencoderKL decoder for latent-space models: image = decode(latent / scale)."""
+    """A diffusers AutoencoderKL decoder for latent-space models: image = decode(vae_latent), where the model's latent
+    z is mapped back to the VAE's latent by its normalisation, either
+
+    * ``scale`` (scalar; Stable Diffusion's convention, 0.18215 for sd-vae-ft-*): vae_latent = z / scale, or
+    * ``latent_mean`` + ``latent_std`` (one value per latent channel; e.g. Improved MeanFlow's utils/vae_util.py):
+      vae_latent = z * std + mean.
+
+    With neither, ``scale`` = 0.18215."""
 
     def __init__(self, owner: str, spec: dict[str, Any]):
         from diffusers import AutoencoderKL
 
         spec = dict(spec)
-        self.scale = float(spec.pop("scale", 0.18215))
+        scale = spec.pop("scale", None)
+        mean, std = spec.pop("latent_mean", None), spec.pop("latent_std", None)
+        self.scale, self.mean, self.std = latent_normalisation(owner, scale, mean, std)
         folder = resolve(WeightSpec.from_config(f"{owner}.arch.vae", spec))
         self.vae = AutoencoderKL.from_pretrained(str(folder)).eval()
+        channels = int(self.vae.config.latent_channels)
+        if self.std is not None and self.std.numel() != channels:
+            raise ValueError(f"{owner}.arch.vae: latent_mean/latent_std have {self.std.numel()} values but the VAE "
+                             f"has {channels} latent channels; give one value per channel")
+
+    def to_vae(self, latents: torch.Tensor) -> torch.Tensor:
+        """The model's latents in the VAE's latent space: z * std + mean per channel, or z / scale (as upstream
+        writes each, so the float32 results are upstream's bit for bit)."""
+        if self.std is None:
+            return latents / self.scale
+        shape = (1, -1, 1, 1)
+        return latents * self.std.to(latents).view(shape) + self.mean.to(latents).view(shape)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(latents / self.scale).sample
+        return self.vae.decode(self.to_vae(latents)).sample
+
+
+def latent_normalisation(owner: str, scale: float | None, mean: list[float] | None, std: list[float] | None,
+                         ) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
+    """(scale, mean, std) of a VAE spec: a scalar scale (default 0.18215) or per-channel mean and std; a clear
+    error for a half-given or mixed normalisation."""
+    if (mean is None) != (std is None):
+        raise ValueError(f"{owner}.arch.vae: give both latent_mean and latent_std (per-channel), or neither")
+    if mean is not None and std is not None:
+        if scale is not None:
+            raise ValueError(f"{owner}.arch.vae: give either scale or latent_mean/latent_std, not both")
+        if len(mean) != len(std) or not len(mean):
+            raise ValueError(f"{owner}.arch.vae: latent_mean and latent_std need the same number of values (one "
+                             f"per latent channel), got {len(mean)} and {len(std)}")
+        return None, torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+    scale = 0.18215 if scale is None else float(scale)
+    if scale <= 0:
+        raise ValueError(f"{owner}.arch.vae.scale must be > 0, got {scale}")
+    return scale, None, None
 
 
 class DiTFamily(Generator):
@@ -126,10 +168,17 @@ class DiTFamily(Generator):
         self.cfg_channels = sampler.pop("cfg_channels", None)
         interval = sampler.pop("guidance_interval", None)
         self.interval = tuple(interval) if interval else None
+        # per step count: the sweep's per_steps settings (genbench.config.expand_per_steps)
+        self.per_steps = {int(k): tuple(v["guidance_interval"])
+                          for k, v in (sampler.pop("per_steps", None) or {}).items() if v.get("guidance_interval")}
         self.options = sampler  # sampler-specific options (atol, rtol, diffusion_norm, last_step_size)
         self.check_method()
 
     methods: tuple[str, ...] = ()
+
+    def interval_at(self, steps: int) -> tuple[float, float] | None:
+        """The guidance interval at ``steps`` sampling steps: its per-steps setting, else the sampler's."""
+        return self.per_steps.get(int(steps), self.interval)
 
     def check_method(self) -> None:
         if self.method not in self.methods:
@@ -176,7 +225,7 @@ class SiTGenerator(DiTFamily):
                 raise ValueError(f"model '{self.name}': the SDE sampler needs a per-item noise source")
             opts["noise_source"] = noise_source
         res = sample_flow(self.net, noise, labels, steps=steps, cfg=cfg, null_label=self.net.num_classes,
-                          method=self.method, cfg_channels=self.cfg_channels, interval=self.interval, **opts)
+                          method=self.method, cfg_channels=self.cfg_channels, interval=self.interval_at(steps), **opts)
         return self.finish(res.x, res.nfe, res.forward_passes)
 
 
@@ -193,7 +242,7 @@ class MeanFlowGenerator(DiTFamily):
 
     def check_method(self) -> None:
         super().check_method()
-        if "omega" in self.net.extra_inputs and self.interval is not None:
+        if "omega" in self.net.extra_inputs and (self.interval is not None or self.per_steps):
             raise ValueError(f"model '{self.name}': with guidance as a network input the guidance interval is part "
                              f"of training, not of the sampler; remove sampler.guidance_interval")
 
@@ -217,7 +266,8 @@ class MeanFlowGenerator(DiTFamily):
             counted = Counted(lambda z, t, r: u(z, t, labels, r))
             z = mean_flow(counted, noise, steps)
             return self.finish(z, counted.calls, counted.calls)
-        guided, passes = classifier_free(u, labels, net.num_classes, cfg, self.cfg_channels, self.interval)
+        guided, passes = classifier_free(u, labels, net.num_classes, cfg, self.cfg_channels,
+                                         self.interval_at(steps))
         counted = Counted(guided)
         z = mean_flow(counted, noise, steps)
         return self.finish(z, counted.calls, passes())
@@ -273,7 +323,7 @@ class SoFlowGenerator(DiTFamily):
             return self.net.solution(x, batch_scalar(x, t), batch_scalar(x, s), y)
 
         guided, passes = classifier_free(f, labels, self.backbone.num_classes, cfg, self.cfg_channels,
-                                         self.interval)
+                                         self.interval_at(steps))
         counted = Counted(guided)
         x = solution_steps(counted, noise, steps, noise_source or _no_noise)
         return self.finish(x, counted.calls, passes())
@@ -303,7 +353,7 @@ class IMeanFlowGenerator(DiTFamily):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, noise: torch.Tensor, steps: int, cfg: float,
                noise_source: NoiseSource | None = None, prompts: list[str] | None = None) -> SampleResult:
-        lo, hi = self.interval or (0.0, 1.0)
+        lo, hi = self.interval_at(steps) or (0.0, 1.0)
 
         def u(z: torch.Tensor, t: float, r: float) -> torch.Tensor:
             return self.backbone(z, *(batch_scalar(z, v) for v in (t - r, cfg, lo, hi)), labels)

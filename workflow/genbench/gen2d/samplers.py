@@ -72,8 +72,13 @@ def heun(velocity: Velocity, x: torch.Tensor, steps: int, **_: Any) -> torch.Ten
 
 
 def dopri5(velocity: Velocity, x: torch.Tensor, steps: int, *, atol: float = 1e-6, rtol: float = 1e-3,
-           **_: Any) -> torch.Tensor:
+           upstream_compat: bool = True, **_: Any) -> torch.Tensor:
     """Adaptive Dormand-Prince 5(4) from t = 0 to 1 (torchdiffeq, as SiT's ODE mode); ``steps`` is unused.
+
+    ``upstream_compat`` (default) passes the tolerances as one-element lists as SiT's ``transport/integrators.py``
+    does: torchdiffeq then holds them as shape-(1,) float64 tensors, which promote its error scale
+    ``atol + rtol * |y|`` to float64 (a 0-d tensor does not), so the accepted steps are upstream's. Off, the
+    tolerances are scalars and the error scale is computed in the state's dtype.
 
     The step size is chosen for the whole batch (as upstream), so a sample depends on its batch; generation fixes
     the batches globally (genbench.gen2d.generate), so sharding still does not change any image."""
@@ -82,8 +87,9 @@ def dopri5(velocity: Velocity, x: torch.Tensor, steps: int, *, atol: float = 1e-
     def f(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return velocity(state, float(t))
 
+    tol: dict[str, Any] = {"atol": [atol], "rtol": [rtol]} if upstream_compat else {"atol": atol, "rtol": rtol}
     ts = torch.tensor([0.0, 1.0], dtype=x.dtype)
-    return odeint(f, x, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
+    return odeint(f, x, ts, method="dopri5", **tol)[-1]
 
 
 def euler_maruyama(velocity: Velocity, x: torch.Tensor, steps: int, *, noise_source: NoiseSource,
@@ -161,14 +167,48 @@ def guided_velocity(net: Callable[..., torch.Tensor], y: torch.Tensor, null_labe
     return classifier_free(fn, y, null_label, cfg, cfg_channels, interval)
 
 
+def doubled_guided_velocity(net: Callable[..., torch.Tensor], y: torch.Tensor, null_label: int, cfg: float,
+                            cfg_channels: int | None = None, interval: tuple[float, float] | None = None,
+                            ) -> tuple[Velocity, Callable[[], int]]:
+    """SiT's ``forward_with_cfg`` on the doubled state ``[x_cond; x_null]``: the network sees the conditional half
+    twice, with labels ``[y; null]``; both halves get the guided first ``cfg_channels`` channels and each keeps its
+    own label's remaining channels, so the null half's state drifts apart there and, though never fed back to the
+    network, enters the solver's error norm. Outside the guidance ``interval`` each half gets its own label's
+    output. Returns the velocity of the doubled state and a counter of forward passes per sample (2 per call)."""
+    passes = [0]
+    yy = torch.cat([y, torch.full_like(y, null_label)])
+
+    def v(x: torch.Tensor, t: float) -> torch.Tensor:
+        passes[0] += 2
+        half = x[: x.shape[0] // 2]
+        out = net(torch.cat([half, half]), batch_scalar(x, t), yy)
+        if interval is not None and not interval[0] <= t <= interval[1]:
+            return out
+        cond, uncond = out.chunk(2)
+        k = cond.shape[1] if cfg_channels is None else cfg_channels
+        guided = uncond[:, :k] + cfg * (cond[:, :k] - uncond[:, :k])
+        return torch.cat([torch.cat([guided, guided]), out[:, k:]], dim=1)
+
+    return v, lambda: passes[0]
+
+
 def sample_flow(net: Callable[..., torch.Tensor], noise: torch.Tensor, y: torch.Tensor, *, steps: int, cfg: float,
                 null_label: int, method: str = "euler", cfg_channels: int | None = None,
                 interval: tuple[float, float] | None = None, **options: Any) -> SampleResult:
-    """Integrate a (guided) flow network from noise (t = 0) to data (t = 1) with a FLOW_SAMPLERS method."""
+    """Integrate a (guided) flow network from noise (t = 0) to data (t = 1) with a FLOW_SAMPLERS method.
+
+    dopri5 with ``upstream_compat`` (the default) and guidance on integrates the doubled batch ``[z; z]`` as SiT's
+    ``sample.py`` / ``sample_ddp.py`` do (``using_cfg = cfg_scale > 1`` there; cfg != 1 here), so the null half
+    enters the adaptive step-size control, and returns the conditional half."""
     if method not in FLOW_SAMPLERS:
         raise ValueError(f"unknown flow sampler '{method}' (available: {', '.join(FLOW_SAMPLERS)})")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if method == "dopri5" and options.get("upstream_compat", True) and cfg != 1.0:
+        v, passes = doubled_guided_velocity(net, y, null_label, cfg, cfg_channels, interval)
+        counted = Counted(v)
+        x = dopri5(counted, torch.cat([noise, noise]), steps, **options)[: noise.shape[0]]
+        return SampleResult(x=x, nfe=counted.calls, forward_passes=passes())
     v, passes = guided_velocity(net, y, null_label, cfg, cfg_channels, interval)
     counted = Counted(v)
     x = FLOW_SAMPLERS[method](counted, noise, steps, **options)

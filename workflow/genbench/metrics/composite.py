@@ -8,7 +8,8 @@ Over the rows of a sweep (one row per cell), each metric is min-max normalised s
 
 The bounds (min, max per metric) can be saved and reused on another evaluation set. Reused bounds do not clip
 (as in the reference), so a value outside them gives u outside [0, 1] — even negative; this module keeps that
-behaviour and reports every such value in the returned warnings. Bounds files use the reference's keys ("FID",
+behaviour and reports every such value in the returned warnings, and warns when reused bounds have min = max (u = 1
+for every value: the metric silently drops out of MMHM). Bounds files use the reference's keys ("FID",
 "IS", "CLIP Score", "Pick Score") so they can be exchanged with it.
 """
 
@@ -59,11 +60,17 @@ def mmhm(values: dict[str, Any], bounds: dict[str, dict[str, float]] | None = No
         lo = float(a.min()) if given.get("min") is None else float(given["min"])
         hi = float(a.max()) if given.get("max") is None else float(given["max"])
         u = minmax_utility(a, m in LOWER_IS_BETTER, lo, hi)
-        outside = np.flatnonzero((u < 0) | (u > 1))
+        reused = given.get("min") is not None or given.get("max") is not None
+        if reused and hi == lo:
+            warnings.append(f"MMHM: the reused bounds of '{m}' have min = max = {lo:g}: every row gets u = 1 for it, "
+                            f"whatever its value, so '{m}' does not count in MMHM; reuse bounds from a sweep where "
+                            f"it varies")
+        # compared with the bounds, not through u: with min = max, u is 1 for any value
+        outside = np.flatnonzero((a < lo) | (a > hi))
         if len(outside):
             warnings.append(f"MMHM: {len(outside)} '{m}' value(s) outside the bounds [{lo:g}, {hi:g}] (rows "
-                            f"{outside[:10].tolist()}): utilities {np.round(u[outside[:3]], 4).tolist()} are not "
-                            "clipped, as in the reference")
+                            f"{outside[:10].tolist()}, values {np.round(a[outside[:3]], 4).tolist()}): utilities "
+                            f"{np.round(u[outside[:3]], 4).tolist()} are not clipped, as in the reference")
         used[BOUND_KEYS[m]] = {"min": lo, "max": hi}
         inv = inv + 1.0 / (eps + u)
     return 4.0 / inv, used, warnings

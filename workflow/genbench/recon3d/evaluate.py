@@ -21,7 +21,7 @@ from ..io import save_npz, write_bytes, write_json
 from ..seeding import derive_seed, numpy_rng
 from .distances import PointSetError, check_points
 from .meshes import MeshError, check_mesh
-from .protocols import PROTOCOLS, load_prediction
+from .protocols import PROTOCOLS, load_prediction, protocol_settings
 from .reconstructors import EmptyInputError, Reconstruction, alpha_mask, load_reconstructor
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def score_dataset(dataset: str, model: str, protocols: dict[str, dict[str, Any]]
                     check_mesh(pred["mesh"], what)
                 rng = numpy_rng(seed, "score3d", protocol, model, dataset, r["item_id"])
                 item = {**items[r["item_id"]], "_root": str(root)}
-                metrics = PROTOCOLS[protocol](pred, item, cfg, rng)
+                metrics = PROTOCOLS[protocol](pred, item, protocol_settings(cfg, dataset), rng)
             except (MeshError, PointSetError, ValueError, OSError) as exc:
                 log.warning("failed to score %s: %s", what, exc)
                 rows.append({**base, "status": "failed", "reason": f"scoring: {type(exc).__name__}: {exc}"})

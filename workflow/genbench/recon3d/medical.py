@@ -267,7 +267,7 @@ def _item(item: str, image: nib.Nifti1Image, img_data: np.ndarray, labels: np.nd
     lab_img = nib.Nifti1Image(labels.astype(np.int16), image.affine)
     intensity = proto.get("intensity") or ({"kind": "ct", "level": 40, "width": 400} if case.modality == "ct"
                                            else {"kind": "mri", "percentiles": [0.5, 99.5]})
-    leg, cmask = legacy_input(img_data, labels, label, what)
+    leg, cmask = legacy_input(img_data, labels, label, what, axis=int(proto.get("legacy_slice_axis", 0)))
     cor = corrected_input(image, lab_img, label, what, plane=proto.get("plane", "axial"),
                           policy=proto.get("policy", "centre"), intensity=intensity,
                           margin=float(proto.get("margin", 0.1)), size=proto.get("size"))
@@ -289,6 +289,7 @@ def _item(item: str, image: nib.Nifti1Image, img_data: np.ndarray, labels: np.nd
             "gt_samples": f"{rel}/gt.npz", "gt_legacy": f"{rel}/gt_legacy.npz",
             "plane": cor.plane, "slice_index": cor.slice_index, "slice_policy": cor.meta["policy"],
             "pixel_mm": cor.pixel_mm[0], "intensity": json.dumps(intensity, sort_keys=True),
+            "legacy_slice_axis": int(leg.plane[-1]),
             "legacy_slice_index": leg.slice_index, "legacy_volume_slice_index": leg.meta["volume_slice_index"],
             "volume_mm3": float(mesh.volume), "n_voxels": int((labels == label).sum()),
             "norm_centre": json.dumps([round(c, 6) for c in norm.centre]), "norm_scale": norm.scale,

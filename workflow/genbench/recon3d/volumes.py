@@ -113,19 +113,23 @@ class SliceInput:
     meta: dict[str, Any]
 
 
-def legacy_input(image: np.ndarray, labels: np.ndarray, label: int, what: str) -> tuple[SliceInput, np.ndarray]:
-    """The seed benchmark's input for one label, and the cropped binary mask its legacy GT is built from."""
+def legacy_input(image: np.ndarray, labels: np.ndarray, label: int, what: str,
+                 axis: int = 0) -> tuple[SliceInput, np.ndarray]:
+    """The seed benchmark's input for one label, and the cropped binary mask its legacy GT is built from; the slice
+    is the middle of the label's extent along voxel ``axis`` (the seed's --slice_axis)."""
+    if axis not in (0, 1, 2):
+        raise ValueError(f"{what}: legacy slice axis must be 0, 1 or 2, got {axis}")
     mask = label_mask(labels, label, what)
     crop = legacy_crop(mask)
     obj = (image * mask)[crop]
     cmask = mask[crop]
-    along = np.nonzero(cmask)[0]
+    along = np.nonzero(cmask)[axis]
     k = int((along.min() + along.max()) // 2)
-    rgb = to_uint8_legacy(np.repeat(obj[k][:, :, None], 3, axis=2))
-    alpha = cmask[k].astype(np.uint8) * 255
+    rgb = to_uint8_legacy(np.repeat(np.take(obj, k, axis=axis)[:, :, None], 3, axis=2))
+    alpha = np.take(cmask, k, axis=axis).astype(np.uint8) * 255
     rgba = np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    return SliceInput(rgba, k, "axis0", (float("nan"), float("nan")),
-                      {"crop_start": [s.start for s in crop], "volume_slice_index": k + crop[0].start}), cmask
+    return SliceInput(rgba, k, f"axis{axis}", (float("nan"), float("nan")),
+                      {"crop_start": [s.start for s in crop], "volume_slice_index": k + crop[axis].start}), cmask
 
 
 # ---------------------------------------------------------------------------------------------------------------
