@@ -275,7 +275,8 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti,
                     text_image_names=sc.get("text_image", {}),
-                    dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None)
+                    dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None,
+                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"])
     write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
     pc = sc["per_class"]
     if pc["enabled"]:
@@ -422,7 +423,8 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
     if sets:
         counts = summary[summary["protocol"] == "appearance"].drop_duplicates(["dataset", "model"]).set_index(
             ["dataset", "model"])[["n_scored", "n_skipped", "n_failed"]]
-        extra = pd.concat(sets, ignore_index=True).assign(protocol="appearance", ci_low=np.nan, ci_high=np.nan)
+        extra = pd.concat(sets, ignore_index=True).assign(protocol="appearance", ci_low=np.nan, ci_high=np.nan,
+                                                          ci_method="none (a set-level value, no items to resample)")
         extra = extra.join(counts, on=["dataset", "model"])
         extra["ceiling"] = extra["model"].isin(ceilings)
         extra["higher_is_better"] = False
