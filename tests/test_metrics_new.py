@@ -242,3 +242,23 @@ def test_summary3d_rows_name_a_bca_interval():
     assert s.loc["chamfer", "ci_method"] == "bca, 100 resamples, 0.9, items"
     assert s.loc["chamfer", "ci_low"] < s.loc["chamfer", "value"] < s.loc["chamfer", "ci_high"]
     assert s.loc["fscore@0.01", "ci_low"] == s.loc["fscore@0.01", "ci_high"] == 0.5  # constant values
+
+
+def test_mmhm_rows_carry_no_interval_and_no_bias():
+    """The aggregate's MMHM rows are built from each cell's FID row: they must not inherit its interval bias."""
+    import pandas as pd
+
+    from genbench.stages import add_mmhm_rows
+
+    real, gen, ti = _cell()
+    frames = []
+    for cfg, shift in ((1.0, 0.0), (2.0, 0.3)):
+        g = dict(gen, features=gen["features"] + shift)
+        frames.append(score_cell(real, g, cell=dict(model="m", dataset="d", steps=1, cfg=cfg, seed=0),
+                                 metrics=["fid", "is", "clip_score", "pick_score"], is_splits=2,
+                                 bootstrap={"n": 20, "confidence": 0.9, "seed": 0}, text_image=ti))
+    out, _ = add_mmhm_rows(pd.concat(frames, ignore_index=True), {})
+    mmhm = out[out["metric"] == "mmhm"]
+    assert len(mmhm) == 2 and mmhm["ci_bias"].isna().all() and mmhm["ci_low"].isna().all()
+    assert (mmhm["ci_method"] == "none (min-max over the sweep)").all()
+    assert out.loc[out["metric"] == "fid", "ci_bias"].notna().all()

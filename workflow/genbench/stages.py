@@ -315,7 +315,8 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
             base = facts.loc[key].to_dict() if key in facts.index else {}
             base["extractor"] = "composite (fid, is, clip_score, pick_score rows)"
             rows.append({**base, **dict(zip(cell_keys, key, strict=True)), "metric": "mmhm", "value": float(score),
-                         "ci_low": np.nan, "ci_high": np.nan, "ci_method": "none (min-max over the sweep)",
+                         "ci_low": np.nan, "ci_high": np.nan, "ci_bias": np.nan,
+                         "ci_method": "none (min-max over the sweep)",
                          "note": source + ("; " + " ".join(warnings) if warnings else "")})
     out = pd.concat([df, pd.DataFrame(rows)[df.columns]], ignore_index=True)
     return out, {"bounds_per_dataset": all_bounds, "reused_from": spec.get("bounds")}
