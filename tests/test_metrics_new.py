@@ -262,3 +262,29 @@ def test_mmhm_rows_carry_no_interval_and_no_bias():
     assert len(mmhm) == 2 and mmhm["ci_bias"].isna().all() and mmhm["ci_low"].isna().all()
     assert (mmhm["ci_method"] == "none (min-max over the sweep)").all()
     assert out.loc[out["metric"] == "fid", "ci_bias"].notna().all()
+
+
+def test_aggregate_3d_set_level_rows_name_no_interval(tmp_path):
+    """Set-level appearance rows (FD/KD on renders) join a summary that now has ci_method: they get 'none'."""
+    import pandas as pd
+
+    from genbench.stages import stage_aggregate_3d
+
+    rng = np.random.default_rng(0)
+    geo = pd.DataFrame({"dataset": "d", "model": "m", "protocol": "corrected", "item_id": [f"i{k}" for k in range(8)],
+                        "status": "ok", "chamfer": rng.exponential(size=8)})
+    app = pd.DataFrame({"dataset": "d", "model": "m", "item_id": [f"i{k}" for k in range(8)], "status": "ok",
+                        "psnr": rng.normal(20, 1, size=8)})
+    sets = pd.DataFrame({"dataset": ["d"], "model": ["m"], "metric": ["fd_renders"], "value": [1.5], "n": [8],
+                         "note": ["8 renders"]})
+    paths = [tmp_path / "geo.parquet", tmp_path / "app.parquet", tmp_path / "app.sets.parquet"]
+    for df, p in zip((geo, app, sets), paths, strict=True):
+        df.to_parquet(p)
+    config = {"recon3d": {"models": ["m"], "protocols": ["corrected"], "bootstrap": {"n": 50}},
+              "reconstructors": {"m": {"kind": "other"}}, "seed": 0}
+    stage_aggregate_3d([paths[0]], config, "hash", tmp_path / "items.parquet", tmp_path / "summary.parquet",
+                       appearance=paths[1:])
+    s = pd.read_parquet(tmp_path / "summary.parquet").set_index("metric")
+    assert s.loc["fd_renders", "ci_method"].startswith("none") and np.isnan(s.loc["fd_renders", "ci_low"])
+    assert s.loc["chamfer", "ci_method"] == "bca, 50 resamples, 0.95, items"
+    assert s.loc["psnr", "ci_method"] == "bca, 50 resamples, 0.95, items"
