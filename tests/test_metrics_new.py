@@ -288,3 +288,21 @@ def test_aggregate_3d_set_level_rows_name_no_interval(tmp_path):
     assert s.loc["fd_renders", "ci_method"].startswith("none") and np.isnan(s.loc["fd_renders", "ci_low"])
     assert s.loc["chamfer", "ci_method"] == "bca, 50 resamples, 0.95, items"
     assert s.loc["psnr", "ci_method"] == "bca, 50 resamples, 0.95, items"
+
+
+def test_wide_table_omits_an_uninformative_kid_spread():
+    """KID over subsets that are all the whole set used to print '1872 ± 0'; its std row is now NaN (with a
+    note) and the wide table prints the value alone."""
+    import pandas as pd
+
+    from genbench.tables.export import wide_table
+
+    real, gen, _ = _cell(with_clip=False)
+    kw = dict(cell=dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0), metrics=["kid"], is_splits=2,
+              bootstrap={"n": 0, "confidence": 0.9, "seed": 0})
+    whole = score_cell(real, gen, kid={"subsets": 5, "subset_size": 1000, "small_sample": "shrink"}, **kw)
+    part = score_cell(real, gen, kid={"subsets": 5, "subset_size": 30}, **kw).assign(cfg=2.0)
+    wide = wide_table(pd.concat([whole, part], ignore_index=True)).set_index("cfg")
+    kid_col = [c for c in wide.columns if c.startswith("KID")][0]
+    assert "±" not in wide.loc["1", kid_col] and "–" not in wide.loc["1", kid_col]
+    assert "±" in wide.loc["2", kid_col]

@@ -54,7 +54,7 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
             std = std_of.get((*key, m))
             if not math.isnan(lo) and not math.isnan(hi):
                 col.append(f"{_num(v * s)} [{_num(lo * s)}, {_num(hi * s)}]")
-            elif std is not None:
+            elif std is not None and not math.isnan(std):  # NaN: the spread is not informative (see its note)
                 # a spread below the value's float resolution is rounding noise (e.g. KID over identical subsets)
                 std = 0.0 if abs(std) <= 1e-9 * abs(v) else std
                 col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
