@@ -94,7 +94,7 @@ def test_text_image_metrics_need_their_embedders(default_config):
     from genbench.config import ConfigError, validate_config
 
     default_config["scoring"].pop("text_image")
-    with pytest.raises(ConfigError, match=r"clip_score, csfid, csis need scoring.text_image.clip"):
+    with pytest.raises(ConfigError, match=r"clip_score, csfid, csis, cmmd need scoring.text_image.clip"):
         validate_config(default_config)
 
 

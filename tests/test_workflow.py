@@ -18,7 +18,8 @@ from genbench.tables.diff import Tolerances, diff_paths
 FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids",
                 "clip_vs_cfg", "pick_vs_cfg", "mmhm_heatmap", "scaled_vs_raw"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
-           "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std"}
+           "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
+           "cmmd", "fid_inf"}
 FIGURES = [*FROM_METRICS, "per_class_fid"]
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
 CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the

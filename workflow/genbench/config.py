@@ -199,7 +199,7 @@ def _check_references(config: dict[str, Any]) -> None:
             problems.append(f"embedders.{name}: training needs kind open_clip with a 'model_config'")
     metrics = config["scoring"]["metrics"]
     ti = config["scoring"].get("text_image", {})
-    for role, uses in (("clip", ("clip_score", "csfid", "csis")), ("pick", ("pick_score", "psfid", "psis"))):
+    for role, uses in (("clip", ("clip_score", "csfid", "csis", "cmmd")), ("pick", ("pick_score", "psfid", "psis"))):
         wanted = [m for m in uses if m in metrics]
         if wanted and role not in ti:
             problems.append(f"scoring.metrics: {', '.join(wanted)} need scoring.text_image.{role} (an embedder)")

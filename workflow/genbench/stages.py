@@ -277,7 +277,8 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti,
                     text_image_names=sc.get("text_image", {}),
-                    dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None)
+                    dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None,
+                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"])
     write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
     pc = sc["per_class"]
     if pc["enabled"]:
@@ -316,7 +317,8 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
             base = facts.loc[key].to_dict() if key in facts.index else {}
             base["extractor"] = "composite (fid, is, clip_score, pick_score rows)"
             rows.append({**base, **dict(zip(cell_keys, key, strict=True)), "metric": "mmhm", "value": float(score),
-                         "ci_low": np.nan, "ci_high": np.nan, "ci_method": "none (min-max over the sweep)",
+                         "ci_low": np.nan, "ci_high": np.nan, "ci_bias": np.nan,
+                         "ci_method": "none (min-max over the sweep)",
                          "note": source + ("; " + " ".join(warnings) if warnings else "")})
     out = pd.concat([df, pd.DataFrame(rows)[df.columns]], ignore_index=True)
     return out, {"bounds_per_dataset": all_bounds, "reused_from": spec.get("bounds")}
@@ -428,7 +430,8 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
     if sets:
         counts = summary[summary["protocol"] == "appearance"].drop_duplicates(["dataset", "model"]).set_index(
             ["dataset", "model"])[["n_scored", "n_skipped", "n_failed"]]
-        extra = pd.concat(sets, ignore_index=True).assign(protocol="appearance", ci_low=np.nan, ci_high=np.nan)
+        extra = pd.concat(sets, ignore_index=True).assign(protocol="appearance", ci_low=np.nan, ci_high=np.nan,
+                                                          ci_method="none (a set-level value, no items to resample)")
         extra = extra.join(counts, on=["dataset", "model"])
         extra["ceiling"] = extra["model"].isin(ceilings)
         extra["higher_is_better"] = False

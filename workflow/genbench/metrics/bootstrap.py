@@ -1,8 +1,18 @@
 """Seeded bootstrap confidence intervals over samples.
 
-Each replicate redraws every input set with replacement (same sizes) and recomputes the statistic. The interval
-is the percentile interval [q_(a/2), q_(1-a/2)] of the replicates. Replicates come from a numpy Generator seeded
-by the configured bootstrap seed and the row's identity, so intervals are reproducible.
+Each replicate redraws every input set with replacement (same sizes) and recomputes the statistic. Replicates come
+from a numpy Generator seeded by the configured bootstrap seed and the row's identity, so intervals are
+reproducible. Three interval methods, named in every row's ``ci_method``:
+
+- ``percentile``: [q_(a/2), q_(1-a/2)] of the replicates (kept for paired differences, ``genbench compare``).
+- ``debiased-percentile``: for statistics that are biased on a resample with replacement (Fréchet distances,
+  Vendi, CMMD, IS: duplicates shrink covariances and diversity), the bootstrap bias estimate
+  b = mean(replicates) - estimate is subtracted from both percentile bounds (Efron & Tibshirani 1993, §10.6).
+  b goes into the row's ``ci_bias``.
+- ``bca``: scipy.stats.bootstrap's bias-corrected and accelerated interval, for means over samples (CLIP Score,
+  precision, 3D per-item means), whose jackknife is cheap.
+
+``interval_note`` names any interval that still excludes its own estimate, so no such row goes unexplained.
 """
 
 from __future__ import annotations
@@ -24,6 +34,59 @@ def percentile_interval(reps: np.ndarray, confidence: float) -> tuple[float, flo
     alpha = 1.0 - confidence
     low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def method_label(method: str, n_boot: int, confidence: float, detail: str = "") -> str:
+    """The ``ci_method`` text: the method's name first, then its resamples and level (and what was resampled)."""
+    if n_boot <= 0:
+        return "none (bootstrap disabled)"
+    return f"{method}, {n_boot} resamples, {confidence:g}" + (f", {detail}" if detail else "")
+
+
+def debiased_percentile_interval(reps: np.ndarray, estimate: float,
+                                 confidence: float) -> tuple[float, float, float]:
+    """(low, high, bias): the percentile interval shifted by the bootstrap bias estimate mean(reps) - estimate."""
+    reps = np.asarray(reps, dtype=np.float64)
+    if len(reps) == 0:
+        return float("nan"), float("nan"), float("nan")
+    bias = float(reps.mean() - estimate)
+    low, high = percentile_interval(reps, confidence)
+    return low - bias, high - bias, bias
+
+
+def bca_mean_interval(values: np.ndarray, n_boot: int, confidence: float,
+                      rng: np.random.Generator) -> tuple[float, float, str]:
+    """(low, high, method): the BCa interval of the mean of ``values`` (scipy.stats.bootstrap), method 'bca'.
+    Values equal up to round-off: the interval is their mean (every resample has that mean), method 'bca'. Where
+    scipy still cannot form BCa (a degenerate jackknife), the percentile interval of the same replicates, with
+    the method 'percentile (bca degenerate)' so that the row says so."""
+    v = np.asarray(values, dtype=np.float64)
+    if n_boot <= 0 or len(v) == 0:
+        return float("nan"), float("nan"), "none"
+    if np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())):
+        return float(v.mean()), float(v.mean()), "bca"
+    import warnings
+
+    from scipy.stats import bootstrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate case is handled below, not only warned about
+        res = bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="BCa",
+                        vectorized=True, rng=rng)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high, "bca"
+    return (*percentile_interval(res.bootstrap_distribution, confidence), "percentile (bca degenerate)")
+
+
+def interval_note(value: float, low: float, high: float, bias: float | None = None) -> str:
+    """'' when [low, high] contains ``value`` (or there is no interval), else a note saying why it does not."""
+    if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(value)) or low <= value <= high:
+        return ""
+    side = "above" if low > value else "below"
+    why = (f"; the bootstrap bias estimate {bias:+.4g} was removed, the replicates' spread is skewed"
+           if bias is not None and np.isfinite(bias) else "")
+    return f"interval lies entirely {side} the estimate{why}"
 
 
 def bootstrap_ci(statistic: Callable[..., float], sizes: Sequence[int], n_boot: int, confidence: float,

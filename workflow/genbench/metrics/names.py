@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid"}
+LOWER_IS_BETTER = {"fid", "kid", "fd_dinov2", "kd_dinov2", "csfid", "psfid", "cmmd", "fid_inf"}
 LABELS = {"fid": "FID", "is": "IS", "kid": "KID", "clip_score": "CLIP Score", "pick_score": "PickScore",
           "csfid": "csFID", "psfid": "psFID", "csis": "csIS", "psis": "psIS", "mmhm": "MMHM",
-          "fd_dinov2": "FD-DINOv2", "kd_dinov2": "KD-DINOv2"}
+          "fd_dinov2": "FD-DINOv2", "kd_dinov2": "KD-DINOv2", "precision": "Precision", "recall": "Recall",
+          "density": "Density", "coverage": "Coverage", "vendi": "Vendi", "cmmd": "CMMD", "fid_inf": "FID∞"}
 ORDER = ["fid", "is", "kid", "fd_dinov2", "kd_dinov2", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
-         "mmhm"]
+         "mmhm", "precision", "recall", "density", "coverage", "vendi", "cmmd", "fid_inf"]
 
 
 def best_settings(table: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:

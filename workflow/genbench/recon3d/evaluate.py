@@ -171,8 +171,9 @@ def _threshold_note(metric: str, spacing: float) -> str | None:
 def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confidence: float,
               seed: int) -> pd.DataFrame:
     """Long table: one row per (dataset, model, protocol, metric) with the mean over scored items, its bootstrap
-    percentile CI (items resampled), and the counts of scored / skipped / failed items."""
-    from ..metrics.bootstrap import bootstrap_ci
+    BCa interval (items resampled; the method in ``ci_method``), and the counts of scored / skipped / failed
+    items."""
+    from ..metrics.bootstrap import bca_mean_interval, interval_note, method_label
 
     rows = []
     keys = ["dataset", "model", "protocol"]
@@ -189,10 +190,13 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
             if len(vals) == 0:
                 continue
             rng = numpy_rng(seed, "bootstrap3d", *key, metric)
-            lo, hi, _ = bootstrap_ci(lambda i, v=vals: float(v[i].mean()), [len(vals)], n_boot, confidence, rng)
-            rows.append({**dict(zip(keys, key, strict=True)), "metric": metric, "value": float(vals.mean()),
-                         "ci_low": lo, "ci_high": hi, "n": len(vals), **counts,
+            lo, hi, how = bca_mean_interval(vals, n_boot, confidence, rng)
+            value = float(vals.mean())
+            notes = [n for n in (_threshold_note(metric, spacing), interval_note(value, lo, hi)) if n]
+            rows.append({**dict(zip(keys, key, strict=True)), "metric": metric, "value": value,
+                         "ci_low": lo, "ci_high": hi, "ci_method": method_label(how, n_boot, confidence, "items"),
+                         "n": len(vals), **counts,
                          "ceiling": key[1] in ceilings,
                          "higher_is_better": not any(metric.startswith(p) for p in LOWER_IS_BETTER),
-                         "note": _threshold_note(metric, spacing)})
+                         "note": "; ".join(notes) or None})
     return pd.DataFrame(rows)

@@ -58,7 +58,7 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
             std = std_of.get((*key, m))
             if not math.isnan(lo) and not math.isnan(hi):
                 col.append(f"{_num(v * s)} [{_num(lo * s)}, {_num(hi * s)}]")
-            elif std is not None:
+            elif std is not None and not math.isnan(std):  # NaN: the spread is not informative (see its note)
                 # a spread below the value's float resolution is rounding noise (e.g. KID over identical subsets)
                 if abs(std) <= 1e-9 * abs(v) or _num(std * s, 2) == "0":
                     col.append(f"{_num(v * s)}{NO_SPREAD}")  # not "± 0": there is no spread to report
