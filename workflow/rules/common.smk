@@ -52,15 +52,26 @@ def dataset3d_config(dataset):
 
 
 def model_config(model):
-    return select(config, "seed", f"models.{model}")
+    return select(config, "seed", f"models.{model}", "runtime")
 
 
 def extractor_config(name):
     spec = config["extractors"][name]
-    paths = [f"extractors.{name}"]
+    paths = [f"extractors.{name}", "runtime"]
     if "train" in spec:
         paths += [f"datasets.{spec['train']['dataset']}", "miniworld"]
     return select(config, *paths)
+
+
+def with_decode_policy(cfg, dataset):
+    """A rule's config subset plus the data set's decode_errors policy (when set), for the rules reading its images."""
+    policy = config["datasets"].get(dataset, {}).get("decode_errors")
+    if policy is not None:
+        cfg.setdefault("datasets", {}).setdefault(dataset, {})["decode_errors"] = policy
+    return cfg
+
+
+FEATURE_THREADS = config.get("runtime", {}).get("threads", 1)
 
 
 def score_config(model):
@@ -73,7 +84,7 @@ def score_config(model):
 
 def embedder_config(name):
     spec = config["embedders"][name]
-    paths = [f"embedders.{name}"]
+    paths = [f"embedders.{name}", "runtime"]
     if "train" in spec:
         paths += [f"datasets.{d}" for d in [spec["train"]["dataset"], *spec["train"].get("extra", [])]]
         paths += ["miniworld"]
@@ -148,7 +159,7 @@ def cell_feature_checkpoints(wildcards, input):
 def cell_feature_config(wildcards):
     paths = [p for e in GEN_EXTRACTORS for p in extractor_config_paths(e)]
     paths += [f"embedders.{e}" for e in GEN_EMBEDDERS]
-    return select(config, *paths)
+    return select(config, *paths, "runtime")
 
 
 def manifest_path(dataset):
@@ -179,7 +190,7 @@ def curation_embedders(dataset):
 def curation_config(dataset):
     spec = config["datasets"][dataset]
     paths = ["seed", f"datasets.{dataset}", "miniworld"] + [f"embedders.{e}" for e in curation_embedders(dataset)]
-    return select(config, *paths)
+    return select(config, *paths, "runtime")
 
 
 def curation_folder(dataset):

@@ -82,7 +82,7 @@ def dopri5(velocity: Velocity, x: torch.Tensor, steps: int, *, atol: float = 1e-
     def f(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return velocity(state, float(t))
 
-    ts = torch.tensor([0.0, 1.0], dtype=x.dtype)
+    ts = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
     return odeint(f, x, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
 
 
