@@ -113,7 +113,7 @@ class MiniworldClassifierExtractor(Extractor):
                  native_size: int | None = None):
         super().__init__(name, batch_size, runtime)
         self.net = self.runtime.place(net.eval())
-        self.native_size = native_size  # None: the size of the first image seen; every image must have it
+        self.native_size: tuple[int, int] | int | None = native_size  # None: the first image's size
 
     @classmethod
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
@@ -126,13 +126,16 @@ class MiniworldClassifierExtractor(Extractor):
 
     def _check_size(self, images: list[np.ndarray] | np.ndarray, ids: np.ndarray, set_name: str) -> None:
         if self.native_size is None and len(images):
-            self.native_size = int(images[0].shape[0])
+            self.native_size = tuple(images[0].shape[:2])
+        elif isinstance(self.native_size, int):
+            self.native_size = (self.native_size, self.native_size)
+        h, w = self.native_size
         for im, item in zip(images, ids, strict=True):
-            if im.shape[:2] != (self.native_size, self.native_size):
+            if im.shape[:2] != (h, w):
                 raise FeatureInputError(
-                    f"extractor '{self.name}' (mini-world classifier) takes its native {self.native_size} x "
-                    f"{self.native_size} images only; item '{item}' of image set '{set_name}' is {im.shape[1]} x "
-                    f"{im.shape[0]}: use an extractor that resizes (inception_tf, dinov2) for this set")
+                    f"extractor '{self.name}' (mini-world classifier) takes its native {w} x {h} images only; item "
+                    f"'{item}' of image set '{set_name}' is {im.shape[1]} x {im.shape[0]}: use an extractor that "
+                    f"resizes (inception_tf, dinov2) for this set")
 
     def forward_batch(self, images, ids, set_name):
         self._check_size(images, ids, set_name)

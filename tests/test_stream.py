@@ -1,0 +1,146 @@
+"""Streaming image sets (genbench.data.stream) through the feature / embedding stages: mixed sizes, bad files per
+policy, memory-mapped shards, worker processes, and outputs identical to the whole-set path they replaced."""
+
+import logging
+
+import numpy as np
+import pytest
+from streamutil import (
+    BAD,
+    classifier_checkpoint,
+    clip_checkpoint,
+    dinov2_checkpoint,
+    tiny_config,
+    write_image_set,
+    write_shards,
+)
+
+from genbench.data.manifest import ImageDecodeError, load_images, read_manifest
+from genbench.data.stream import ManifestImages, ShardImages, iter_batches, npz_member
+from genbench.features.registry import FeatureInputError, load_extractor
+from genbench.io import load_npz, save_npz
+from genbench.stages import stage_cell_features, stage_embed_real, stage_features_real
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("assets")
+    cfg = tiny_config()
+    return {"cfg": cfg, "cls": classifier_checkpoint(d / "cls.safetensors"),
+            "dino": dinov2_checkpoint(d / "dino", cfg), "clip": clip_checkpoint(d / "clip.safetensors", cfg)}
+
+
+def with_policy(cfg, dataset, policy):
+    return {**cfg, "datasets": {**cfg["datasets"], dataset: {"adapter": "miniworld", "decode_errors": policy}}}
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_bad_files_in_the_middle_are_skipped_and_recorded(tmp_path, assets, threads, caplog):
+    """A truncated JPEG, a zero-byte file and an undecodable PNG in the middle of a mixed-size set: with
+    decode_errors: skip every other item gets its features (the same as on the clean set), the three are listed
+    with their reasons, and progress goes to the log."""
+    man = write_image_set(tmp_path / "bad", n=12, bad=True)
+    clean = write_image_set(tmp_path / "clean", n=12, bad=False)
+    cfg = with_policy(assets["cfg"], "realset", "skip")
+    with caplog.at_level(logging.INFO):
+        stage_features_real("mw_dinov2", cfg, assets["dino"], man, "realset", tmp_path / "f.npz", threads=threads)
+    stage_features_real("mw_dinov2", cfg, assets["dino"], clean, "realset", tmp_path / "ref.npz")
+    got, ref = load_npz(tmp_path / "f.npz"), load_npz(tmp_path / "ref.npz")
+    assert got["item_id"].tolist() == ref["item_id"].tolist() and len(got["item_id"]) == 12
+    np.testing.assert_array_equal(got["features"], ref["features"])
+    assert got["skipped_item_id"].tolist() == list(BAD)
+    assert all(r and "\n" not in r for r in got["skipped_reason"])
+    assert "cannot decode" in got["skipped_reason"][0]
+    assert "images/s" in caplog.text and "ETA" in caplog.text
+    assert "skipping item 'bad_empty'" in caplog.text
+
+    stage_embed_real("mw_clip", cfg, assets["clip"], man, "realset", tmp_path / "e.npz", threads=threads)
+    e = load_npz(tmp_path / "e.npz")
+    assert len(e["image_emb"]) == len(e["text_emb"]) == 12 and e["skipped_item_id"].tolist() == list(BAD)
+
+
+def test_bad_file_fails_naming_the_item_and_the_fix(tmp_path, assets):
+    man = write_image_set(tmp_path, n=12, bad=True)
+    for cfg in (assets["cfg"], with_policy(assets["cfg"], "realset", "fail")):  # fail is the default
+        with pytest.raises(ImageDecodeError) as err:
+            stage_features_real("mw_dinov2", cfg, assets["dino"], man, "realset", tmp_path / "f.npz", threads=2)
+        msg = str(err.value)
+        assert "bad_truncated" in msg and "decode_errors: skip" in msg and "\n" not in msg
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_decode_cap_refuses_oversized_images(tmp_path):
+    man = write_image_set(tmp_path, n=3, sizes=((64, 64), (8, 8)))
+    images = ManifestImages(read_manifest(man), tmp_path, "capped", max_pixels=1000)
+    skipped = [s for b in iter_batches(images, 2, policy="skip") for s in b.skipped]
+    assert [images.item_id[i] for i, _ in skipped] == ["item0000", "item0002"]
+    assert "exceeds the decode cap of 1000 pixels" in skipped[0][1]
+
+
+def test_streamed_features_are_byte_identical_to_the_whole_set_path(tmp_path, assets):
+    """One size (the mini-world's case): the streamed stage writes exactly what decoding the whole set and
+    extracting it in memory wrote before, with and without decoding workers."""
+    man = write_image_set(tmp_path, n=21, sizes=((16, 16),))
+    manifest = read_manifest(man)
+    for name, ckpt in (("mw_classifier", assets["cls"]), ("mw_dinov2", assets["dino"])):
+        ex = load_extractor(name, assets["cfg"]["extractors"][name], ckpt)
+        ex.batch_size = 8  # several batches, the last one short
+        old = ex.extract(load_images(manifest, tmp_path), "real")
+        save_npz(tmp_path / "old.npz", item_id=manifest["item_id"].to_numpy(str),
+                 label_id=manifest["label_id"].to_numpy(np.int64), **old)
+        cfg = {**assets["cfg"], "extractors": {name: {**assets["cfg"]["extractors"][name], "batch_size": 8}}}
+        for threads in (1, 3):
+            stage_features_real(name, cfg, ckpt, man, "realset", tmp_path / "new.npz", threads=threads)
+            assert (tmp_path / "new.npz").read_bytes() == (tmp_path / "old.npz").read_bytes(), (name, threads)
+
+
+def test_shards_are_memory_mapped_and_streamed_in_order(tmp_path, assets):
+    paths = write_shards(tmp_path)
+    cell = ShardImages(paths, "cell")
+    full = [load_npz(p) for p in paths]
+    want = np.concatenate([f["images"] for f in full if len(f["item_id"])])
+    assert len(cell) == 9 and cell.item_id.tolist() == [f"g{i}" for i in range(9)]
+    got = np.concatenate([np.stack(b.images) for b in iter_batches(cell, 4, workers=2)])
+    np.testing.assert_array_equal(got, want)
+    assert not cell._maps  # the worker processes mapped the files, not this one
+    cell.load(0)
+    assert isinstance(cell._maps[0], np.memmap)
+    # a compressed .npz (not what genbench writes) still reads, decompressed per shard
+    np.savez_compressed(tmp_path / "c.npz", **full[0])
+    np.testing.assert_array_equal(npz_member(tmp_path / "c.npz", "images"), full[0]["images"])
+
+    outs = {"ex_mw_classifier": tmp_path / "c_cls.npz", "em_mw_clip": tmp_path / "c_clip.npz"}
+    stage_cell_features(assets["cfg"], {"ex_mw_classifier": assets["cls"], "em_mw_clip": assets["clip"]}, paths,
+                        "m/d/steps1_cfg1/seed0", outs, threads=2)
+    f = load_npz(outs["ex_mw_classifier"])
+    assert f["item_id"].tolist() == cell.item_id.tolist() and f["features"].shape == (9, 64)
+    assert f["nfe"].tolist() == [2] * 9 and "skipped_item_id" not in f
+    ex = load_extractor("mw_classifier", assets["cfg"]["extractors"]["mw_classifier"], assets["cls"])
+    np.testing.assert_array_equal(f["features"], ex.extract(want, "x")["features"])
+    assert load_npz(outs["em_mw_clip"])["image_emb"].shape == (9, 32)
+
+
+def test_mixed_sizes_reach_resizing_extractors_and_the_classifier_names_the_item(tmp_path, assets):
+    man = write_image_set(tmp_path, n=6)  # 40x30, 23x57, 64x64
+    stage_features_real("mw_dinov2", assets["cfg"], assets["dino"], man, "realset", tmp_path / "d.npz")
+    assert load_npz(tmp_path / "d.npz")["features"].shape == (6, 32)
+    with pytest.raises(FeatureInputError, match=r"item 'item0001' of image set 'real realset' is 23 x 57"):
+        stage_features_real("mw_classifier", assets["cfg"], assets["cls"], man, "realset", tmp_path / "c.npz")
+
+
+def test_inception_resizes_each_image_of_a_mixed_batch(tmp_path):
+    """Mixed sizes: each image is resized to 299 on its own and the batch goes through the net once; the features
+    equal those of each image alone."""
+    import torch
+
+    from genbench.features.inception import FIDInception
+
+    torch.manual_seed(0)
+    torch.save(FIDInception().state_dict(), tmp_path / "inc.pth")
+    ex = load_extractor("inc", {"kind": "inception_tf", "batch_size": 4}, tmp_path / "inc.pth")
+    rng = np.random.default_rng(0)
+    ims = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((40, 30), (57, 23), (50, 50))]
+    mixed = ex.forward_batch(ims, np.array(["a", "b", "c"]), "set")
+    for i, im in enumerate(ims):
+        alone = ex.forward_batch([im], np.array(["a"]), "set")
+        np.testing.assert_allclose(mixed["features"][i], alone["features"][0], rtol=1e-4, atol=1e-5)
