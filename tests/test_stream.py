@@ -19,7 +19,12 @@ from genbench.data.manifest import ImageDecodeError, load_images, read_manifest
 from genbench.data.stream import ManifestImages, ShardImages, iter_batches, npz_member
 from genbench.features.registry import FeatureInputError, load_extractor
 from genbench.io import load_npz, save_npz
+from genbench.metrics.score2d import text_image_scores
 from genbench.stages import stage_cell_features, stage_embed_real, stage_features_real
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,13 @@ def test_bad_files_in_the_middle_are_skipped_and_recorded(tmp_path, assets, thre
     stage_embed_real("mw_clip", cfg, assets["clip"], man, "realset", tmp_path / "e.npz", threads=threads)
     e = load_npz(tmp_path / "e.npz")
     assert len(e["image_emb"]) == len(e["text_emb"]) == 12 and e["skipped_item_id"].tolist() == list(BAD)
+    assert e["skipped_text_emb"].shape == (3, 32)
+    # a cell generated for the whole manifest (skipped items included) still gets its prompts' embeddings
+    gen = {"item_id": np.array(["bad_empty", "item0000"]), "image_emb": e["image_emb"][:2]}
+    _, per_gen = text_image_scores(e, gen, "clip", ("real", "gen"))
+    te = np.concatenate([e["skipped_text_emb"][1:2], e["text_emb"][:1]])
+    want = 100 * np.sum(_unit(gen["image_emb"]) * _unit(te), axis=1)
+    np.testing.assert_allclose(per_gen, want, rtol=1e-9)
 
 
 def test_bad_file_fails_naming_the_item_and_the_fix(tmp_path, assets):

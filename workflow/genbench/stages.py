@@ -317,10 +317,15 @@ def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path |
     rt = embedder_runtime(config, name, f"rule embed_real ({name}/{dataset})")
     emb = _embedder(name, config, checkpoint, rt)
     res = emb.embed_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
+    skipped = res.skipped_arrays()
+    if skipped:  # their prompts still serve the generated items of the same ids (text-image scores)
+        pos = {item: k for k, item in enumerate(images.item_id.tolist())}
+        skipped["skipped_text_emb"] = emb.embed_texts([prompts[pos[i]] for i in skipped["skipped_item_id"]],
+                                                      dataset)
     _write_runtime(out, {"embed_real": rt.metadata()})
     save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index],
              image_emb=res.outputs["image_emb"], text_emb=emb.embed_texts([prompts[i] for i in res.index], dataset),
-             logit_scale=np.float64(emb.logit_scale), **res.skipped_arrays())
+             logit_scale=np.float64(emb.logit_scale), **skipped)
 
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
