@@ -156,3 +156,46 @@ def test_inception_resizes_each_image_of_a_mixed_batch(tmp_path):
     for i, im in enumerate(ims):
         alone = ex.forward_batch([im], np.array(["a"]), "set")
         np.testing.assert_allclose(mixed["features"][i], alone["features"][0], rtol=1e-4, atol=1e-5)
+
+
+def test_what_each_image_mode_decodes_to(tmp_path):
+    """EXIF orientation is not applied and alpha is dropped (as clean-fid / torchvision / ADM decode, so features
+    match published statistics); grayscale, CMYK and palette become RGB; 16-bit keeps its top 8 bits; a PNG with an
+    ICC profile over Pillow's limit is an undecodable item (the set's decode_errors policy applies)."""
+    from PIL import Image
+
+    from genbench.data.manifest import decode_image
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:10, :, 0] = 200
+    rgb[:, :5, 2] = 255
+    im = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    im.save(tmp_path / "exif.jpg", exif=exif.tobytes(), quality=95)
+    im.save(tmp_path / "plain.jpg", quality=95)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.jpg", quality=95)
+    im.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    g16 = (np.arange(600).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    im.convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(tmp_path / "pal.png")
+    rgba = np.dstack([rgb, np.full((20, 30), 128, np.uint8)])
+    rgba[0, 0, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    im.save(tmp_path / "iccp.png", icc_profile=bytes(2_000_000))
+
+    def dec(name):
+        out = decode_image(tmp_path / name, name)
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+        return out.astype(int)
+
+    assert dec("exif.jpg").shape == (20, 30, 3)  # stored orientation, not rotated
+    np.testing.assert_array_equal(dec("exif.jpg"), dec("plain.jpg"))
+    gray = dec("gray.jpg")
+    assert (gray[..., 0] == gray[..., 1]).all() and np.abs(gray[..., 0] - rgb[..., 0]).mean() < 4
+    assert np.median(np.abs(dec("cmyk.jpg") - rgb)) <= 2  # JPEG: close, not exact (edges ring)
+    np.testing.assert_array_equal(dec("g16.png")[..., 1], g16 >> 8)  # not clipped at 255
+    np.testing.assert_array_equal(dec("pal.png"), rgb)
+    np.testing.assert_array_equal(dec("rgba.png"), rgb)  # alpha dropped, colour under it kept
+    with pytest.raises(ImageDecodeError, match=r"item 'iccp.png' .*MAX_TEXT_CHUNK"):
+        decode_image(tmp_path / "iccp.png", "iccp.png")
