@@ -199,3 +199,64 @@ def test_what_each_image_mode_decodes_to(tmp_path):
     np.testing.assert_array_equal(dec("rgba.png"), rgb)  # alpha dropped, colour under it kept
     with pytest.raises(ImageDecodeError, match=r"item 'iccp.png' .*MAX_TEXT_CHUNK"):
         decode_image(tmp_path / "iccp.png", "iccp.png")
+
+
+def test_preparations_center_crop_as_adm_and_squash_with_a_named_filter():
+    from PIL import Image
+
+    from genbench.data.stream import Preparation
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    # ADM (guided-diffusion center_crop_arr) at 64: 500x375 -> box-halve twice (125x93) -> bicubic short side to
+    # 64 (86x64) -> centre crop
+    im = Image.fromarray(arr)
+    for _ in range(2):
+        im = im.resize((im.size[0] // 2, im.size[1] // 2), resample=Image.Resampling.BOX)
+    im = im.resize((round(im.size[0] * 64 / im.size[1]), 64), resample=Image.Resampling.BICUBIC)
+    want = np.asarray(im)[:, (im.size[0] - 64) // 2:(im.size[0] - 64) // 2 + 64]
+    np.testing.assert_array_equal(Preparation("center_crop", 64)(arr), want)
+    assert Preparation("center_crop", 64)(arr[:40, :30]).shape == (64, 64, 3)  # small images are upscaled
+    big = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(Preparation("squash", 16, "lanczos")(big),
+                                  np.asarray(Image.fromarray(big).resize((16, 16), Image.Resampling.LANCZOS)))
+    assert Preparation()(arr) is arr
+    for spec, msg in (({"method": "crop"}, "expected one of"), ({"method": "squash"}, "positive integer size"),
+                      ({"method": "squash", "size": 8, "filter": "nearest"}, "filter 'nearest'")):
+        with pytest.raises(ValueError, match=msg):
+            Preparation.from_spec(spec, "datasets.x")
+
+
+def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, assets):
+    """A data set's center_crop brings a mixed-size real set to the classifier's size; a model's named downsample
+    applies to its cells; both descriptions go into the runtime record the score tables carry."""
+    import json
+
+    from genbench.config import validate_config
+    from genbench.data.stream import Preparation
+    from genbench.stages import runtime_sidecar
+
+    man = write_image_set(tmp_path / "real", n=6)  # 40x30, 23x57, 64x64
+    real = {"adapter": "miniworld", "split": "val", "prepare": {"method": "center_crop", "size": 16}}
+    cfg = {**assets["cfg"], "datasets": {**assets["cfg"]["datasets"], "realset": real}}
+    cfg["models"] = {**cfg["models"], "sit_tiny": {**cfg["models"]["sit_tiny"],
+                                                   "prepare": {"method": "squash", "size": 8, "filter": "lanczos"}}}
+    validate_config(cfg)
+    stage_features_real("mw_classifier", cfg, assets["cls"], man, "realset", tmp_path / "f.npz", threads=2)
+    ex = load_extractor("mw_classifier", cfg["extractors"]["mw_classifier"], assets["cls"])
+    prep = Preparation("center_crop", 16)
+    manifest = read_manifest(man)
+    want = np.stack([prep(im) for im in (ManifestImages(manifest, tmp_path / "real", "r").load(i) for i in range(6))])
+    np.testing.assert_array_equal(load_npz(tmp_path / "f.npz")["features"], ex.extract(want, "x")["features"])
+    rec = json.loads(runtime_sidecar(tmp_path / "f.npz").read_text())
+    assert rec["prepare"].startswith("center_crop 16 (ADM")
+
+    shards = write_shards(tmp_path / "cell", size=32)
+    out = tmp_path / "cell.npz"
+    stage_cell_features(cfg, {"ex_mw_classifier": assets["cls"]}, shards, "sit_tiny/realset/steps1_cfg1/seed0",
+                        {"ex_mw_classifier": out}, model="sit_tiny")
+    cell = ShardImages(shards, "c")
+    small = np.stack([Preparation("squash", 8, "lanczos")(cell.load(i)) for i in range(len(cell))])
+    ex = load_extractor("mw_classifier", cfg["extractors"]["mw_classifier"], assets["cls"])
+    np.testing.assert_array_equal(load_npz(out)["features"], ex.extract(small, "x")["features"])
+    assert json.loads(runtime_sidecar(out).read_text())["prepare"] == "squash to 8 x 8 (lanczos, no crop)"

@@ -69,6 +69,14 @@ def decode_policy(config: dict[str, Any], dataset: str) -> str:
     return config.get("datasets", {}).get(dataset, {}).get("decode_errors", "fail")
 
 
+def preparation(config: dict[str, Any], kind: str, name: str | None):
+    """The named preparation of a data set's (kind 'datasets') or a model's generated (kind 'models') images."""
+    from .data.stream import Preparation
+
+    spec = config.get(kind, {}).get(name, {}).get("prepare") if name else None
+    return Preparation.from_spec(spec, f"{kind}.{name}")
+
+
 def runtime_sidecar(out: str | Path) -> Path:
     """Where a stage that writes an .npz records its runtime (device, dtype, GPU, versions); the scoring stage
     carries these records into its tables' Parquet metadata. The .npz itself stays as it was."""
@@ -229,17 +237,18 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
     from .features.registry import load_extractor
 
     images = ManifestImages.from_path(manifest_path, dataset)
+    images.prepare = preparation(config, "datasets", dataset)
     rt = extractor_runtime(config, name, f"rule features_real ({name}/{dataset})")
     ex = load_extractor(name, config["extractors"][name], checkpoint, rt)
     res = ex.extract_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
-    _write_runtime(out, {"features_real": rt.metadata()})
+    _write_runtime(out, {"features_real": rt.metadata(), "prepare": images.prepare.describe()})
     save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
              **res.skipped_arrays())
 
 
 def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Path | None],
                         shards: list[str | Path], set_name: str, outputs: dict[str, str | Path],
-                        threads: int | None = None) -> None:
+                        threads: int | None = None, model: str | None = None) -> None:
     """Features of one generated cell for every extractor (``ex_{name}``) and image embeddings for every
     text-image embedder (``em_{name}``) named in ``outputs``. The shards are memory-mapped and streamed in each
     model's batches (genbench.data.stream), so memory does not grow with the cell; each model is loaded once."""
@@ -247,6 +256,7 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
     from .features.registry import load_extractor
 
     cell = ShardImages(shards, set_name)
+    cell.prepare = preparation(config, "models", model)  # e.g. a text-to-image model's named downsample
     shard_runtime = read_runtime_records({f"shard {i}": p for i, p in enumerate(shards)})
     generate = list({json_key(r["generate"]): r["generate"] for r in shard_runtime.values()}.values())
     for key, out in outputs.items():
@@ -263,7 +273,8 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
             emb = _embedder(name, config, checkpoints.get(key), rt)
             res = emb.embed_set(cell, set_name, workers_for(threads))
         cols = {k: v[res.index] for k, v in cell.columns.items() if kind == "ex" or k in ("item_id", "label_id")}
-        _write_runtime(out, {"cell_features": rt.metadata(), **({"generate": generate} if generate else {})})
+        _write_runtime(out, {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
+                             **({"generate": generate} if generate else {})})
         save_npz(out, **cols, **res.outputs)
         log.info("%s: %s -> %s", set_name, name, out)
 
@@ -314,6 +325,7 @@ def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path |
         bad = manifest.loc[manifest["prompt"].astype(str) == "", "item_id"].head(3).tolist()
         raise ValueError(f"data set '{dataset}': items without a prompt (e.g. {bad}); text-image metrics need one")
     images = ManifestImages(manifest, Path(manifest_path).parent, dataset)
+    images.prepare = preparation(config, "datasets", dataset)
     rt = embedder_runtime(config, name, f"rule embed_real ({name}/{dataset})")
     emb = _embedder(name, config, checkpoint, rt)
     res = emb.embed_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
@@ -322,7 +334,7 @@ def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path |
         pos = {item: k for k, item in enumerate(images.item_id.tolist())}
         skipped["skipped_text_emb"] = emb.embed_texts([prompts[pos[i]] for i in skipped["skipped_item_id"]],
                                                       dataset)
-    _write_runtime(out, {"embed_real": rt.metadata()})
+    _write_runtime(out, {"embed_real": rt.metadata(), "prepare": images.prepare.describe()})
     save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index],
              image_emb=res.outputs["image_emb"], text_emb=emb.embed_texts([prompts[i] for i in res.index], dataset),
              logit_scale=np.float64(emb.logit_scale), **skipped)

@@ -63,11 +63,13 @@ def extractor_config(name):
     return select(config, *paths)
 
 
-def with_decode_policy(cfg, dataset):
-    """A rule's config subset plus the data set's decode_errors policy (when set), for the rules reading its images."""
-    policy = config["datasets"].get(dataset, {}).get("decode_errors")
-    if policy is not None:
-        cfg.setdefault("datasets", {}).setdefault(dataset, {})["decode_errors"] = policy
+def with_image_policy(cfg, dataset):
+    """A rule's config subset plus the data set's decode_errors and prepare settings (when set), for the rules
+    reading its images."""
+    for key in ("decode_errors", "prepare"):
+        value = config["datasets"].get(dataset, {}).get(key)
+        if value is not None:
+            cfg.setdefault("datasets", {}).setdefault(dataset, {})[key] = value
     return cfg
 
 
@@ -159,7 +161,7 @@ def cell_feature_checkpoints(wildcards, input):
 def cell_feature_config(wildcards):
     paths = [p for e in GEN_EXTRACTORS for p in extractor_config_paths(e)]
     paths += [f"embedders.{e}" for e in GEN_EMBEDDERS]
-    return select(config, *paths, "runtime")
+    return select(config, *paths, "runtime", f"models.{wildcards.model}.prepare")
 
 
 def manifest_path(dataset):

@@ -48,7 +48,7 @@ rule features_real:
     output:
         features="results/features/{extractor}/real/{dataset}.npz",
     params:
-        config=lambda wc: with_decode_policy(extractor_config(wc.extractor), wc.dataset),
+        config=lambda wc: with_image_policy(extractor_config(wc.extractor), wc.dataset),
         checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
     threads: FEATURE_THREADS
     resources:
@@ -125,7 +125,7 @@ rule embed_real:
     output:
         embeddings="results/embeddings/{embedder}/real/{dataset}.npz",
     params:
-        config=lambda wc: with_decode_policy(embedder_config(wc.embedder), wc.dataset),
+        config=lambda wc: with_image_policy(embedder_config(wc.embedder), wc.dataset),
         checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
     threads: FEATURE_THREADS
     resources:

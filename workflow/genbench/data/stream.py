@@ -32,12 +32,76 @@ log = logging.getLogger(__name__)
 DECODE_POLICIES = ("fail", "skip")
 
 
+PREPARE_METHODS = ("none", "center_crop", "squash")
+FILTERS = ("bicubic", "lanczos", "bilinear", "box")
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """A named preparation of every image of a set, applied after decoding and before each extractor's own
+    preprocessing (config ``datasets.<name>.prepare`` for real sets, ``models.<name>.prepare`` for a model's
+    generated cells, e.g. a text-to-image model's LANCZOS 1024 -> 256 downsample):
+
+    - ``none``: the decoded image as is;
+    - ``center_crop``: ADM's evaluation convention (guided-diffusion ``center_crop_arr``): halve with a box filter
+      while the short side is >= 2 x size, resize the short side to ``size`` (bicubic), crop the centre square;
+    - ``squash``: resize to size x size without cropping, with ``filter`` (bicubic unless named).
+    """
+
+    method: str = "none"
+    size: int | None = None
+    filter: str = "bicubic"
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any] | None, where: str) -> Preparation:
+        spec = dict(spec or {})
+        prep = cls(spec.pop("method", "none"), spec.pop("size", None), spec.pop("filter", "bicubic"))
+        if spec:
+            raise ValueError(f"{where}.prepare: unknown key(s) {sorted(spec)} (method, size, filter)")
+        if prep.method not in PREPARE_METHODS:
+            raise ValueError(f"{where}.prepare.method '{prep.method}': expected one of {', '.join(PREPARE_METHODS)}")
+        if prep.method != "none" and not (isinstance(prep.size, int) and prep.size > 0):
+            raise ValueError(f"{where}.prepare: method '{prep.method}' needs a positive integer size")
+        if prep.filter not in FILTERS:
+            raise ValueError(f"{where}.prepare.filter '{prep.filter}': expected one of {', '.join(FILTERS)}")
+        return prep
+
+    def describe(self) -> str:
+        if self.method == "none":
+            return "none (decoded as is)"
+        if self.method == "center_crop":
+            return (f"center_crop {self.size} (ADM: box-halve while short side >= {2 * self.size}, bicubic short "
+                    f"side to {self.size}, centre crop)")
+        return f"squash to {self.size} x {self.size} ({self.filter}, no crop)"
+
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        if self.method == "none":
+            return arr
+        from PIL import Image
+
+        im = Image.fromarray(arr)
+        if self.method == "squash":
+            if im.size == (self.size, self.size):
+                return arr
+            resample = getattr(Image.Resampling, self.filter.upper())
+            return np.asarray(im.resize((self.size, self.size), resample=resample))
+        while min(im.size) >= 2 * self.size:
+            im = im.resize(tuple(x // 2 for x in im.size), resample=Image.Resampling.BOX)
+        scale = self.size / min(im.size)
+        im = im.resize(tuple(round(x * scale) for x in im.size), resample=Image.Resampling.BICUBIC)
+        out = np.asarray(im)
+        y, x = (out.shape[0] - self.size) // 2, (out.shape[1] - self.size) // 2
+        return np.ascontiguousarray(out[y:y + self.size, x:x + self.size])
+
+
 class ImageSet:
-    """Items with ids and labels; ``load(i)`` decodes item i to uint8 HxWx3 or raises ImageDecodeError."""
+    """Items with ids and labels; ``load(i)`` decodes item i to uint8 HxWx3 or raises ImageDecodeError;
+    ``prepare`` is applied to each decoded image (in the decoding worker)."""
 
     name: str
     item_id: np.ndarray
     label_id: np.ndarray
+    prepare: Preparation = Preparation()
 
     def __len__(self) -> int:
         return len(self.item_id)
@@ -154,7 +218,7 @@ class _BatchReader:
         index, imgs, skipped = [], [], []
         for i in range(b * self.batch_size, min(len(self.images), (b + 1) * self.batch_size)):
             try:
-                imgs.append(self.images.load(i))
+                imgs.append(self.images.prepare(self.images.load(i)))
                 index.append(i)
             except ImageDecodeError as exc:
                 skipped.append((i, " ".join(str(exc).split())))
