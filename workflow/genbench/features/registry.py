@@ -43,7 +43,7 @@ class Extractor(ABC):
         """uint8 NHWC images of one size -> per-item arrays (inputs moved to ``self.runtime``'s device)."""
 
     def _forward_mixed(self, images: list[np.ndarray], ids: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
-        """A batch of images of different sizes; by default one forward per size, in order."""
+        """A batch of images of different sizes; by default one forward per image, in order."""
         parts: dict[str, list[np.ndarray]] = {}
         for im in images:
             for k, v in self._forward(im[None]).items():
