@@ -121,8 +121,10 @@ def lpips_distance(model, pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean over views of LPIPS between RGBA renders composited on white, scaled to [-1, 1] as lpips expects."""
     import torch
 
+    device = next(model.parameters()).device  # the inputs follow the model (genbench.runtime placed it)
+
     def t(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.stack([on_white(v) for v in x])).permute(0, 3, 1, 2).float() * 2 - 1
+        return (torch.from_numpy(np.stack([on_white(v) for v in x])).permute(0, 3, 1, 2).float() * 2 - 1).to(device)
 
     with torch.no_grad():
         return float(model(t(pred), t(gt)).mean())
