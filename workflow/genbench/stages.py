@@ -376,8 +376,9 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                               bootstrap={**sc["bootstrap"], "n": pc["bootstrap"]}, min_samples=pc["min_samples"],
                               text_image=ti, text_image_names=sc.get("text_image", {}))
     else:  # an empty table with the same columns, so the aggregate and its readers need no special case
-        per = pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "ci_low", "ci_high") else "object")
-                            for c in [*PER_CLASS_KEYS, "class_name", "value", "ci_low", "ci_high", "note"]})
+        floats = ("value", "ci_low", "ci_high", "ci_bias")
+        per = pd.DataFrame({c: pd.Series(dtype="float64" if c in floats else "object")
+                            for c in [*PER_CLASS_KEYS, "class_name", *floats, "ci_method", "note"]})
     write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS,
                                                 "runtime": runtime})
 
@@ -563,14 +564,14 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     if spec.get("embedder"):
         runtimes[f"embedder {spec['embedder']}"] = rt = embedder_runtime(config, spec["embedder"], stage)
         emb = _embedder(spec["embedder"], config, inputs.get("embedder"), rt)
-    lp = None
+    lp = lp_rt = None
     if spec.get("lpips"):
         from .recon3d.appearance import load_lpips
 
-        runtimes["lpips"] = rt = resolve_runtime(config, stage, metric=True)
-        lp = rt.place(load_lpips(spec["lpips"], int(config.get("seed", 0))))
+        runtimes["lpips"] = lp_rt = resolve_runtime(config, stage, metric=True)
+        lp = lp_rt.place(load_lpips(spec["lpips"], int(config.get("seed", 0))))
     rows, sets = appearance_dataset(dataset, model, inputs["manifest"], inputs["scores"],
-                                    Path(inputs["recon"]).parent, spec, extractors, emb, lp)
+                                    Path(inputs["recon"]).parent, spec, extractors, emb, lp, lp_rt)
     meta = provenance(config_hash(config))
     meta["extractors"] = {n: {"kind": config["extractors"][n]["kind"]} for n in extractors}
     meta["runtime"] = {k: rt.metadata() for k, rt in runtimes.items()}
