@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import read_npy_header
 from ..progress import Progress
 from .manifest import MAX_IMAGE_PIXELS, ImageDecodeError, decode_image, read_manifest
 
@@ -143,13 +144,11 @@ def npz_member(path: str | Path, key: str) -> np.ndarray:
             raise ValueError(f"{path}: member {key}.npy has no local zip header")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(f)
+        try:
+            shape, fortran, dtype = read_npy_header(f)
+        except ValueError as exc:
+            raise ValueError(f"{path}: member {key}.npy {exc}") from None
         offset = f.tell()
-    if dtype.hasobject:
-        raise ValueError(f"{path}: member {key}.npy holds Python objects; refusing to load it")
     if 0 in shape:
         return np.zeros(shape, dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

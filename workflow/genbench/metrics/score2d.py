@@ -207,8 +207,9 @@ def _new_metric_rows(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], wa
     """Precision/recall/density/coverage, Vendi, CMMD and FD∞ rows (docs/metrics.md has their formulas)."""
     from .cmmd import cmmd_bootstrap
     from .fd_infinity import fd_infinity
+    from .fid import unit_rows
     from .prdc import per_sample_prdc
-    from .vendi import unit_rows, vendi_score, vendi_weighted
+    from .vendi import vendi_score, vendi_weighted
 
     rows: list[dict[str, Any]] = []
     fr, fg = real["features"], gen["features"]
