@@ -129,12 +129,53 @@ def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, 
              shard, n_shards, len(arrays["images"]), sorted(set(arrays["nfe"].tolist())))
 
 
+class ShardError(ValueError):
+    """A generated shard that cannot be used; the message names the shard and the fix."""
+
+
+SHARD_KEYS = ("images", "item_id", "label_id")
+
+
+def _load_shard(path: str | Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    fix = "delete it and rerun snakemake (the generate rule writes it again)"
+    try:
+        part = load_npz(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise ShardError(f"{path}: not a readable shard ({type(exc).__name__}: {exc}); {fix}") from exc
+    missing = [k for k in SHARD_KEYS if k not in part]
+    if missing:
+        raise ShardError(f"{path}: lacks the array(s) {missing}; {fix}")
+    images = part["images"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ShardError(f"{path}: images are {images.dtype}{list(images.shape)}, a shard holds uint8 NHWC RGB "
+                         f"images (the ADM convention); {fix}")
+    n = {k: len(v) for k, v in part.items() if v.ndim}
+    if len(set(n.values())) > 1:
+        raise ShardError(f"{path}: arrays of different lengths {n}; {fix}")
+    return part
+
+
 def read_shards(paths: list[str | Path]) -> dict[str, np.ndarray]:
     """The shards of a cell, concatenated. A shard with no items (a data set smaller than shards x batch) holds
-    placeholder-shaped empty arrays and is left out."""
-    parts = [load_npz(p) for p in paths]
-    full = [p for p in parts if len(p["item_id"])] or parts[:1]
-    return {k: np.concatenate([p[k] for p in full]) for k in full[0]}
+    placeholder-shaped empty arrays and is left out. Shards must agree in arrays, dtypes and image size: nothing is
+    upcast or broadcast, a mismatch is a :class:`ShardError` naming both shards."""
+    parts = [(p, _load_shard(p)) for p in paths]
+    full = [(p, s) for p, s in parts if len(s["item_id"])] or parts[:1]
+    ref_path, ref = full[0]
+    for path, part in full[1:]:
+        if set(part) != set(ref):
+            raise ShardError(f"{path}: arrays {sorted(part)} differ from {ref_path}'s {sorted(ref)}; the shards come "
+                             f"from different runs: delete the cell's shards and rerun snakemake")
+        for k, v in part.items():
+            r = ref[k]
+            same_dtype = v.dtype == r.dtype or (v.dtype.kind == r.dtype.kind == "U")
+            if not same_dtype or v.shape[1:] != r.shape[1:]:
+                raise ShardError(f"{path}: array '{k}' is {v.dtype}{list(v.shape[1:])} per item, {ref_path} has "
+                                 f"{r.dtype}{list(r.shape[1:])}; the shards come from different runs: delete the "
+                                 f"cell's shards and rerun snakemake")
+    return {k: np.concatenate([s[k] for _, s in full]) for k in ref}
 
 
 def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None:
