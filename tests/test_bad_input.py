@@ -429,6 +429,11 @@ def test_truncated_archive_leaves_nothing(tmp_path):
     assert not any((tmp_path / "t").rglob("*"))
 
 
+def test_missing_archive_is_named(tmp_path):
+    with pytest.raises(ArchiveError, match=r"gone\.tar is missing; download it"):
+        safe_extract(tmp_path / "gone.tar", tmp_path / "t", "missing")
+
+
 def test_good_archive_with_links_still_extracts(tmp_path):
     archive = _tar(tmp_path / "g.tar", [(_info("d", tarfile.DIRTYPE), None), (_info("d/f"), b"data"),
                                         (_info("d/sub/h", tarfile.LNKTYPE, "d/f"), None),

@@ -157,6 +157,8 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, what: st
     import tarfile
 
     archive, target = Path(archive), Path(target)
+    if not archive.is_file():
+        raise ArchiveError(f"{what}: {archive} is missing; download it there")
     if md5:
         got = md5_file(archive)
         if got != md5:
