@@ -8,7 +8,7 @@ J / right arrow next, K / left arrow previous. Every decision is appended to the
 the page (or restarting the server) resumes at the first item without a decision. All text from the data
 (captions, class names, flags) is inserted as text, never as HTML; images are served only from the queue's image
 folder (anything resolving outside it is refused with 403). On a cluster, reach it through an SSH tunnel
-(``ssh -L 8765:127.0.0.1:8765 node``).
+(``ssh -L 8765:127.0.0.1:8765 node``; the same port on both sides, see below).
 
 The server trusts no other page: every request must name it in its Host header (``127.0.0.1:PORT`` or
 ``localhost:PORT``; a DNS-rebinding page sends its own name and gets 421), an ``Origin`` header, when sent, must be
