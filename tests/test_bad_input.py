@@ -303,6 +303,24 @@ def test_review_bad_content_length_is_answered_promptly(review):
     assert _request(port, "GET", "/api/state")[0] == 200  # still serving
 
 
+def test_review_listen_backlog_holds_a_burst(tmp_path):
+    """Item 4: the listen backlog was 5, so a burst of connections (a page's parallel image requests) while the
+    accept loop is busy had SYNs dropped. With the server not accepting at all, 64 connections still complete."""
+    from genbench.curate import review as rv
+
+    server = rv.ReviewServer((rv.HOST, 0), rv.BaseHTTPRequestHandler)  # never serve_forever: nothing is accepted
+    port = server.server_address[1]
+    socks = []
+    try:
+        for _ in range(64):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+    finally:
+        for s in socks:
+            s.close()
+        server.server_close()
+    assert len(socks) == 64
+
+
 def test_review_nul_in_urls(review):
     """Item 4: a NUL in an image URL raised an unhandled error."""
     start, _ = review
