@@ -186,7 +186,8 @@ def test_bad_input_is_skipped_with_reasons(tmp_path):
     assert (df.loc[[f"good__{k}" for k in (1, 2, 3)], "status"] == "ok").all()
     reasons = df[df.status == "skipped"]["reason"].to_dict()
     assert "label map is empty" in reasons["empty__case"]
-    assert "NaN" in reasons["nan__case"] and "nan_policy" in reasons["nan__case"]
+    assert "NaN" in reasons["nan__case"] and "replace them in the file" in reasons["nan__case"]
+    assert "nan_policy" not in reasons["nan__case"]  # an option that does not exist is never recommended
     assert "is 4D" in reasons["four__case"] and "channel" in reasons["four__case"]
     assert "missing" in reasons["nolabel__case"]
     assert "not a readable NIfTI" in reasons["corrupt__case"]

@@ -125,3 +125,39 @@ def test_review_server_refuses_outside_paths(review_dir, tmp_path):
         assert not (tmp_path / "d.jsonl").exists() or read_decisions(tmp_path / "d.jsonl") == {}
     finally:
         server.shutdown()
+
+
+def test_review_page_runs_under_its_csp(review_dir, tmp_path):
+    """The page works with its Content-Security-Policy enforced (no inline script or style: the script and the
+    style sheet are served files), and an inline script injected into it is blocked by that policy."""
+    from playwright.sync_api import sync_playwright
+
+    decisions = tmp_path / "carol.jsonl"
+    server = serve(review_dir, decisions, "carol", port=0)
+    port = server.server_address[1]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the review test needs Debian's chromium (make test installs it as root: DEB_PACKAGES)"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()  # CSP enforced
+            console = []
+            page.on("console", lambda m: console.append(m.text))
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator(".card.current").wait_for(timeout=10_000)
+            assert page.locator(".card").count() == 12
+            assert page.locator("link[rel=stylesheet]").count() == 1
+            assert page.locator("header").evaluate("e => getComputedStyle(e).position") == "sticky"  # style applied
+            page.keyboard.press("a")
+            page.locator("#item-0[data-decision=accept]").wait_for(timeout=10_000)
+            assert read_decisions(decisions) == {"000000000": "accept"}
+            # an inline script (as an injection would add) does not run under the page's policy
+            page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.inl = 1';"
+                          " document.body.appendChild(s); }")
+            page.wait_for_timeout(200)
+            assert page.evaluate("() => window.inl") is None
+            assert any("Content Security Policy" in m for m in console), console
+            assert not [m for m in console if "Content Security Policy" in m and "review" in m]
+            browser.close()
+    finally:
+        server.shutdown()

@@ -3,8 +3,11 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -20,13 +23,111 @@ def copy_workflow(root: Path, dest: Path) -> Path:
     return dest
 
 
-def smk(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+# A timeout is there to catch hangs, not slow machines: a run fails when snakemake prints nothing (no job started
+# or finished) for IDLE_TIMEOUT seconds, or when it runs longer than TOTAL_TIMEOUT in all. Both can be raised on a
+# slow machine with GENBENCH_WF_IDLE_TIMEOUT / GENBENCH_WF_TIMEOUT (seconds).
+IDLE_TIMEOUT = float(os.environ.get("GENBENCH_WF_IDLE_TIMEOUT", 1800))
+TOTAL_TIMEOUT = float(os.environ.get("GENBENCH_WF_TIMEOUT", 4 * 3600))
+POLL = 1.0
+
+
+class SnakemakeTimeout(AssertionError):
+    """A snakemake run that hung; the message names the jobs that were still running."""
+
+
+def running_jobs(output: str) -> list[dict[str, str]]:
+    """The jobs a snakemake log shows as started and not yet finished (or failed): rule, jobid, wildcards, log."""
+    jobs: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\S+):$", line)
+        if m:
+            current = {"rule": m.group(1)}
+            continue
+        if current is not None:
+            f = re.match(r"^    (\w+): (.*)$", line)
+            if f:
+                current[f.group(1)] = f.group(2)
+                if f.group(1) == "jobid":
+                    jobs[f.group(2)] = current
+                continue
+            current = None
+        m = re.match(r"^Finished jobid: (\d+)", line) or re.match(r"^Finished job (\d+)\.", line)
+        if m:
+            jobs.pop(m.group(1), None)
+            continue
+        m = re.match(r"^Error in rule (\S+):", line)
+        if m:
+            current = None
+    # "Error in rule" blocks list the failed job's id on their own line: drop those jobs too
+    for m in re.finditer(r"^Error in rule \S+:\n(?:    .*\n)*?    jobid: (\d+)", output, re.M):
+        jobs.pop(m.group(1), None)
+    return list(jobs.values())
+
+
+def progress(output: str) -> tuple[int, int]:
+    """(done, total) from the last 'N of M steps (x%) done' line; (0, 0) before the first."""
+    found = re.findall(r"^(\d+) of (\d+) steps", output, re.M)
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+
+
+def _describe(jobs: list[dict[str, str]], cwd: Path) -> str:
+    lines = []
+    for j in jobs:
+        lines.append(f"  rule {j['rule']} (jobid {j.get('jobid')}, wildcards: {j.get('wildcards', '-')}), "
+                     f"log: {j.get('log', '-')}")
+        for log in (j.get("log") or "").split(", "):
+            if log and (cwd / log).is_file():
+                tail = (cwd / log).read_text(errors="replace").splitlines()[-5:]
+                lines += [f"      | {t}" for t in tail]
+    return "\n".join(lines) or "  (no job was running: snakemake itself hung)"
+
+
+def smk(cwd: Path, *args: str, check: bool = True, stop_when=None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in ``cwd``. A hang (see IDLE_TIMEOUT / TOTAL_TIMEOUT) kills the run and fails with the jobs
+    that were still running and the tails of their logs. ``stop_when(output) -> bool``, checked as the output
+    grows, kills the run with SIGKILL (snakemake and its jobs, as a crash would) when it returns True; the result's
+    returncode is then -9. ``env``: variables added to the run's environment."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, stdout=out, stderr=err, text=True, env=env,
+                                    start_new_session=True)
+            start = last_change = time.monotonic()
+            size = -1
+            reason = None
+            while proc.poll() is None:
+                time.sleep(POLL)
+                now = time.monotonic()
+                new_size = out_path.stat().st_size + err_path.stat().st_size
+                if new_size != size:
+                    size, last_change = new_size, now
+                    if stop_when is not None and stop_when(out_path.read_text() + err_path.read_text()):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                        break
+                if now - last_change > IDLE_TIMEOUT:
+                    reason = f"printed nothing for {IDLE_TIMEOUT:.0f} s (GENBENCH_WF_IDLE_TIMEOUT)"
+                elif now - start > TOTAL_TIMEOUT:
+                    reason = f"ran longer than {TOTAL_TIMEOUT:.0f} s (GENBENCH_WF_TIMEOUT)"
+                if reason:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+        stdout, stderr = out_path.read_text(), err_path.read_text()
+    if reason:
+        combined = stdout + "\n" + stderr
+        done, total = progress(combined)
+        raise SnakemakeTimeout(f"snakemake {' '.join(args)} in {cwd} {reason}; {done} of {total} jobs done; "
+                               f"still running:\n{_describe(running_jobs(combined), cwd)}\n"
+                               f"last output:\n{stderr[-2000:]}")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if check and proc.returncode != 0 and stop_when is None:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{stdout[-4000:]}\n"
+                             f"{stderr[-4000:]}")
+    return result
 
 
 def planned_jobs(output: str) -> dict[str, int]:

@@ -11,7 +11,10 @@ import hashlib
 import io
 import json
 import os
+import posixpath
+import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,23 +100,95 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _inside(rel: str) -> str | None:
+    """``rel`` normalised as a path inside the extraction root, or None when it is absolute or climbs out."""
+    if not rel or rel.startswith("/") or "\x00" in rel:
+        return None
+    norm = posixpath.normpath(rel)
+    if norm == ".." or norm.startswith("../"):
+        return None
+    return "" if norm == "." else norm
+
+
+def _check_members(members: list, archive: Path, what: str) -> None:
+    """Every member checked before anything is written: regular files, directories and links only; names and link
+    targets inside the root (a symlink resolves against its own folder, a hard link against the archive root,
+    as tar does); nothing written through a symlink of the archive."""
+    where = f"{what}: {archive}"
+    links: set[str] = set()
+    seen: set[str] = set()
+    for m in members:
+        name = _inside(m.name)
+        if name is None:
+            raise ArchiveError(f"{where}: member '{m.name}' would be written outside the target folder; the archive "
+                               f"is not the published one: download it again")
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+            kind = ("character device" if m.ischr() else "block device" if m.isblk() else "FIFO" if m.isfifo()
+                    else f"type {m.type!r}")
+            raise ArchiveError(f"{where}: member '{m.name}' is a {kind}, not a file, folder or link; the archive is "
+                               f"not the published one: download it again")
+        parts = name.split("/")
+        through = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in links), None)
+        if through is not None:
+            raise ArchiveError(f"{where}: member '{m.name}' would be written through the link '{through}' (outside "
+                               f"the target folder); download the archive again")
+        if m.issym():
+            target = _inside(posixpath.join(posixpath.dirname(name), m.linkname)) if m.linkname else None
+            if target is None or m.linkname.startswith("/"):
+                raise ArchiveError(f"{where}: symlink '{m.name}' -> '{m.linkname}' links outside the target folder; "
+                                   f"download the archive again")
+            links.add(name)
+        elif m.islnk():
+            target = _inside(m.linkname)  # tar resolves hard links against the archive root
+            if target is None:
+                raise ArchiveError(f"{where}: hard link '{m.name}' -> '{m.linkname}' links outside the target "
+                                   f"folder; download the archive again")
+            if target not in seen:
+                raise ArchiveError(f"{where}: hard link '{m.name}' -> '{m.linkname}' names no earlier member of the "
+                                   f"archive; download the archive again")
+        seen.add(name)
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    """Move the tree ``src`` into ``dst`` (replacing files, merging folders)."""
+    for child in src.iterdir():
+        to = dst / child.name
+        if child.is_dir() and not child.is_symlink() and to.is_dir() and not to.is_symlink():
+            _merge_into(child, to)
+        else:
+            if to.is_dir() and not to.is_symlink():
+                shutil.rmtree(to)
+            os.replace(child, to)
+
+
 def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, what: str, md5: str | None = None) -> None:
-    """Check a tar archive's MD5 (when published) and extract it into ``target``, refusing members that would land
-    outside it (absolute paths, '..', links pointing out) before anything is written."""
+    """Check a tar archive's MD5 (when published) and extract it into ``target``. Every member is checked before
+    anything is written (no absolute paths or '..', no special files, no links pointing out, nothing written
+    through a link); the archive is extracted into a temporary folder inside ``target`` and moved into place only
+    when all of it was read, so a truncated or refused archive leaves nothing behind. Every failure is an
+    :class:`ArchiveError` naming the archive."""
     import tarfile
 
     archive, target = Path(archive), Path(target)
+    if not archive.is_file():
+        raise ArchiveError(f"{what}: {archive} is missing; download it there")
     if md5:
         got = md5_file(archive)
         if got != md5:
             raise ArchiveError(f"{what}: {archive} has MD5 {got}, the published one is {md5}; download it again")
-    target.mkdir(parents=True, exist_ok=True)
-    target = target.resolve()
-    with tarfile.open(archive) as tar:
-        for m in tar.getmembers():
-            dest = (target / m.name).resolve()
-            if target != dest and target not in dest.parents:
-                raise ArchiveError(f"{what}: archive member '{m.name}' would be written outside {target}")
-            if (m.issym() or m.islnk()) and target not in (dest.parent / m.linkname).resolve().parents:
-                raise ArchiveError(f"{what}: archive member '{m.name}' links outside {target}")
-        tar.extractall(target, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            _check_members(members, archive, what)
+            target.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target))
+            try:
+                tar.extractall(tmp, members=members, filter="data")
+                _merge_into(tmp, target.resolve())
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{what}: {archive} cannot be extracted ({type(exc).__name__}: {exc}); it is truncated or "
+                           f"corrupt: download it again") from exc

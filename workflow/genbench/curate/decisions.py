@@ -1,7 +1,9 @@
 """Reviewer decision files: JSON lines ``{"item_id", "decision", "reviewer", "time"}`` appended as decisions are
 made (flushed and fsynced per line), so a killed browser or server loses nothing. The last line of an item wins
 (a reviewer may go back and change a decision); ``skip`` means seen but undecided. A torn last line (the
-machine died mid-write) is ignored with a warning.
+machine died mid-write) is ignored with a warning when read, and isolated before the next append: the file is cut
+back to its last complete line and the torn bytes are kept in ``<file>.torn``, so the next decision starts on a
+line of its own and the file stays valid JSON lines.
 """
 
 from __future__ import annotations
@@ -71,12 +73,49 @@ class DecisionLog:
         self.decisions = read_decisions(self.path)
         self._lock = threading.Lock()
 
+    def _isolate_torn_tail(self) -> None:
+        """Before appending: a file that does not end in a newline has a torn last line (a crash mid-write). A tail
+        that is a complete JSON record only lacks its newline and gets one; anything else moves to ``<file>.torn``
+        and the file is cut back to its last complete line."""
+        try:
+            if self.path.stat().st_size == 0:
+                return
+        except FileNotFoundError:
+            return
+        with open(self.path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            try:
+                complete = isinstance(json.loads(tail), dict)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                complete = False
+            if complete:
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            else:
+                torn = self.path.with_name(self.path.name + ".torn")
+                with open(torn, "ab") as t:
+                    t.write(tail + b"\n")
+                    t.flush()
+                    os.fsync(t.fileno())
+                f.truncate(cut)
+                log.warning("%s: a torn last line (%d bytes) was moved to %s before appending", self.path,
+                            len(tail), torn)
+            f.flush()
+            os.fsync(f.fileno())
+
     def record(self, item_id: str, decision: str) -> None:
         if decision not in DECISIONS:
             raise DecisionError(f"decision must be one of {DECISIONS}, got {decision!r}")
         line = json.dumps({"item_id": item_id, "decision": decision, "reviewer": self.reviewer,
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
         with self._lock:
+            self._isolate_torn_tail()
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()

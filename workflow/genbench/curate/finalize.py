@@ -1,6 +1,7 @@
 """The end of the curation: every candidate's final status, the curated manifest, the datasheet tables.
 
-Final status, first reason in pipeline order: ``download`` (no image), ``no_lemma`` / ``multiple_synsets``
+Final status, first reason in pipeline order: ``invalid_key`` (a sample key that is not a plain file name: never
+used in a path), ``download`` (no image), ``no_lemma`` / ``multiple_synsets``
 (lemma matching), ``text_similarity`` (text filter), then the automatic checks (genbench.curate.screen.CHECKS),
 then the review. Reviews: with several decision files, an item is accepted when every reviewer who decided it
 accepted it, rejected when any rejected it (``combine: all``), or by majority (``combine: majority``, ties
@@ -22,7 +23,7 @@ import pandas as pd
 from ..io import sha256_file
 from .screen import CHECKS
 
-STAGE_ORDER = ("download", "no_lemma", "multiple_synsets", "text_similarity", *CHECKS, "reviewer_reject",
+STAGE_ORDER = ("invalid_key", "download", "no_lemma", "multiple_synsets", "text_similarity", *CHECKS, "reviewer_reject",
                "undecided_excluded")
 POLICIES = ("exclude", "accept_if_checks_pass")
 
@@ -59,7 +60,9 @@ def final_status(text: pd.DataFrame, checks: pd.DataFrame, decisions: dict[str, 
         item = str(r.item_id)
         reason, detail, accepted = "", "", False
         verdict = combined.get(item, "")
-        if r.status != "success" or not r.path:
+        if r.status == "invalid_key":
+            reason, detail = "invalid_key", str(r.error_message or "")
+        elif r.status != "success" or not r.path:
             reason, detail = "download", f"{r.status}: {r.error_message or ''}".strip()
         elif r.match == "none":
             reason = "no_lemma"
@@ -90,11 +93,11 @@ def build_manifest(text: pd.DataFrame, status: pd.DataFrame, classes: pd.DataFra
     """Link (or copy) the accepted images into ``out_dir/images`` and return the curated manifest."""
     acc = status[status["accepted"]].merge(text.drop(columns=["label_id"]), on="item_id", how="left")
     names = classes.set_index("label_id")
+    # every key and path is checked before any file operation: nothing is linked from or to outside the data set
+    links = [_checked_link(str(r.item_id), str(r.path), source_root, out_dir) for r in acc.itertuples(index=False)]
     shutil.rmtree(out_dir / "images", ignore_errors=True)  # a rerun with other decisions leaves no stale files
     rows = []
-    for r in acc.itertuples(index=False):
-        src = source_root / r.path
-        rel = f"images/{r.item_id}{src.suffix.lower()}"
+    for r, (src, rel) in zip(acc.itertuples(index=False), links, strict=True):
         _link_or_copy(src, out_dir / rel)
         name = str(names.at[r.label_id, "name"])
         rows.append({"item_id": r.item_id, "label_id": int(r.label_id), "label_name": name,
@@ -103,6 +106,27 @@ def build_manifest(text: pd.DataFrame, status: pd.DataFrame, classes: pd.DataFra
                      "synset": str(names.at[r.label_id, "synset"]), "caption": r.caption,
                      "url": getattr(r, "url", "") or "", "curation": r.reason})
     return pd.DataFrame(rows)
+
+
+class CuratedPathError(ValueError):
+    """An accepted item whose key or image path would read or write outside the data set's folders."""
+
+
+def _checked_link(item_id: str, path: str, source_root: Path, out_dir: Path) -> tuple[Path, str]:
+    """(source file, manifest-relative destination) of one accepted item, after checking that the key is a plain
+    file name and the source resolves to a file inside ``source_root``."""
+    from .source import valid_key
+
+    if not valid_key(item_id):
+        raise CuratedPathError(f"accepted item {item_id!r}: the key is not a plain file name; fix the key column of "
+                               f"the img2dataset shard tables and rerun the ingest")
+    root = source_root.resolve()
+    src = (root / path).resolve() if path and "\x00" not in path else root
+    if root not in src.parents or not src.is_file():
+        raise CuratedPathError(f"accepted item {item_id!r}: image path {path!r} is not a file inside {source_root}; "
+                               f"fix the shard table or rerun the ingest")
+    rel = f"images/{item_id}{Path(path).suffix.lower()}"
+    return src, rel
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -8,7 +8,15 @@ J / right arrow next, K / left arrow previous. Every decision is appended to the
 the page (or restarting the server) resumes at the first item without a decision. All text from the data
 (captions, class names, flags) is inserted as text, never as HTML; images are served only from the queue's image
 folder (anything resolving outside it is refused with 403). On a cluster, reach it through an SSH tunnel
-(``ssh -L 8765:127.0.0.1:8765 node``).
+(``ssh -L 8765:127.0.0.1:8765 node``; the same port on both sides, see below).
+
+The server trusts no other page: every request must name it in its Host header (``127.0.0.1:PORT`` or
+``localhost:PORT``; a DNS-rebinding page sends its own name and gets 421), an ``Origin`` header, when sent, must be
+its own origin (a cross-site POST is refused with 403), and a decision is a POST with Content-Type
+``application/json`` (415 otherwise; a cross-site form cannot send it without a CORS preflight, which is never
+granted). A missing, malformed or oversized Content-Length is refused before reading, and a stalled connection
+times out after ``SOCKET_TIMEOUT`` seconds. The Content-Security-Policy allows only the server's own script and
+style files (``static/review.js``, ``static/review.css``), no inline script or style.
 """
 
 from __future__ import annotations
@@ -68,15 +76,28 @@ class ReviewData:
 
     def image_file(self, rel: str) -> Path | None:
         """The file for an /image/ path, or None when it resolves outside the image folder or is missing."""
-        p = (self.image_root / urllib.parse.unquote(rel)).resolve()
+        rel = urllib.parse.unquote(rel)
+        if "\x00" in rel:  # Path.resolve raises on an embedded NUL
+            return None
+        p = (self.image_root / rel).resolve()
         if self.image_root not in p.parents or not p.is_file():
             return None
         return p
 
 
+MAX_BODY = 10_000  # bytes of a decision request
+SOCKET_TIMEOUT = 10.0  # seconds a connection may stall (a client announcing more body than it sends)
+BACKLOG = 128
+STATIC = Path(__file__).with_name("static")
+STATIC_TYPES = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
 def make_handler(data: ReviewData):
     class Handler(BaseHTTPRequestHandler):
         server_version = "genbench-review"
+        timeout = SOCKET_TIMEOUT  # StreamRequestHandler sets it on the socket: a stalled client frees its thread
 
         def log_message(self, fmt, *args):  # route through logging, not stderr
             log.debug("review: " + fmt, *args)
@@ -87,18 +108,54 @@ def make_handler(data: ReviewData):
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                                                        "style-src 'unsafe-inline'; img-src 'self'")
+            self.send_header("X-Frame-Options", "DENY")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("Content-Security-Policy", CSP)
             self.end_headers()
             self.wfile.write(body)
 
         def _json(self, obj, code: int = 200) -> None:
             self._send(code, json.dumps(obj).encode(), "application/json")
 
+        def _refuse(self, code: int, why: str) -> None:
+            self.close_connection = True
+            self._send(code, f"refused: {why}".encode(), "text/plain; charset=utf-8")
+
+        def _own_origins(self) -> tuple[set[str], set[str]]:
+            port = self.server.server_address[1]
+            hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+            return hosts, {f"http://{h}" for h in hosts}
+
+        def _trusted(self) -> bool:
+            """Only this server's own page may talk to it: the Host header must name 127.0.0.1:PORT or
+            localhost:PORT (a DNS-rebinding page sends its own name), and an Origin, when sent, must be that
+            origin (a cross-site page's POST carries its own)."""
+            hosts, origins = self._own_origins()
+            host = self.headers.get("Host", "")
+            if host.lower() not in hosts:
+                self._refuse(421 if host else 400, f"Host {host!r} is not this review server ({sorted(hosts)})")
+                return False
+            origin = self.headers.get("Origin")
+            if origin is not None and origin.lower() not in origins:
+                self._refuse(403, f"Origin {origin!r} is not this review page")
+                return False
+            site = self.headers.get("Sec-Fetch-Site")
+            if site is not None and site not in ("same-origin", "none"):
+                self._refuse(403, f"a {site} request")
+                return False
+            return True
+
         def do_GET(self):  # noqa: N802
+            if not self._trusted():
+                return None
+            if "\x00" in self.path or "%00" in self.path:
+                return self._refuse(400, "NUL in the URL")
             url = urllib.parse.urlsplit(self.path)
             if url.path == "/":
                 return self._send(200, page(data.title).encode(), "text/html; charset=utf-8")
+            if url.path.startswith("/static/") and url.path[len("/static/"):] in STATIC_TYPES:
+                name = url.path[len("/static/"):]
+                return self._send(200, (STATIC / name).read_bytes(), STATIC_TYPES[name])
             if url.path == "/api/state":
                 return self._json(data.state())
             if url.path == "/api/batch":
@@ -119,11 +176,31 @@ def make_handler(data: ReviewData):
             return self._send(404, b"not found", "text/plain")
 
         def do_POST(self):  # noqa: N802
+            if not self._trusted():
+                return None
             if urllib.parse.urlsplit(self.path).path != "/api/decide":
-                return self._send(404, b"not found", "text/plain")
+                return self._refuse(404, "not found")
+            ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                return self._refuse(415, "a decision is posted as Content-Type application/json")
+            # a bad Content-Length is answered at once, before reading (never a thread waiting for bytes)
+            raw = self.headers.get("Content-Length")
+            if raw is None:
+                return self._refuse(411, "Content-Length is required")
+            if not raw.strip().isdigit():
+                return self._refuse(400, f"bad Content-Length {raw[:40]!r}")
+            length = int(raw)
+            if length > MAX_BODY:
+                return self._refuse(413, f"a decision is at most {MAX_BODY} bytes")
             try:
-                body = json.loads(self.rfile.read(min(int(self.headers.get("Content-Length", 0)), 10_000)))
-                item, decision = str(body["item_id"]), str(body["decision"])
+                body = self.rfile.read(length)
+            except TimeoutError:
+                return self._refuse(408, f"the body did not arrive within {SOCKET_TIMEOUT:g} s")
+            if len(body) < length:
+                return self._refuse(400, f"the body ended after {len(body)} of {length} bytes")
+            try:
+                req = json.loads(body)
+                item, decision = str(req["item_id"]), str(req["decision"])
             except (ValueError, KeyError, TypeError):
                 return self._json({"error": "expected JSON {item_id, decision}"}, 400)
             if item not in data.index or decision not in DECISIONS:
@@ -134,11 +211,16 @@ def make_handler(data: ReviewData):
     return Handler
 
 
+class ReviewServer(ThreadingHTTPServer):
+    request_queue_size = BACKLOG  # listen backlog (socketserver's default is 5)
+    daemon_threads = True
+
+
 def serve(curation_dir: str | Path, decisions: str | Path, reviewer: str, port: int = 8765,
           ready: threading.Event | None = None) -> ThreadingHTTPServer:
     """Start the server (bound to 127.0.0.1); returns it running in a daemon thread."""
     data = ReviewData(curation_dir, decisions, reviewer)
-    server = ThreadingHTTPServer((HOST, port), make_handler(data))
+    server = ReviewServer((HOST, port), make_handler(data))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     if ready is not None:
         ready.set()
@@ -151,70 +233,13 @@ def page(title: str) -> str:
 
 PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>genbench review: __TITLE__</title>
-<style>
- body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f6;color:#222}
- header{position:sticky;top:0;background:#263238;color:#fff;padding:8px 16px;display:flex;gap:24px;align-items:center}
- header .keys{opacity:.8;font-size:13px} #bar{height:6px;background:#90a4ae} #bar>div{height:6px;background:#66bb6a}
- main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px;padding:12px}
- .card{background:#fff;border:3px solid transparent;border-radius:8px;padding:8px;box-shadow:0 1px 3px #0002}
- .card.current{border-color:#1e88e5} .card.accept{background:#e8f5e9} .card.reject{background:#ffebee}
- .card.skip{background:#fffde7}
- .card img{width:100%;image-rendering:pixelated;aspect-ratio:1;object-fit:contain;background:#ddd}
- .label{font-weight:600;margin:6px 0 2px} .caption{font-size:14px;word-break:break-word}
- .flags{font-size:12px;color:#b71c1c;margin-top:4px} .decision{font-size:12px;font-weight:600;text-transform:uppercase}
- #done{padding:24px;font-size:18px}
-</style></head>
+<link rel="stylesheet" href="/static/review.css">
+<script src="/static/review.js" defer></script>
+</head>
 <body>
 <header><b>genbench review: __TITLE__</b><span id="progress"></span>
 <span class="keys">A accept · R reject · S skip · J/→ next · K/← previous</span></header>
-<div id="bar"><div id="fill" style="width:0"></div></div>
+<div id="bar"><div id="fill"></div></div>
 <main id="grid"></main><div id="done" hidden>Every item has a decision. You can close this page.</div>
-<script>
-const BATCH = 12;
-let items = [], cur = 0, start = 0, total = 0;
-function el(tag, cls, text){const e=document.createElement(tag); if(cls) e.className=cls;
-  if(text!==undefined) e.textContent=text; return e;}
-async function state(){const r=await fetch('/api/state'); return r.json();}
-function showProgress(s){total=s.total; const d=s.counts.accept+s.counts.reject+s.counts.skip;
-  document.getElementById('progress').textContent=`${s.reviewer}: ${d} / ${s.total} decided `+
-   `(${s.counts.accept} accepted, ${s.counts.reject} rejected, ${s.counts.skip} skipped)`;
-  document.getElementById('fill').style.width=(s.total? 100*d/s.total:100)+'%';}
-async function load(s){start=Math.max(0,s); const r=await fetch(`/api/batch?start=${start}&n=${BATCH}`);
-  items=(await r.json()).items; render();}
-function render(){const g=document.getElementById('grid'); g.replaceChildren();
-  items.forEach((it,i)=>{const c=el('div','card'+(i===cur?' current':'')+(it.decision?' '+it.decision:''));
-    c.id='item-'+it.position; c.dataset.itemId=it.item_id; c.dataset.decision=it.decision||'';
-    const img=el('img'); img.src=it.image; img.alt=it.item_id; c.appendChild(img);
-    c.appendChild(el('div','label',`#${it.position+1} · ${it.label_name} (${it.label_id})`));
-    c.appendChild(el('div','caption',it.caption));
-    if(it.flags) c.appendChild(el('div','flags','flags: '+(it.flag_reasons||it.flags)));
-    if(it.zero_shot_top1) c.appendChild(el('div','flags zs','zero-shot top-1: '+it.zero_shot_top1));
-    c.appendChild(el('div','decision',it.decision||''));
-    c.addEventListener('click',()=>{cur=i; render();}); g.appendChild(c);});
-  const c=document.querySelector('.card.current'); if(c) c.scrollIntoView({block:'nearest'});}
-async function move(delta){let i=cur+delta;
-  if(i>=items.length){ if(start+items.length>=total){return;} cur=0; await load(start+BATCH); return;}
-  if(i<0){ if(start===0){return;} await load(start-BATCH); cur=items.length-1; render(); return;}
-  cur=i; render();}
-async function decide(d){const it=items[cur]; if(!it) return;
-  const r=await fetch('/api/decide',{method:'POST',headers:{'Content-Type':'application/json'},
-    body:JSON.stringify({item_id:it.item_id,decision:d})});
-  if(!r.ok){alert('not saved: '+(await r.text())); return;}
-  it.decision=d; const s=await r.json(); showProgress(s);
-  document.getElementById('done').hidden = s.first_undecided < s.total;
-  if(cur+1<items.length){cur++; render();} else if(start+items.length<total){cur=0; await load(start+BATCH);}
-  else render();}
-// key actions run strictly one after another (a fast typist never decides for the wrong card)
-let chain = Promise.resolve();
-function enqueue(f){chain = chain.then(f).catch(err=>alert('error: '+err)); }
-document.addEventListener('keydown',e=>{if(e.ctrlKey||e.metaKey||e.altKey) return; const k=e.key.toLowerCase();
-  if(k==='a') enqueue(()=>decide('accept')); else if(k==='r') enqueue(()=>decide('reject'));
-  else if(k==='s') enqueue(()=>decide('skip'));
-  else if(k==='j'||k==='arrowright') enqueue(()=>move(1)); else if(k==='k'||k==='arrowleft') enqueue(()=>move(-1));
-  else return;
-  e.preventDefault();});
-(async()=>{const s=await state(); showProgress(s);
-  const f=Math.min(s.first_undecided, Math.max(s.total-1,0)); await load(f-(f%BATCH)); cur=f%BATCH; render();
-  document.getElementById('done').hidden = s.first_undecided < s.total; window.reviewReady=true;})();
-</script></body></html>
+</body></html>
 """

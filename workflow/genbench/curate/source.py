@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ SAFETY_COLUMNS = ("NSFW", "punsafe", "pwatermark", "similarity")
 
 class SourceError(FileNotFoundError):
     pass
+
+
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+
+def valid_key(key: str) -> bool:
+    """An img2dataset sample key usable as a file name inside its shard folder (img2dataset writes digits)."""
+    return bool(KEY_PATTERN.fullmatch(key)) and ".." not in key
 
 
 def read_img2dataset(folder: str | Path) -> pd.DataFrame:
@@ -60,6 +69,17 @@ def read_img2dataset(folder: str | Path) -> pd.DataFrame:
     df["key"] = df["key"].astype(str)
     if df["key"].duplicated().any():
         raise SourceError(f"{folder}: duplicate sample keys {df['key'][df['key'].duplicated()].head(3).tolist()}")
+    if "error_message" not in df.columns:
+        df["error_message"] = None
+    df["error_message"] = df["error_message"].astype(object)
+    # keys name files: one that is not a plain file name ('../../x', 'a/b', '.hidden', NUL) is never used in a path
+    bad_key = ~df["key"].map(valid_key)
+    for key, shard in zip(df.loc[bad_key, "key"], df.loc[bad_key, "shard"], strict=True):
+        log.warning("%s/%s.parquet: sample key %r is not a plain file name; recorded as invalid_key", folder,
+                    shard, key)
+    df.loc[bad_key, "status"] = "invalid_key"
+    df.loc[bad_key, "error_message"] = ("the sample key is not a plain file name (letters, digits, '_', '-', '.'; "
+                                        "no '/', no leading '.'); fix the shard table's key column")
     paths = []
     for shard, key, status in zip(df["shard"], df["key"], df["status"], strict=True):
         found = ""
@@ -70,8 +90,6 @@ def read_img2dataset(folder: str | Path) -> pd.DataFrame:
                     break
         paths.append(found)
     df["path"] = paths
-    if "error_message" not in df.columns:
-        df["error_message"] = None
     lost = (df["status"] == "success") & (df["path"] == "")
     df.loc[lost, "status"] = "missing_file"
     df.loc[lost, "error_message"] = "the shard table lists it as downloaded but no image file is present"

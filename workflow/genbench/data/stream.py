@@ -154,20 +154,76 @@ def npz_member(path: str | Path, key: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
+class ShardError(ValueError):
+    """A generated shard that cannot be used; the message names the shard and the fix."""
+
+
+SHARD_KEYS = ("images", "item_id", "label_id")
+_SHARD_FIX = "delete it and rerun snakemake (the generate rule writes it again)"
+
+
+def _shard_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """A shard's per-item arrays, ``images`` as a memory map: checked to be readable, complete, uint8 NHWC RGB
+    images and arrays of one length, else a ShardError naming the shard."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "images"}
+            if "images" not in z.files:
+                raise ShardError(f"{path}: lacks the array(s) ['images']; {_SHARD_FIX}")
+        arrays["images"] = npz_member(path, "images")
+    except ShardError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise ShardError(f"{path}: not a readable shard ({type(exc).__name__}: {exc}); {_SHARD_FIX}") from exc
+    missing = [k for k in SHARD_KEYS if k not in arrays]
+    if missing:
+        raise ShardError(f"{path}: lacks the array(s) {missing}; {_SHARD_FIX}")
+    images = arrays["images"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ShardError(f"{path}: images are {images.dtype}{list(images.shape)}, a shard holds uint8 NHWC RGB "
+                         f"images (the ADM convention); {_SHARD_FIX}")
+    n = {k: len(v) for k, v in arrays.items() if v.ndim}
+    if len(set(n.values())) > 1:
+        raise ShardError(f"{path}: arrays of different lengths {n}; {_SHARD_FIX}")
+    return arrays
+
+
+def _check_same_layout(shards: list[tuple[str, dict[str, np.ndarray]]]) -> None:
+    """Shards of one cell agree in arrays, dtypes and per-item shapes: nothing is upcast or broadcast."""
+    ref_path, ref = shards[0]
+    redo = "the shards come from different runs: delete the cell's shards and rerun snakemake"
+    for path, part in shards[1:]:
+        if set(part) != set(ref):
+            raise ShardError(f"{path}: arrays {sorted(part)} differ from {ref_path}'s {sorted(ref)}; {redo}")
+        for k, v in part.items():
+            r = ref[k]
+            same_dtype = v.dtype == r.dtype or (v.dtype.kind == r.dtype.kind == "U")
+            if not same_dtype or v.shape[1:] != r.shape[1:]:
+                raise ShardError(f"{path}: array '{k}' is {v.dtype}{list(v.shape[1:])} per item, {ref_path} has "
+                                 f"{r.dtype}{list(r.shape[1:])}; {redo}")
+
+
 class ShardImages(ImageSet):
-    """The .npz shards of a generated cell, in order. Shards without items (a data set smaller than shards x
-    batch) are left out. ``columns`` holds every per-item array except ``images`` (item_id, label_id, nfe, ...)."""
+    """The .npz shards of a generated cell, in order, each checked before use (ShardError names a truncated,
+    incomplete or mismatched shard). Shards without items (a data set smaller than shards x batch) are left out.
+    ``columns`` holds every per-item array except ``images`` (item_id, label_id, nfe, ...)."""
 
     def __init__(self, paths: Sequence[str | Path], name: str):
         self.name = name
         self.paths: list[str] = []
         parts: list[dict[str, np.ndarray]] = []
+        full: list[tuple[str, dict[str, np.ndarray]]] = []
         for p in paths:
-            with np.load(p, allow_pickle=False) as z:
-                cols = {k: z[k] for k in z.files if k != "images"}
-            if len(cols["item_id"]):
-                self.paths.append(str(p))
-                parts.append(cols)
+            arrays = _shard_arrays(p)
+            if len(arrays["item_id"]):
+                full.append((str(p), arrays))
+        if full:
+            _check_same_layout(full)
+        for p, arrays in full:
+            self.paths.append(p)
+            parts.append({k: v for k, v in arrays.items() if k != "images"})
         if not parts:
             self.columns = {"item_id": np.zeros(0, str), "label_id": np.zeros(0, np.int64)}
         else:

@@ -183,12 +183,14 @@ def load_labels(case: Case, image: nib.Nifti1Image, what: str) -> np.ndarray:
     out = None
     for path, mapping in case.labels:
         lab = load_nifti(path, f"{what} label map")
+        raw = volume_data(lab, f"{what} label map")  # decoded (and checked) once, before any resampling
         if case.resample_labels and (lab.shape != image.shape or not np.allclose(lab.affine, image.affine)):
             from nibabel.processing import resample_from_to
 
-            lab = resample_from_to(lab, image, order=0)
+            lab = resample_from_to(nib.Nifti1Image(raw, lab.affine), image, order=0)
+            raw = np.asarray(lab.dataobj, dtype=np.float64)
         check_same_grid(image, lab, what)
-        data = np.rint(volume_data(lab, f"{what} label map")).astype(np.int32)
+        data = np.rint(raw).astype(np.int32)
         if mapping:
             mapped = np.zeros_like(data)
             for value, label in mapping.items():

@@ -51,6 +51,10 @@ def legacy_surface(cropped_mask: np.ndarray, zooms: tuple[float, ...]) -> tuple[
 def check_mesh(mesh: trimesh.Trimesh, what: str, watertight: bool = False) -> None:
     if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
         raise MeshError(f"{what}: the mesh has no {'vertices' if len(mesh.vertices) == 0 else 'faces'}")
+    faces = np.asarray(mesh.faces)
+    if faces.min() < 0 or faces.max() >= len(mesh.vertices):
+        raise MeshError(f"{what}: faces refer to vertex {int(faces.max())} of {len(mesh.vertices)} (a corrupt or "
+                        f"truncated mesh file); write the mesh again")
     if not np.isfinite(mesh.vertices).all():
         raise MeshError(f"{what}: the mesh has NaN/inf vertex coordinates")
     if mesh.area <= 0:

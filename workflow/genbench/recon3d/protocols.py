@@ -29,7 +29,7 @@ import trimesh
 from ..io import load_npz
 from .align import centroid_maxabs, icp, match_rms, rotation_search, transform
 from .distances import distance_bundle, emd, iou_dice, point_bins, surface_metrics
-from .meshes import solid_occupancy
+from .meshes import MeshError, solid_occupancy
 
 LEGACY_DEFAULTS = {"samples": 10_000, "max_corr": 0.3, "tau": 0.01, "bins": 64, "emd_points": 2048,
                    "downsample_points": True}
@@ -135,6 +135,16 @@ PROTOCOLS = {"legacy": score_legacy, "corrected": score_corrected}
 
 
 def load_prediction(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    if meta["kind"] == "mesh":
-        return {"kind": "mesh", "mesh": trimesh.load(str(folder / "pred.ply"), force="mesh", process=False)}
-    return {"kind": meta["kind"], "points": load_npz(folder / "pred.npz")["points"]}
+    """A stored reconstruction. A file that cannot be decoded (truncated, corrupt) is a :class:`MeshError` naming
+    it: the item is recorded as failed, the data set goes on."""
+    path = folder / ("pred.ply" if meta["kind"] == "mesh" else "pred.npz")
+    try:
+        if meta["kind"] == "mesh":
+            mesh = trimesh.load(str(path), force="mesh", process=False)
+            if not isinstance(mesh, trimesh.Trimesh):
+                raise ValueError(f"holds a {type(mesh).__name__}, not a triangle mesh")
+            return {"kind": "mesh", "mesh": mesh}
+        return {"kind": meta["kind"], "points": load_npz(path)["points"]}
+    except Exception as exc:  # decoders raise anything (IndexError, struct.error, BadZipFile, ...)
+        raise MeshError(f"{path}: cannot be decoded ({type(exc).__name__}: {exc}); delete the item's prediction "
+                        f"folder and rerun the reconstruction") from exc

@@ -18,6 +18,7 @@ result is padded to a square around the label with a margin. Display convention 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,11 @@ def load_nifti(path: str | Path, what: str, channel: int | None = None, allow_4d
         shape = img.shape
     except Exception as exc:  # nibabel raises several types for corrupt headers/files
         raise VolumeError(f"{what}: {path} is not a readable NIfTI file ({exc})") from exc
+    hdr = img.header
+    if "qform_code" in hdr and int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0:
+        raise VolumeError(f"{what}: {path} has no geometry (qform_code and sform_code are 0), so its voxel spacing "
+                          f"and orientation are unknown; write the scanner affine into the file (nibabel: "
+                          f"img.set_sform(affine, code=1)) or convert it again from the original DICOM")
     if int(np.prod(shape)) > MAX_VOXELS:
         raise VolumeError(f"{what}: {path} has {int(np.prod(shape))} voxels (> {MAX_VOXELS}); crop or resample it")
     if len(shape) == 4 and shape[3] == 1:
@@ -60,11 +66,23 @@ def load_nifti(path: str | Path, what: str, channel: int | None = None, allow_4d
     return img
 
 
+# what decoding a (possibly truncated or corrupt) .nii / .nii.gz raises: EOFError (gzip stream cut off),
+# zlib.error, OSError (gzip.BadGzipFile, short reads), ValueError (nibabel: data shorter than the header says)
+DECODE_ERRORS = (EOFError, zlib.error, OSError, ValueError)
+
+
 def volume_data(img: nib.Nifti1Image, what: str) -> np.ndarray:
-    data = np.asarray(img.dataobj, dtype=np.float64)
+    """The voxel array as float64. Any decode failure becomes a :class:`VolumeError` naming the file."""
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float64)
+    except DECODE_ERRORS as exc:
+        path = img.get_filename() or "the in-memory image"
+        raise VolumeError(f"{what}: {path} cannot be decoded ({type(exc).__name__}: {exc}); the file is truncated "
+                          f"or corrupt: download or convert it again") from exc
     bad = ~np.isfinite(data)
     if bad.any():
-        raise VolumeError(f"{what}: {int(bad.sum())} NaN/inf voxel(s); fix the file or set nan_policy: zero")
+        raise VolumeError(f"{what}: {int(bad.sum())} NaN/inf voxel(s) in {img.get_filename() or 'the image'}; "
+                          f"replace them in the file (e.g. with the background value) or remove the case")
     return data
 
 

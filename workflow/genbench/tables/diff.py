@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,16 @@ DEFAULT_IGNORE = ["logs/*", "*/logs/*", "benchmarks/*", "*/benchmarks/*", ".snak
                   "*/__pycache__/*"]
 TABLE_SUFFIXES = {".parquet", ".csv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def _image_decode_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    # PIL: OSError (truncated, unidentified), SyntaxError (broken chunks), ValueError, DecompressionBombError
+    return OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError
+
+
+IMAGE_DECODE_ERRORS = _image_decode_errors()
 
 
 class DiffConfigError(ValueError):
@@ -213,8 +224,9 @@ def _diff_file(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) -
             _diff_arrays(*_load_safetensors(pa), *_load_safetensors(pb), rel, tol, res)
         elif (ha := sha256_file(pa)) != (hb := sha256_file(pb)):
             res.add(rel, "changed", f"contents differ (sha256 {ha[:12]} vs {hb[:12]})")
-    except (OSError, ValueError) as exc:  # an unreadable file is a difference, reported with the reason
-        res.add(rel, "error", f"could not compare: {exc}")
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # an unreadable table or array file: reported with the reason and the file, never a traceback
+        res.add(rel, "error", f"could not compare: {type(exc).__name__}: {exc}")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -313,7 +325,7 @@ def _diff_image(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) 
         with Image.open(pa) as ia, Image.open(pb) as ib:
             a = np.asarray(ia.convert("RGBA"), dtype=np.int16)
             b = np.asarray(ib.convert("RGBA"), dtype=np.int16)
-    except OSError:  # not decodable (e.g. a deliberately truncated input): equal bytes are equal files
+    except IMAGE_DECODE_ERRORS:  # not decodable (a truncated input, a bomb): equal bytes are equal files
         if (ha := sha256_file(pa)) != (hb := sha256_file(pb)):
             res.add(rel, "changed", f"undecodable image, contents differ (sha256 {ha[:12]} vs {hb[:12]})")
         return
