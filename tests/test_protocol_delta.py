@@ -140,3 +140,31 @@ def test_knob_settings_switch_one_setting_to_corrected():
     for name, (_, _, settings) in knobs.items():
         changed = {k for k in settings if settings[k] != {**base, "downsample_points": True}[k]}
         assert len(changed - {"icp_subsample"}) == 1, name
+
+
+def test_precision_delta_interval_is_debiased():
+    rng = np.random.default_rng(3)
+    real = {"d": rng.normal(size=(60, 6)) + 300.0}
+    gen = {"d": {"m": rng.normal(0.2, 1, (40, 6)) + 300.0}}
+    row = precision_deltas_2d(real, gen, 40, 0.9, lambda d, e: np.random.default_rng(1)).iloc[0]
+    assert row["ci_method"].startswith("debiased-percentile, 40 resamples")
+    assert (row["ci_low"] <= row["delta"] <= row["ci_high"]) or row["note"].startswith("interval lies")
+
+
+def test_knob_equal_in_both_protocols_is_not_applicable(tmp_path):
+    from genbench.recon3d.knobs import knob_deltas_3d
+
+    score = pd.DataFrame([{"dataset": "d", "model": "m", "item_id": "i", "protocol": "legacy", "status": "skipped",
+                           "reason": "empty input"}])
+    score.to_parquet(tmp_path / "score.parquet")
+    recon = pd.DataFrame([{"dataset": "d", "model": "m", "item_id": "i", "input": "input", "status": "skipped",
+                           "reason": "empty input", "kind": None, "prediction": None}])
+    recon.to_parquet(tmp_path / "recon.parquet")
+    manifest = pd.DataFrame([{"item_id": "i", "status": "skipped", "reason": "empty", "input_path": "x.png"}])
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    protocols = {"legacy": {"samples": 2000}, "corrected": {"samples": 2000}}
+    df = knob_deltas_3d("d", ["m"], protocols, tmp_path / "manifest.parquet", [tmp_path / "recon.parquet"],
+                        [tmp_path / "score.parquet"], 0, 10, 0.9)
+    row = df[df["knob"] == "sample_count"].iloc[0]
+    assert row["status"] == "not_applicable" and "agree on this knob" in row["reason"]
+    assert set(df.loc[df["knob"] != "sample_count", "knob"]) == set()  # no item scored under both settings

@@ -5,8 +5,8 @@ Two kinds of rows share one long table (``results/tables/protocol_delta.parquet`
 
 - ``kind = delta``: one per (track, knob, dataset, entry, metric): the metric under the knob's ``from`` setting and
   its ``to`` setting, ``delta = to - from`` and a percentile interval of the paired bootstrap of that difference
-  (2D: the real and generated sets resampled together, the same resample scored under both settings; 3D: the
-  items' paired differences resampled).
+  (2D: the real and generated sets resampled together, the same resample scored under both settings, the interval
+  shifted by the bootstrap bias as genbench's FD intervals are; 3D: the items' paired differences resampled).
 - ``kind = ranking``: one per (track, knob, dataset, metric): the entries ranked under each setting, Kendall's tau-b
   between the two rankings (scipy.stats.kendalltau) and the number of entry pairs whose order flips.
 
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bootstrap import method_label, percentile_interval
+from .bootstrap import debiased_percentile_interval, interval_note, method_label, percentile_interval
 from .fid import check_features, frechet_distance
 
 COLUMNS = ["kind", "track", "knob", "from_setting", "to_setting", "dataset", "entry", "metric", "value_from",
            "value_to", "delta", "ci_low", "ci_high", "ci_method", "n", "kendall_tau", "discordant_pairs",
-           "n_ranked", "ranking_from", "ranking_to", "higher_is_better", "status", "reason"]
+           "n_ranked", "ranking_from", "ranking_to", "higher_is_better", "status", "reason", "note"]
 KEY_COLUMNS = ["kind", "track", "knob", "dataset", "entry", "metric"]
 
 
@@ -137,9 +137,11 @@ def paired_knob_delta(statistic_from: Callable[[np.ndarray, np.ndarray], float],
     for _ in range(max(n_boot, 0)):
         ir, ig = rng.integers(0, len(real), len(real)), rng.integers(0, len(gen), len(gen))
         reps.append(statistic_to(real[ir], gen[ig]) - statistic_from(real[ir], gen[ig]))
-    lo, hi = percentile_interval(np.asarray(reps), confidence)
+    lo, hi, bias = debiased_percentile_interval(np.asarray(reps), b - a, confidence)
     return {"value_from": a, "value_to": b, "delta": b - a, "ci_low": lo, "ci_high": hi,
-            "ci_method": method_label("percentile", n_boot, confidence, "paired: real and generated resampled")}
+            "ci_method": method_label("debiased-percentile", n_boot, confidence,
+                                      "paired: real and generated resampled"),
+            "note": interval_note(b - a, lo, hi, bias) or None}
 
 
 def precision_deltas_2d(real: dict[str, np.ndarray], gen: dict[str, dict[str, np.ndarray]], n_boot: int,
@@ -196,5 +198,5 @@ def item_deltas_3d(anchor: pd.DataFrame, variant: pd.DataFrame, knob: str, from_
             rows.append({**base, "value_from": float(va.mean()), "value_to": float(vb.mean()),
                          "delta": float(diff.mean()), "ci_low": lo, "ci_high": hi,
                          "ci_method": method_label("percentile", n_boot, confidence, "items, paired"),
-                         "status": "ok", "reason": None})
+                         "note": interval_note(float(diff.mean()), lo, hi) or None, "status": "ok", "reason": None})
     return pd.DataFrame(rows)

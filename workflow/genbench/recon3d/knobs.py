@@ -62,7 +62,13 @@ def knob_deltas_3d(dataset: str, models: list[str], protocols: dict[str, dict[st
     anchor = pd.concat([pd.read_parquet(t) for t in score_tables], ignore_index=True)
     anchor = with_iou(anchor[anchor["protocol"] == "legacy"])
     parts = []
+    base = {**LEGACY_DEFAULTS, **protocol_settings(protocols["legacy"], dataset)}
     for knob, (frm, to, settings) in knob_settings(protocols["legacy"], protocols["corrected"], dataset).items():
+        if settings == base:
+            parts.append(pd.DataFrame([{**not_applicable("3d", knob, frm, to, "the legacy and corrected protocols "
+                                                         f"agree on this knob for {dataset} in this config"),
+                                        "dataset": dataset}]))
+            continue
         variant = pd.concat([score_dataset(dataset, m, {"legacy": settings}, manifest_path, t, seed)
                              for m, t in zip(models, recon_tables, strict=True)], ignore_index=True)
         parts.append(item_deltas_3d(
