@@ -168,3 +168,19 @@ def test_knob_equal_in_both_protocols_is_not_applicable(tmp_path):
     row = df[df["knob"] == "sample_count"].iloc[0]
     assert row["status"] == "not_applicable" and "agree on this knob" in row["reason"]
     assert set(df.loc[df["knob"] != "sample_count", "knob"]) == set()  # no item scored under both settings
+
+
+def test_report_view_escapes_and_lists_skipped():
+    from genbench.metrics.protocol_delta import not_applicable, report_view
+
+    deltas = pd.DataFrame([{"track": "3d", "knob": "k", "from_setting": "a", "to_setting": "<b>", "dataset": "d",
+                            "entry": m, "metric": "f1", "value_from": v, "value_to": w, "delta": w - v,
+                            "ci_low": w - v, "ci_high": w - v, "n": 3, "higher_is_better": True, "status": "ok",
+                            "reason": None} for m, v, w in (("x", 0.1, 0.5), ("y", 0.3, 0.2))])
+    table = assemble([deltas, pd.DataFrame([not_applicable("2d", "resize_mode", "a", "b", "no features")])])
+    view = report_view(table)
+    assert "not evaluated: no features" in set(view["result"])
+    assert "τ -1, 1 of 1 pairs flip" in set(view["result"])
+    from genbench.tables.export import to_html
+
+    assert "&lt;b&gt;" in to_html(view, "t") and "<b>" not in to_html(view, "t").split("<tbody>")[1]

@@ -537,12 +537,18 @@ def stage_protocol_delta_3d(dataset: str, config: dict[str, Any], manifest: str 
     write_parquet(df, out, provenance(config_hash(config)))
 
 
-def stage_protocol_delta(parts: list[str | Path], full_config_hash: str, out: str | Path) -> None:
-    """Every part's ``delta`` rows and their ``ranking`` rows -> results/tables/protocol_delta.parquet."""
-    from .metrics.protocol_delta import KEY_COLUMNS, assemble
+def stage_protocol_delta(parts: list[str | Path], full_config_hash: str, out: str | Path,
+                         html_out: str | Path) -> None:
+    """Every part's ``delta`` rows and their ``ranking`` rows -> results/tables/protocol_delta.parquet, and its
+    HTML view for the report."""
+    from .metrics.protocol_delta import KEY_COLUMNS, assemble, report_view
+    from .tables.export import to_html
 
     df = assemble([pd.read_parquet(p) for p in parts])
     write_parquet(df, out, {**provenance(full_config_hash), "key_columns": KEY_COLUMNS})
+    with atomic_path(html_out) as tmp:
+        Path(tmp).write_text(to_html(report_view(df), "What each protocol knob moves (docs/protocol.md)"),
+                             encoding="utf-8")
 
 
 def stage_figure_protocol_delta(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,

@@ -382,7 +382,7 @@ def protocol_delta_parts():
 def protocol_delta_targets():
     if not protocol_delta_parts():
         return []
-    return ["results/tables/protocol_delta.parquet",
+    return ["results/tables/protocol_delta.parquet", "results/tables/protocol_delta.html",
             *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")]]
 
 

@@ -55,6 +55,8 @@ rule protocol_delta:
         parts=protocol_delta_parts(),
     output:
         table="results/tables/protocol_delta.parquet",
+        html=report("results/tables/protocol_delta.html", caption="../report/tables/protocol_delta.rst",
+                    category="Protocols", subcategory="Tables", labels={"table": "protocol_delta"}),
     params:
         config_hash=config_hash(config),
     log:

@@ -14,7 +14,7 @@ elif sm.rule == "protocol_delta_3d":
     stages.stage_protocol_delta_3d(sm.wildcards.dataset3d, sm.params.config, sm.input.manifest, list(sm.input.recon),
                                    list(sm.input.scores), sm.output.table)
 elif sm.rule == "protocol_delta":
-    stages.stage_protocol_delta(list(sm.input.parts), sm.params.config_hash, sm.output.table)
+    stages.stage_protocol_delta(list(sm.input.parts), sm.params.config_hash, sm.output.table, sm.output.html)
 else:
     stages.stage_figure_protocol_delta(sm.input.table, sm.output.pdf, sm.output.png, sm.output.data,
                                        sm.params.confidence)

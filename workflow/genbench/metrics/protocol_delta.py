@@ -200,3 +200,23 @@ def item_deltas_3d(anchor: pd.DataFrame, variant: pd.DataFrame, knob: str, from_
                          "ci_method": method_label("percentile", n_boot, confidence, "items, paired"),
                          "note": interval_note(float(diff.mean()), lo, hi) or None, "status": "ok", "reason": None})
     return pd.DataFrame(rows)
+
+
+def report_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the report shows it: one line per delta (value from -> to, delta [CI]) or ranking (tau, flips),
+    then the knobs not evaluated with their reason."""
+    def num(v: float) -> str:
+        return "–" if v is None or not np.isfinite(v) else f"{v:.4g}"
+
+    rows = []
+    for r in table.itertuples(index=False):
+        if r.status != "ok":
+            shown = f"not evaluated: {r.reason}"
+        elif r.kind == "delta":
+            shown = (f"{num(r.value_from)} → {num(r.value_to)}: Δ {num(r.delta)} [{num(r.ci_low)}, {num(r.ci_high)}]"
+                     + (f" ({r.note})" if isinstance(r.note, str) and r.note else ""))
+        else:
+            shown = f"τ {num(r.kendall_tau)}, {r.discordant_pairs} of {r.n_ranked * (r.n_ranked - 1) // 2} pairs flip"
+        rows.append({"knob": f"{r.track} {r.knob}", "from → to": f"{r.from_setting} → {r.to_setting}",
+                     "data set": r.dataset, "entry": r.entry, "metric": r.metric, "result": shown})
+    return pd.DataFrame(rows, columns=["knob", "from → to", "data set", "entry", "metric", "result"])
