@@ -59,3 +59,26 @@ def test_lanczos_downsample_as_pil():
     # not the bilinear / bicubic resize a different pipeline would use
     bicubic = np.asarray(Image.fromarray(u8[1]).resize((16, 16), Image.BICUBIC))
     assert not np.array_equal(got, bicubic)
+
+
+def test_pipeline_output_size_downsamples(tmp_path, monkeypatch):
+    """A text-to-image model with output_size generates at its resolution and returns the LANCZOS-downsampled
+    image (the anchor's 1024 -> 256 px), the same as downsampling the full-size generation."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_pipelines import save_tiny_sd3
+
+    from genbench.gen2d.registry import load_generator
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = save_tiny_sd3(tmp_path / "sd35")
+    spec = {"family": "sd35", "weights": {"path": str(folder)}, "sampler": {"method": "pipeline"}, "resolution": 32}
+    full = load_generator("sd35", spec, None)
+    small = load_generator("sd35", {**spec, "output_size": 16}, None)
+    noise = torch.randn(2, *full.noise_shape(), generator=torch.Generator().manual_seed(0))
+    labels, prompts = torch.tensor([0, 1]), ["a photo of a cat", "a photo of a dog"]
+    big = full.sample(labels, noise, 2, 3.0, prompts=prompts).x
+    out = small.sample(labels, noise, 2, 3.0, prompts=prompts).x
+    assert big.shape[-1] == 32 and out.shape[-1] == 16
+    torch.testing.assert_close(out, lanczos_downsample(big, 16))
