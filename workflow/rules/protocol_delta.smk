@@ -39,7 +39,7 @@ rule protocol_delta_3d:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=720,  # five re-scorings of every item of every reconstructor (score_3d does two protocols in 120)
     log:
         f"{LOGS}/protocol_delta/3d/{{dataset3d}}.log",
     benchmark:
