@@ -154,3 +154,14 @@ def test_sweep_per_steps_errors(root):
                          "per_steps": {1: {"guidance_interval": [0.1, 0.9]}}})
     with pytest.raises(ConfigError, match="model 'sd35' \\(family sd35\\) has no per-steps sampler settings"):
         validate_config(bad)
+
+
+def test_per_steps_interval_refused_for_guidance_as_input(default_config):
+    """MeanFlow with guidance as a network input learns its interval in training: a per-steps interval for it is a
+    config error at validation, not a failure of the generate job later."""
+    from genbench.config import ConfigError, validate_config
+
+    default_config["sweep"].append({"models": ["meanflow_mini"], "datasets": ["mw_val"], "steps": [1], "cfg": [2.0],
+                                    "per_steps": {1: {"guidance_interval": [0.1, 0.9]}}})
+    with pytest.raises(ConfigError, match="model 'meanflow_mini' takes guidance as a network input"):
+        validate_config(default_config)

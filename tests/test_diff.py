@@ -234,8 +234,8 @@ def test_metric_kind_tolerances_apply_per_row_per_column_and_per_table(tmp_path)
         for c in (1, 2)}
     assert all("allowed atol 0 + rtol 0.01" in f.message for f in res.findings)
     # a column named after its metric, and a table that names its metric
-    (a / "figures/scaled.csv").write_text("model,fid,note\nm,10.0,x\n")
-    (b / "figures/scaled.csv").write_text("model,fid,note\nm,10.4,x\n")
+    (a / "figures/scaled.csv").write_text("model,fid,fid_ci_low,note\nm,10.0,9.0,x\n")
+    (b / "figures/scaled.csv").write_text("model,fid,fid_ci_low,note\nm,10.4,9.4,x\n")
     (a / "figures/step.csv").write_text("model,value,n\nm,10.0,400\n")
     (b / "figures/step.csv").write_text("model,value,n\nm,10.4,401\n")
     tol = Tolerances.from_dict({"metrics": {"fid": {"rtol": 0.05}}, "include": ["figures/s*.csv"],

@@ -63,7 +63,8 @@ def test_prdc_needs_more_samples_than_k():
 def test_vendi_matches_vendi_score(n, d):
     from vendi_score import vendi
 
-    from genbench.metrics.vendi import unit_rows, vendi_score, vendi_weighted
+    from genbench.metrics.fid import unit_rows
+    from genbench.metrics.vendi import vendi_score, vendi_weighted
 
     x = _features(4, n, d, shift=0.5)
     ours = vendi_score(x)

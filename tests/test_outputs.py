@@ -263,16 +263,19 @@ def test_a_lone_setting_keeps_its_ci(tmp_path, drawn):
     assert "band, or bar on a lone point: 90% bootstrap CI" in texts(fig)
 
 
-def test_kid_without_spread_shows_no_band_and_says_so(tmp_path, drawn):
-    """KID's std is 0 when every subset is the whole set: no '± 0' band, a note instead."""
+@pytest.mark.parametrize("std", [0.0, float("nan")])
+def test_kid_without_spread_shows_no_band_and_says_so(tmp_path, drawn, std):
+    """KID's std over subsets says nothing when every subset is the whole set: scoring reports it as NaN (with a
+    note), a hand-made table may hold 0. Either way no '± 0' band, and a note that says why."""
     t = table()
-    t.loc[t["metric"] == "kid_std", "value"] = 0.0
+    t.loc[t["metric"] == "kid_std", "value"] = std
     out = draw_figure("kid_vs_cfg", t, tmp_path / "k.pdf", tmp_path / "k.png", tmp_path / "k.csv", confidence=0.9)
     fig = drawn[0]
     assert not [c for ax in fig.axes for c in ax.collections]  # neither bands nor bars
-    assert "none drawn where the std is 0: every subset is the whole set" in texts(fig)
-    assert "± 0" not in texts(fig)
-    assert np.allclose(out["band_high"], out["value"])  # the CSV keeps what the protocol reported
+    assert "every subset is the whole set" in texts(fig)
+    assert "± 0" not in texts(fig) and "bootstrap is off" not in texts(fig)
+    if std == 0:
+        assert np.allclose(out["band_high"], out["value"])  # the CSV keeps what the protocol reported
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
@@ -344,9 +347,10 @@ def test_dataset_comparison_wraps_many_settings(tmp_path, drawn):
     assert Image.open(tmp_path / "d.png").width < 1800
 
 
-def test_tables_never_show_plus_minus_zero(tmp_path):
+@pytest.mark.parametrize("std", [0.0, float("nan")])
+def test_tables_never_show_plus_minus_zero(tmp_path, std):
     t = table()
-    t.loc[t["metric"] == "kid_std", "value"] = 0.0
+    t.loc[t["metric"] == "kid_std", "value"] = std
     wide = wide_table(t)
     assert wide.iloc[0]["KID×10³"] == "30†"
     assert not wide.apply(lambda c: c.astype(str).str.contains("± 0")).any().any()

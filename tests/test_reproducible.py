@@ -22,8 +22,15 @@ from genbench.features.classifier import MiniClassifier, train_classifier
 from genbench.metrics.fid import frechet_distance_features
 from genbench.metrics.inception_score import inception_score
 from genbench.metrics.kid import kernel_inception_distance
-from genbench.repro import (EMULATION_EPS, machine_provenance, metric_deviations, other_machine_config,
-                            other_machine_env, perturb_parameters, simd_level)
+from genbench.repro import (
+    EMULATION_EPS,
+    machine_provenance,
+    metric_deviations,
+    other_machine_config,
+    other_machine_env,
+    perturb_parameters,
+    simd_level,
+)
 from genbench.tables import provenance, read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
 

@@ -116,6 +116,11 @@ def expand_per_steps(config: dict[str, Any]) -> None:
                                     f"{spec['family']}) has no per-steps sampler settings; use a family of "
                                     f"{', '.join(PER_STEPS_FAMILIES)}")
                     continue
+                if spec["family"] == "meanflow" and spec.get("arch", {}).get("guidance_input"):
+                    problems.append(f"sweep.{i}.per_steps.{key}.guidance_interval: model '{m}' takes guidance as a "
+                                    f"network input, so its interval is part of training, not of the sampler; "
+                                    f"remove guidance_interval for it")
+                    continue
                 table = spec["sampler"].setdefault("per_steps", {})
                 want = [float(v) for v in entry["guidance_interval"]]
                 have = table.get(key, {}).get("guidance_interval")

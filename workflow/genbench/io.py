@@ -60,6 +60,19 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy stream ``f``, left at the start of the data; only the header is
+    read, nothing is unpickled. Refuses other .npy format versions than 1.0/2.0 and object dtypes (ValueError)."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise ValueError(f"uses .npy format {version}; re-save it with NumPy (format 1.0/2.0)")
+    shape, fortran, dtype = readers[version](f)
+    if dtype.hasobject:
+        raise ValueError("holds Python objects; refusing to unpickle")
+    return shape, fortran, dtype
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -27,11 +27,11 @@ KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONE
               "OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
 
 
-def training_dtype(train: dict[str, Any]):
-    """The torch dtype of ``train['precision']`` (float32 unless set)."""
+def training_dtype(train: dict[str, Any], default: str = "float32"):
+    """The torch dtype of ``train['precision']`` (``default`` unless set)."""
     import torch
 
-    name = train.get("precision", "float32")
+    name = train.get("precision", default)
     if name not in PRECISIONS:
         raise ValueError(f"train.precision '{name}': expected one of {', '.join(PRECISIONS)}")
     return getattr(torch, name)

@@ -21,6 +21,7 @@ from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
 from .repro import machine_provenance
+from .runtime import Runtime, resolve_runtime
 from .tables import provenance, write_parquet
 
 # torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
@@ -62,6 +63,41 @@ def _fix_threads(n: int) -> None:
 def _load_split(manifest_path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     manifest = read_manifest(manifest_path)
     return manifest, load_images(manifest, Path(manifest_path).parent)
+
+
+def decode_policy(config: dict[str, Any], dataset: str) -> str:
+    """What an undecodable image of ``dataset`` does: 'fail' (default) or 'skip' (genbench.data.stream)."""
+    return config.get("datasets", {}).get(dataset, {}).get("decode_errors", "fail")
+
+
+def preparation(config: dict[str, Any], kind: str, name: str | None):
+    """The named preparation of a data set's (kind 'datasets') or a model's generated (kind 'models') images."""
+    from .data.stream import Preparation
+
+    spec = config.get(kind, {}).get(name, {}).get("prepare") if name else None
+    return Preparation.from_spec(spec, f"{kind}.{name}")
+
+
+def runtime_sidecar(out: str | Path) -> Path:
+    """Where a stage that writes an .npz records its runtime (device, dtype, GPU, versions); the scoring stage
+    carries these records into its tables' Parquet metadata. The .npz itself stays as it was."""
+    return Path(f"{out}.runtime.json")
+
+
+def _write_runtime(out: str | Path, records: dict[str, Any]) -> None:
+    write_json(runtime_sidecar(out), records)  # before the .npz: an existing .npz never has a stale record
+
+
+def read_runtime_records(paths: dict[str, str | Path]) -> dict[str, Any]:
+    """The runtime records of a scoring stage's inputs (role -> record), for those that have one."""
+    out = {}
+    for role, path in paths.items():
+        side = runtime_sidecar(path)
+        if side.is_file():
+            import json
+
+            out[role] = json.loads(side.read_text())
+    return out
 
 
 def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: str | Path) -> None:
@@ -122,26 +158,26 @@ def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, 
     from .gen2d.registry import load_generator
 
     manifest = read_manifest(manifest_path, dataset)
-    gen = load_generator(model, config["models"][model], checkpoint)
+    spec = config["models"][model]
+    rt = resolve_runtime(config, f"rule generate ({model}/{dataset} shard {shard})", spec.get("runtime"))
+    gen = load_generator(model, spec, checkpoint)
+    gen.place(rt)
     arrays = generate_shard(gen, manifest, model=model, dataset=dataset, global_seed=config["seed"], seed=seed,
-                            steps=steps, cfg=cfg, shard=shard, n_shards=n_shards, batch_size=batch_size)
+                            steps=steps, cfg=cfg, shard=shard, n_shards=n_shards, batch_size=batch_size, runtime=rt)
+    _write_runtime(out, {"generate": rt.metadata()})
     save_npz(out, **arrays)
     log.info("%s/%s steps %d cfg %g seed %d shard %d/%d: %d images, NFE %s", model, dataset, steps, cfg, seed,
              shard, n_shards, len(arrays["images"]), sorted(set(arrays["nfe"].tolist())))
 
 
-def read_shards(paths: list[str | Path]) -> dict[str, np.ndarray]:
-    """The shards of a cell, concatenated. A shard with no items (a data set smaller than shards x batch) holds
-    placeholder-shaped empty arrays and is left out."""
-    parts = [load_npz(p) for p in paths]
-    full = [p for p in parts if len(p["item_id"])] or parts[:1]
-    return {k: np.concatenate([p[k] for p in full]) for k in full[0]}
-
-
 def stage_sample_grid(shards: list[str | Path], out: str | Path, n: int) -> None:
+    from .data.stream import ShardImages
     from .plots.grids import sample_grid
 
-    images = read_shards(shards)["images"]
+    cell = ShardImages(shards, "sample grid")
+    if not len(cell):
+        raise ValueError("no images to put in a sample grid: " + ", ".join(map(str, shards)))
+    images = np.stack([cell.load(i) for i in range(min(n, len(cell)))])  # only the first n are read
     img = sample_grid(images, n=n, scale=max(1, 64 // max(1, images.shape[1])))
     with atomic_path(out) as tmp:
         img.save(tmp, format="PNG")
@@ -187,37 +223,68 @@ def stage_init_extractor(name: str, config: dict[str, Any], ckpt: str | Path) ->
     log.info("%s: random-weight DINOv2 (%s), seed %d", name, spec, seed)
 
 
+def extractor_runtime(config: dict[str, Any], name: str, stage: str) -> Runtime:
+    return resolve_runtime(config, stage, config["extractors"][name].get("runtime"), metric=True)
+
+
+def embedder_runtime(config: dict[str, Any], name: str, stage: str) -> Runtime:
+    return resolve_runtime(config, stage, config["embedders"][name].get("runtime"), metric=True)
+
+
 def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Path | None,
-                        manifest_path: str | Path, dataset: str, out: str | Path) -> None:
+                        manifest_path: str | Path, dataset: str, out: str | Path, threads: int | None = None) -> None:
+    """Features of a real set, streamed (genbench.data.stream): decoded by ``threads - 1`` worker processes,
+    undecodable images per the data set's ``decode_errors`` (skipped ones listed in the .npz)."""
+    from .data.stream import ManifestImages, workers_for
     from .features.registry import load_extractor
 
-    manifest, images = _load_split(manifest_path)
-    ex = load_extractor(name, config["extractors"][name], checkpoint)
-    feats = ex.extract(images, f"real {dataset}")
-    save_npz(out, item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
-             **feats)
+    images = ManifestImages.from_path(manifest_path, dataset)
+    images.prepare = preparation(config, "datasets", dataset)
+    rt = extractor_runtime(config, name, f"rule features_real ({name}/{dataset})")
+    ex = load_extractor(name, config["extractors"][name], checkpoint, rt)
+    res = ex.extract_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
+    _write_runtime(out, {"features_real": rt.metadata(), "prepare": images.prepare.describe()})
+    save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
+             **res.skipped_arrays())
 
 
 def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Path | None],
-                        shards: list[str | Path], set_name: str, outputs: dict[str, str | Path]) -> None:
+                        shards: list[str | Path], set_name: str, outputs: dict[str, str | Path],
+                        threads: int | None = None, model: str | None = None) -> None:
     """Features of one generated cell for every extractor (``ex_{name}``) and image embeddings for every
-    text-image embedder (``em_{name}``) named in ``outputs``; the shards are read once."""
+    text-image embedder (``em_{name}``) named in ``outputs``. The shards are memory-mapped and streamed in each
+    model's batches (genbench.data.stream), so memory does not grow with the cell; each model is loaded once."""
+    from .data.stream import ShardImages, workers_for
     from .features.registry import load_extractor
 
-    data = read_shards(shards)
-    ids = {"item_id": data["item_id"], "label_id": data["label_id"]}
+    cell = ShardImages(shards, set_name)
+    cell.prepare = preparation(config, "models", model)  # e.g. a text-to-image model's named downsample
+    shard_runtime = read_runtime_records({f"shard {i}": p for i, p in enumerate(shards)})
+    generate = list({json_key(r["generate"]): r["generate"] for r in shard_runtime.values()}.values())
     for key, out in outputs.items():
         kind, name = key.split("_", 1)
-        if kind == "ex":
-            ex = load_extractor(name, config["extractors"][name], checkpoints.get(key))
-            save_npz(out, **ids, nfe=data["nfe"], forward_passes=data["forward_passes"],
-                     **ex.extract(data["images"], set_name))
-        elif kind == "em":
-            emb = _embedder(name, config, checkpoints.get(key))
-            save_npz(out, **ids, image_emb=emb.embed_images(data["images"], set_name))
-        else:
+        if kind not in ("ex", "em"):
             raise ValueError(f"cell features: unknown output '{key}' (expected ex_<extractor> or em_<embedder>)")
+        stage = f"rule cell_features ({name} on {set_name})"
+        if kind == "ex":
+            rt = extractor_runtime(config, name, stage)
+            ex = load_extractor(name, config["extractors"][name], checkpoints.get(key), rt)
+            res = ex.extract_set(cell, set_name, workers_for(threads))
+        else:
+            rt = embedder_runtime(config, name, stage)
+            emb = _embedder(name, config, checkpoints.get(key), rt)
+            res = emb.embed_set(cell, set_name, workers_for(threads))
+        cols = {k: v[res.index] for k, v in cell.columns.items() if kind == "ex" or k in ("item_id", "label_id")}
+        _write_runtime(out, {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
+                             **({"generate": generate} if generate else {})})
+        save_npz(out, **cols, **res.outputs)
         log.info("%s: %s -> %s", set_name, name, out)
+
+
+def json_key(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str | Path, ckpt: str | Path,
@@ -241,24 +308,38 @@ def stage_train_embedder(name: str, config: dict[str, Any], manifest_path: str |
     write_json(meta, {"embedder": name, "model": spec["model"], **stats, "machine": machine_provenance()})
 
 
-def _embedder(name: str, config: dict[str, Any], checkpoint: str | Path | None):
+def _embedder(name: str, config: dict[str, Any], checkpoint: str | Path | None, runtime: Runtime | None = None):
     from .features.text_image import load_embedder
 
-    return load_embedder(name, config["embedders"][name], checkpoint)
+    runtime = runtime or embedder_runtime(config, name, f"embedder '{name}'")
+    return load_embedder(name, config["embedders"][name], checkpoint, runtime)
 
 
 def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path | None, manifest_path: str | Path,
-                     dataset: str, out: str | Path) -> None:
-    """Image embeddings of the real set and text embeddings of each item's prompt (the manifest's)."""
-    manifest, images = _load_split(manifest_path)
-    emb = _embedder(name, config, checkpoint)
+                     dataset: str, out: str | Path, threads: int | None = None) -> None:
+    """Image embeddings of the real set (streamed, as stage_features_real) and text embeddings of each kept item's
+    prompt (the manifest's)."""
+    from .data.stream import ManifestImages, workers_for
+
+    manifest = read_manifest(manifest_path, dataset)
     prompts = manifest["prompt"].astype(str).tolist()
     if any(not p for p in prompts):
         bad = manifest.loc[manifest["prompt"].astype(str) == "", "item_id"].head(3).tolist()
         raise ValueError(f"data set '{dataset}': items without a prompt (e.g. {bad}); text-image metrics need one")
-    save_npz(out, item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
-             image_emb=emb.embed_images(images, f"real {dataset}"), text_emb=emb.embed_texts(prompts, dataset),
-             logit_scale=np.float64(emb.logit_scale))
+    images = ManifestImages(manifest, Path(manifest_path).parent, dataset)
+    images.prepare = preparation(config, "datasets", dataset)
+    rt = embedder_runtime(config, name, f"rule embed_real ({name}/{dataset})")
+    emb = _embedder(name, config, checkpoint, rt)
+    res = emb.embed_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
+    skipped = res.skipped_arrays()
+    if skipped:  # their prompts still serve the generated items of the same ids (text-image scores)
+        pos = {item: k for k, item in enumerate(images.item_id.tolist())}
+        skipped["skipped_text_emb"] = emb.embed_texts([prompts[pos[i]] for i in skipped["skipped_item_id"]],
+                                                      dataset)
+    _write_runtime(out, {"embed_real": rt.metadata(), "prepare": images.prepare.describe()})
+    save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index],
+             image_emb=res.outputs["image_emb"], text_emb=emb.embed_texts([prompts[i] for i in res.index], dataset),
+             logit_scale=np.float64(emb.logit_scale), **skipped)
 
 
 def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, gen: str | Path,
@@ -279,7 +360,14 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                     text_image_names=sc.get("text_image", {}),
                     dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None,
                     prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"])
-    write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS})
+    inputs = {"real features": real, "generated features": gen}
+    for role, (pr, pg) in (text_image or {}).items():
+        inputs.update({f"real {role} embeddings": pr, f"generated {role} embeddings": pg})
+    if dinov2:
+        inputs.update({"real dinov2 features": dinov2[0], "generated dinov2 features": dinov2[1]})
+    runtime = read_runtime_records(inputs)  # where and how the features were computed (genbench.runtime)
+    write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS,
+                                     "runtime": runtime})
     pc = sc["per_class"]
     if pc["enabled"]:
         names = read_manifest(manifest).drop_duplicates("label_id").set_index("label_id")["label_name"]
@@ -288,9 +376,11 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                               bootstrap={**sc["bootstrap"], "n": pc["bootstrap"]}, min_samples=pc["min_samples"],
                               text_image=ti, text_image_names=sc.get("text_image", {}))
     else:  # an empty table with the same columns, so the aggregate and its readers need no special case
-        per = pd.DataFrame({c: pd.Series(dtype="float64" if c in ("value", "ci_low", "ci_high") else "object")
-                            for c in [*PER_CLASS_KEYS, "class_name", "value", "ci_low", "ci_high", "note"]})
-    write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS})
+        floats = ("value", "ci_low", "ci_high", "ci_bias")
+        per = pd.DataFrame({c: pd.Series(dtype="float64" if c in floats else "object")
+                            for c in [*PER_CLASS_KEYS, "class_name", *floats, "ci_method", "note"]})
+    write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS,
+                                                "runtime": runtime})
 
 
 def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -464,18 +554,27 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     from .recon3d.appearance import appearance_dataset
 
     spec = config["recon3d"]["appearance"]
-    extractors = {name: load_extractor(name, config["extractors"][name], inputs.get(f"ex_{name}"))
-                  for name in spec.get("extractors", [])}
-    emb = _embedder(spec["embedder"], config, inputs.get("embedder")) if spec.get("embedder") else None
-    lp = None
+    stage = f"rule appearance_3d ({dataset}/{model})"
+    runtimes = {}
+    extractors = {}
+    for name in spec.get("extractors", []):
+        runtimes[f"extractor {name}"] = rt = extractor_runtime(config, name, stage)
+        extractors[name] = load_extractor(name, config["extractors"][name], inputs.get(f"ex_{name}"), rt)
+    emb = None
+    if spec.get("embedder"):
+        runtimes[f"embedder {spec['embedder']}"] = rt = embedder_runtime(config, spec["embedder"], stage)
+        emb = _embedder(spec["embedder"], config, inputs.get("embedder"), rt)
+    lp = lp_rt = None
     if spec.get("lpips"):
         from .recon3d.appearance import load_lpips
 
-        lp = load_lpips(spec["lpips"], int(config.get("seed", 0)))
+        runtimes["lpips"] = lp_rt = resolve_runtime(config, stage, metric=True)
+        lp = lp_rt.place(load_lpips(spec["lpips"], int(config.get("seed", 0))))
     rows, sets = appearance_dataset(dataset, model, inputs["manifest"], inputs["scores"],
-                                    Path(inputs["recon"]).parent, spec, extractors, emb, lp)
+                                    Path(inputs["recon"]).parent, spec, extractors, emb, lp, lp_rt)
     meta = provenance(config_hash(config))
     meta["extractors"] = {n: {"kind": config["extractors"][n]["kind"]} for n in extractors}
+    meta["runtime"] = {k: rt.metadata() for k, rt in runtimes.items()}
     write_parquet(rows, out, meta)
     write_parquet(sets if len(sets) else pd.DataFrame({"dataset": [], "model": [], "metric": [], "value": []}),
                   out_sets, meta)

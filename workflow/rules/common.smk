@@ -51,16 +51,36 @@ def dataset3d_config(dataset):
     return select(config, "seed", f"datasets3d.{dataset}")
 
 
+# the parts of `runtime` a job's results depend on, as its params: device for every torch stage, precision only for
+# generation (feature extraction stays fp32 unless its own entry says otherwise); never threads, which only change
+# speed: changing them must not rerun every job
+RUNTIME_GEN = ("runtime.device", "runtime.precision")
+RUNTIME_METRIC = ("runtime.device",)
+
+
 def model_config(model):
-    return select(config, "seed", f"models.{model}")
+    return select(config, "seed", f"models.{model}", *RUNTIME_GEN)
 
 
 def extractor_config(name):
     spec = config["extractors"][name]
-    paths = [f"extractors.{name}"]
+    paths = [f"extractors.{name}", *RUNTIME_METRIC]
     if "train" in spec:
         paths += [f"datasets.{spec['train']['dataset']}", "miniworld"]
     return select(config, *paths)
+
+
+def with_image_policy(cfg, dataset):
+    """A rule's config subset plus the data set's decode_errors and prepare settings (when set), for the rules
+    reading its images."""
+    for key in ("decode_errors", "prepare"):
+        value = config["datasets"].get(dataset, {}).get(key)
+        if value is not None:
+            cfg.setdefault("datasets", {}).setdefault(dataset, {})[key] = value
+    return cfg
+
+
+FEATURE_THREADS = config.get("runtime", {}).get("threads", 1)
 
 
 def score_config(model):
@@ -73,7 +93,7 @@ def score_config(model):
 
 def embedder_config(name):
     spec = config["embedders"][name]
-    paths = [f"embedders.{name}"]
+    paths = [f"embedders.{name}", *RUNTIME_METRIC]
     if "train" in spec:
         paths += [f"datasets.{d}" for d in [spec["train"]["dataset"], *spec["train"].get("extra", [])]]
         paths += ["miniworld"]
@@ -148,7 +168,7 @@ def cell_feature_checkpoints(wildcards, input):
 def cell_feature_config(wildcards):
     paths = [p for e in GEN_EXTRACTORS for p in extractor_config_paths(e)]
     paths += [f"embedders.{e}" for e in GEN_EMBEDDERS]
-    return select(config, *paths)
+    return select(config, *paths, *RUNTIME_METRIC, f"models.{wildcards.model}.prepare")
 
 
 def manifest_path(dataset):
@@ -179,7 +199,7 @@ def curation_embedders(dataset):
 def curation_config(dataset):
     spec = config["datasets"][dataset]
     paths = ["seed", f"datasets.{dataset}", "miniworld"] + [f"embedders.{e}" for e in curation_embedders(dataset)]
-    return select(config, *paths)
+    return select(config, *paths, *RUNTIME_METRIC)
 
 
 def curation_folder(dataset):

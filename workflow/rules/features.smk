@@ -48,9 +48,9 @@ rule features_real:
     output:
         features="results/features/{extractor}/real/{dataset}.npz",
     params:
-        config=lambda wc: extractor_config(wc.extractor),
+        config=lambda wc: with_image_policy(extractor_config(wc.extractor), wc.dataset),
         checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
-    threads: 1
+    threads: FEATURE_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -78,7 +78,7 @@ rule cell_features:
         config=cell_feature_config,
         checkpoints=cell_feature_checkpoints,
         set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
-    threads: 1
+    threads: FEATURE_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -125,9 +125,9 @@ rule embed_real:
     output:
         embeddings="results/embeddings/{embedder}/real/{dataset}.npz",
     params:
-        config=lambda wc: embedder_config(wc.embedder),
+        config=lambda wc: with_image_policy(embedder_config(wc.embedder), wc.dataset),
         checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
-    threads: 1
+    threads: FEATURE_THREADS
     resources:
         gpu=1,
         mem_mb=8000,

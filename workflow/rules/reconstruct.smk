@@ -157,7 +157,7 @@ rule appearance_3d:
         table="results/metrics/appearance3d/{dataset3d}/{recon}.parquet",
         sets="results/metrics/appearance3d/{dataset3d}/{recon}.sets.parquet",
     params:
-        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths()),
+        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths(), *RUNTIME_METRIC),
     threads: 1
     resources:
         gpu=1,

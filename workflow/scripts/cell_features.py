@@ -8,4 +8,5 @@ from genbench.stages import setup_logging, stage_cell_features  # noqa: E402
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 stage_cell_features(sm.params.config, dict(sm.params.checkpoints), list(sm.input.shards), sm.params.set_name,
-                    dict(sm.output.items()))
+                    dict(sm.output.items()), threads=sm.threads,
+                    model=sm.wildcards.model)

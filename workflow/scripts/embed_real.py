@@ -8,4 +8,4 @@ from genbench.stages import setup_logging, stage_embed_real  # noqa: E402
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 stage_embed_real(sm.wildcards.embedder, sm.params.config, sm.params.checkpoint, sm.input.manifest,
-                 sm.wildcards.dataset, sm.output.embeddings)
+                 sm.wildcards.dataset, sm.output.embeddings, threads=sm.threads)

@@ -15,7 +15,7 @@ from ..config import config_hash
 from ..data.classes import class_table
 from ..data.manifest import read_manifest, write_manifest
 from ..io import atomic_path
-from ..stages import _embedder
+from ..stages import _embedder, embedder_runtime
 from ..tables import provenance, write_parquet
 from . import finalize, lemmas, screen, source
 from .decisions import agreement, read_decisions, reviewer_name
@@ -83,10 +83,12 @@ def stage_text_filter(dataset: str, config: dict[str, Any], matched: str | Path,
     spec = config["datasets"][dataset]
     tf = spec["text_filter"]
     classes = class_table(spec["classes"], config)
-    emb = _embedder(tf["embedder"], config, checkpoint or None)
+    emb = _embedder(tf["embedder"], config, checkpoint or None,
+                    embedder_runtime(config, tf["embedder"], f"rule curate_text_filter ({dataset})"))
     df = screen.text_filter(pd.read_parquet(matched), classes, emb, float(tf["threshold"]),
                             tf.get("query", "{name} which is {definition}"))
-    write_parquet(df, out, _meta(config, threshold=float(tf["threshold"]), embedder=tf["embedder"]))
+    write_parquet(df, out, _meta(config, threshold=float(tf["threshold"]), embedder=tf["embedder"],
+                                 runtime=emb.runtime.metadata()))
     single = df["match"] == "single"
     log.info("%s: %d of %d single-synset captions pass the text filter (>= %g)", dataset,
              int(df["text_pass"].sum()), int(single.sum()), tf["threshold"])
@@ -99,10 +101,11 @@ def stage_checks(dataset: str, config: dict[str, Any], text: str | Path, checkpo
     classes = class_table(spec["classes"], config)
     df = pd.read_parquet(text)
     cands = df[df["text_pass"].astype(bool) & (df["path"] != "")]
-    emb = _embedder(chk.get("embedder", spec["text_filter"]["embedder"]), config, checkpoint or None)
+    name = chk.get("embedder", spec["text_filter"]["embedder"])
+    emb = _embedder(name, config, checkpoint or None, embedder_runtime(config, name, f"rule curate_checks ({dataset})"))
     evals = [(n, read_manifest(p), Path(p).parent) for n, p in eval_manifests.items()]
     res = screen.run_checks(cands, folder, classes, emb, chk, evals)
-    write_parquet(res, out, _meta(config))
+    write_parquet(res, out, _meta(config, runtime=emb.runtime.metadata()))
     q = res[res["decode_ok"]].copy()
     q["flag_reasons"] = ["; ".join(f"{c}: {r[f'{c}_reason']}" for c in screen.CHECKS if r[f"{c}_reason"])
                          for _, r in q.iterrows()]

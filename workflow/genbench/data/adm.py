@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import sha256_bytes, write_bytes
+from ..io import read_npy_header, sha256_bytes, write_bytes
 from .classes import class_names_table, imagenet_classes
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,11 @@ def _open_array(zf: zipfile.ZipFile, key: str, what: str) -> tuple[Any, tuple[in
     if member is None:
         raise ADMBatchError(f"{what}: no '{key}' array in the archive (has {sorted(zf.namelist())})")
     f = zf.open(member)
-    version = np.lib.format.read_magic(f)
-    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    if version not in read_header:
-        raise ADMBatchError(f"{what}: '{key}' uses .npy format {version}; re-save it with NumPy (format 1.0/2.0)")
-    shape, fortran, dtype = read_header[version](f)  # the header only; nothing is unpickled
-    if dtype.hasobject:
-        raise ADMBatchError(f"{what}: '{key}' holds Python objects; refusing to unpickle")
+    try:
+        shape, fortran, dtype = read_npy_header(f)  # the header only; nothing is unpickled
+    except ValueError as exc:
+        f.close()
+        raise ADMBatchError(f"{what}: '{key}' {exc}") from None
     if fortran:
         raise ADMBatchError(f"{what}: '{key}' is stored in Fortran order; re-save it C-contiguous")
     return f, shape, dtype

@@ -64,13 +64,22 @@ def read_manifest(path: str | Path, name: str | None = None) -> pd.DataFrame:
 
 
 def decode_image(path: str | Path, item_id: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Decode one image to uint8 HxWx3 RGB, refusing oversized or corrupt files with the item named."""
+    """Decode one image to uint8 HxWx3 RGB, refusing oversized or corrupt files with the item named.
+
+    As the reference implementations (clean-fid, torchvision, ADM's evaluator) decode, so that features stay
+    comparable with published statistics: PIL's ``convert('RGB')`` for every mode (grayscale replicated, CMYK
+    converted without colour management, palette looked up, RGBA / LA alpha dropped), EXIF orientation not applied.
+    One exception: 16-bit grayscale (``I;16*``) keeps its top 8 bits instead of PIL's clipping at 255. PNG text and
+    ICC chunks over Pillow's limit fail to decode (and follow the set's decode_errors policy)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageDecodeError(
                     f"item '{item_id}' ({path}): {w}x{h} exceeds the decode cap of {max_pixels} pixels")
+            if im.mode.startswith("I;16"):
+                grey = (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except ImageDecodeError:
         raise

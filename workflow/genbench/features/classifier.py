@@ -55,7 +55,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, t
     """Train with light augmentation (flips, 90-degree rotations) in ``train['precision']``; returns the model (in
     that precision) and the train accuracy. ``train['init_perturbation']`` perturbs the initial weights (the
     cross-machine test's emulation of another machine)."""
-    dtype = training_dtype(train)
+    dtype = training_dtype(train, default="float64")
     torch.manual_seed(train["seed"])
     gen = torch.Generator().manual_seed(train["seed"])
     net = MiniClassifier(num_classes).to(dtype)

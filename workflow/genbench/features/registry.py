@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..data.stream import ImageSet, StreamResult, map_batches
 from ..registry import Registry
+from ..runtime import Runtime, resolve_runtime
 from ..weights import WeightSpec, resolve
 from .classifier import MiniClassifier
 
@@ -31,26 +33,66 @@ class Extractor(ABC):
         """The exact preprocessing for this config entry (recorded in the tables' metadata)."""
         return cls.preprocessing
 
-    def __init__(self, name: str, batch_size: int = 128):
+    def __init__(self, name: str, batch_size: int = 128, runtime: Runtime | None = None):
         self.name = name
         self.batch_size = batch_size
+        self.runtime = runtime or resolve_runtime({}, f"extractor '{name}'", metric=True)
 
     @abstractmethod
-    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
+    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 NHWC images of one size -> per-item arrays (inputs moved to ``self.runtime``'s device)."""
 
-    def extract(self, images: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
-        """Features of an image set, batch by batch, with the input checked first (the set is named on error)."""
-        check_images(images, set_name)
+    def _forward_mixed(self, images: list[np.ndarray], ids: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
+        """A batch of images of different sizes; by default one forward per image, in order."""
         parts: dict[str, list[np.ndarray]] = {}
-        with torch.no_grad():
-            for start in range(0, len(images), self.batch_size):
-                for k, v in self._forward(images[start:start + self.batch_size]).items():
-                    parts.setdefault(k, []).append(v)
-        out = {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+        for im in images:
+            for k, v in self._forward(im[None]).items():
+                parts.setdefault(k, []).append(v)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def forward_batch(self, images: list[np.ndarray] | np.ndarray, ids: np.ndarray, set_name: str
+                      ) -> dict[str, np.ndarray]:
+        """One batch, in the runtime's precision, without gradients."""
+        if isinstance(images, list):
+            same = len({im.shape for im in images}) == 1
+            images = np.stack(images) if same else images
+        with torch.no_grad(), self.runtime.compute():
+            if isinstance(images, np.ndarray):
+                return self._forward(images)
+            return self._forward_mixed(images, ids, set_name)
+
+    def _finish(self, out: dict[str, np.ndarray], set_name: str) -> dict[str, np.ndarray]:
+        out = {k: v.astype(np.float64) for k, v in out.items()}
         for k, v in out.items():
             if not np.isfinite(v).all():
                 raise FeatureInputError(f"extractor '{self.name}' produced non-finite {k} for image set '{set_name}'")
         return out
+
+    def extract(self, images: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
+        """Features of an image set in memory, batch by batch, with the input checked first (the set is named on
+        error)."""
+        check_images(images, set_name)
+        parts: dict[str, list[np.ndarray]] = {}
+        ids = np.arange(len(images)).astype(str)
+        for start in range(0, len(images), self.batch_size):
+            stop = start + self.batch_size
+            for k, v in self.forward_batch(images[start:stop], ids[start:stop], set_name).items():
+                parts.setdefault(k, []).append(v)
+        return self._finish({k: np.concatenate(v) for k, v in parts.items()}, set_name)
+
+    def extract_set(self, images: ImageSet, set_name: str, workers: int = 0, policy: str = "fail") -> StreamResult:
+        """Features of a streamed image set (genbench.data.stream): bounded memory, any image sizes, undecodable
+        images per ``policy``; ``result.outputs`` holds the kept items' features in set order."""
+        res = map_batches(images, lambda ims, idx: self.forward_batch(ims, images.item_id[idx], set_name),
+                          batch_size=self.batch_size, workers=workers, policy=policy,
+                          what=f"{self.name} features of {set_name}")
+        res.outputs = self._finish(res.outputs, set_name)
+        return res
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A model output as float32 numpy on the CPU (bf16/fp16 autocast outputs included)."""
+    return t.detach().float().cpu().numpy()
 
 
 def check_images(images: np.ndarray, set_name: str) -> None:
@@ -67,22 +109,43 @@ def check_images(images: np.ndarray, set_name: str) -> None:
 class MiniworldClassifierExtractor(Extractor):
     preprocessing = "native resolution (no resize), (x - 127.5) / 127.5; features: 64-d pooled CNN activations"
 
-    def __init__(self, name: str, net: MiniClassifier, batch_size: int = 128):
-        super().__init__(name, batch_size)
-        self.net = net.eval()
+    def __init__(self, name: str, net: MiniClassifier, batch_size: int = 128, runtime: Runtime | None = None,
+                 native_size: int | None = None):
+        super().__init__(name, batch_size, runtime)
+        self.net = self.runtime.place(net.eval())
+        self.native_size: tuple[int, int] | int | None = native_size  # None: the first image's size
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> MiniworldClassifierExtractor:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
+             runtime: Runtime | None = None) -> MiniworldClassifierExtractor:
         state = load_file(str(checkpoint))
         num_classes, feature_dim = state["head.weight"].shape
         net = MiniClassifier(num_classes, feature_dim=feature_dim).to(state["head.weight"].dtype)
         net.load_state_dict(state, strict=True)
-        return cls(name, net, spec.get("batch_size", 128))
+        return cls(name, net, spec.get("batch_size", 128), runtime, spec.get("image_size"))
+
+    def _check_size(self, images: list[np.ndarray] | np.ndarray, ids: np.ndarray, set_name: str) -> None:
+        if self.native_size is None and len(images):
+            self.native_size = tuple(images[0].shape[:2])
+        elif isinstance(self.native_size, int):
+            self.native_size = (self.native_size, self.native_size)
+        h, w = self.native_size
+        for im, item in zip(images, ids, strict=True):
+            if im.shape[:2] != (h, w):
+                raise FeatureInputError(
+                    f"extractor '{self.name}' (mini-world classifier) takes its native {w} x {h} images only; item "
+                    f"'{item}' of image set '{set_name}' is {im.shape[1]} x {im.shape[0]}: use an extractor that "
+                    f"resizes (inception_tf, dinov2) for this set")
+
+    def forward_batch(self, images, ids, set_name):
+        self._check_size(images, ids, set_name)
+        return super().forward_batch(images, ids, set_name)
 
     def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
         # in the precision it was trained in (float64 by default: its features are then the same on any machine)
-        f, logits = self.net(MiniClassifier.preprocess(images).to(self.net.head.weight.dtype))
-        return {"features": f.numpy(), "logits": logits.numpy()}
+        x = MiniClassifier.preprocess(images).to(self.net.head.weight.dtype)
+        f, logits = self.net(self.runtime.inputs(x))
+        return {"features": _np(f), "logits": _np(logits)}
 
 
 @register("inception_tf")
@@ -91,9 +154,9 @@ class InceptionTFExtractor(Extractor):
 
     preprocessing = "resize to 299 x 299 ({resize}), (x - 128) / 128; features: 2048-d pool3; logits: 1008, no bias"
 
-    def __init__(self, name: str, net, resize: str, batch_size: int = 128):
-        super().__init__(name, batch_size)
-        self.net = net.eval()
+    def __init__(self, name: str, net, resize: str, batch_size: int = 128, runtime: Runtime | None = None):
+        super().__init__(name, batch_size, runtime)
+        self.net = self.runtime.place(net.eval())
         self.resize = resize
 
     @classmethod
@@ -104,19 +167,31 @@ class InceptionTFExtractor(Extractor):
         return cls.preprocessing.format(resize=f"{resize}: {RESIZE_REFERENCE.get(resize, 'unknown mode')}")
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> InceptionTFExtractor:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
+             runtime: Runtime | None = None) -> InceptionTFExtractor:
         from .inception import FIDInception
 
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         net = FIDInception()
         net.load_fid_state_dict(state, f"extractor '{name}': {checkpoint}")
-        return cls(name, net, spec.get("resize", "clean"), spec.get("batch_size", 128))
+        return cls(name, net, spec.get("resize", "clean"), spec.get("batch_size", 128), runtime)
 
     def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from .inception import normalise, resize_to_299
+        from .inception import resize_to_299
 
-        f, logits = self.net(normalise(resize_to_299(images, self.resize)))
-        return {"features": f.numpy(), "logits": logits.numpy()}
+        return self._net(resize_to_299(images, self.resize))
+
+    def _net(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        from .inception import normalise
+
+        f, logits = self.net(self.runtime.inputs(normalise(x)))
+        return {"features": _np(f), "logits": _np(logits)}
+
+    def _forward_mixed(self, images: list[np.ndarray], ids: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
+        """Each image resized to 299 x 299 on its own, then one forward for the batch."""
+        from .inception import resize_to_299
+
+        return self._net(np.concatenate([resize_to_299(im[None], self.resize) for im in images]))
 
 
 @register("dinov2")
@@ -129,11 +204,11 @@ class DinoV2Extractor(Extractor):
     MEAN = (0.485, 0.456, 0.406)
     STD = (0.229, 0.224, 0.225)
 
-    def __init__(self, name: str, model, size: int, batch_size: int = 64):
-        super().__init__(name, batch_size)
+    def __init__(self, name: str, model, size: int, batch_size: int = 64, runtime: Runtime | None = None):
+        super().__init__(name, batch_size, runtime)
         from torchvision import transforms
 
-        self.model = model.eval()
+        self.model = self.runtime.place(model.eval())
         self.transform = transforms.Compose([
             transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
             transforms.ToTensor(), transforms.Normalize(self.MEAN, self.STD)])
@@ -143,24 +218,32 @@ class DinoV2Extractor(Extractor):
         return cls.preprocessing.format(size=spec.get("image_size", 224))
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> DinoV2Extractor:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
+             runtime: Runtime | None = None) -> DinoV2Extractor:
         from transformers import Dinov2Model
 
         folder = Path(checkpoint)
         folder = folder.parent if folder.is_file() else folder  # a pipeline-made model names its weights file
         model = Dinov2Model.from_pretrained(str(folder), local_files_only=True)
-        return cls(name, model, spec.get("image_size", 224), spec.get("batch_size", 64))
+        return cls(name, model, spec.get("image_size", 224), spec.get("batch_size", 64), runtime)
 
-    def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    def _forward(self, images: np.ndarray | list[np.ndarray]) -> dict[str, np.ndarray]:
         from PIL import Image
 
         x = torch.stack([self.transform(Image.fromarray(im)) for im in images])
-        return {"features": self.model(pixel_values=x).pooler_output.numpy()}
+        return {"features": _np(self.model(pixel_values=self.runtime.inputs(x)).pooler_output)}
+
+    def _forward_mixed(self, images: list[np.ndarray], ids: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
+        return self._forward(images)  # each image is resized on its own anyway
 
 
-def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Extractor:
+def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None,
+                   runtime: Runtime | None = None) -> Extractor:
     """``checkpoint``: a trained stand-in's file; official weights are resolved from ``spec['weights']`` (local
-    files only), failing with the file and the fetch command named."""
+    files only), failing with the file and the fetch command named. ``runtime``: device and precision
+    (genbench.runtime); None: the extractor's own ``runtime`` entry over the defaults (auto, fp32)."""
+    if runtime is None:
+        runtime = resolve_runtime({}, f"extractor '{name}'", spec.get("runtime"), metric=True)
     if checkpoint is None and spec.get("weights"):
         checkpoint = resolve(WeightSpec.from_config(f"extractors.{name}", spec["weights"]))
-    return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint)
+    return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint, runtime)

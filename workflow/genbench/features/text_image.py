@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.stream import ImageSet, StreamResult, map_batches
 from ..registry import Registry
+from ..runtime import Runtime, resolve_runtime
 from ..weights import WeightSpec, resolve
 from .registry import check_images
 
@@ -29,9 +31,10 @@ EMBEDDERS: Registry[type[TextImageEmbedder]] = Registry("text-image embedder kin
 class TextImageEmbedder(ABC):
     preprocessing: ClassVar[str] = ""
 
-    def __init__(self, name: str, batch_size: int = 64):
+    def __init__(self, name: str, batch_size: int = 64, runtime: Runtime | None = None):
         self.name = name
         self.batch_size = batch_size
+        self.runtime = runtime or resolve_runtime({}, f"embedder '{name}'", metric=True)
 
     @property
     @abstractmethod
@@ -43,21 +46,29 @@ class TextImageEmbedder(ABC):
     @abstractmethod
     def _texts(self, texts: list[str]) -> torch.Tensor: ...
 
+    def _embed_batch(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+        with torch.no_grad(), self.runtime.compute():
+            return self._images([Image.fromarray(im) for im in images]).detach().float().cpu().double()
+
     def embed_images(self, images: np.ndarray, set_name: str) -> np.ndarray:
         check_images(images, set_name)
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(images), self.batch_size):
-                out.append(self._images([Image.fromarray(im) for im in images[s:s + self.batch_size]]).double())
+        out = [self._embed_batch(images[s:s + self.batch_size]) for s in range(0, len(images), self.batch_size)]
         return torch.cat(out).numpy()
+
+    def embed_set(self, images: ImageSet, set_name: str, workers: int = 0, policy: str = "fail") -> StreamResult:
+        """Image embeddings of a streamed set (genbench.data.stream) in ``outputs['image_emb']``: bounded memory,
+        images of any size (the library's own transform resizes each), undecodable images per ``policy``."""
+        return map_batches(images, lambda ims, idx: {"image_emb": self._embed_batch(ims).numpy()},
+                           batch_size=self.batch_size, workers=workers, policy=policy,
+                           what=f"{self.name} image embeddings of {set_name}")
 
     def embed_texts(self, texts: list[str], set_name: str) -> np.ndarray:
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"prompts of '{set_name}': expected a non-empty list of strings")
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), self.runtime.compute():
             for s in range(0, len(texts), self.batch_size):
-                out.append(self._texts(list(texts[s:s + self.batch_size])).double())
+                out.append(self._texts(list(texts[s:s + self.batch_size])).detach().float().cpu().double())
         return torch.cat(out).numpy()
 
 
@@ -65,12 +76,13 @@ class TextImageEmbedder(ABC):
 class OpenCLIPEmbedder(TextImageEmbedder):
     preprocessing = "open_clip eval transform of {model}: resize shortest side to {size}, center crop, normalise"
 
-    def __init__(self, name: str, model, preprocess, tokenizer, batch_size: int = 64):
-        super().__init__(name, batch_size)
-        self.model, self.preprocess, self.tokenizer = model.eval(), preprocess, tokenizer
+    def __init__(self, name: str, model, preprocess, tokenizer, batch_size: int = 64, runtime: Runtime | None = None):
+        super().__init__(name, batch_size, runtime)
+        self.model, self.preprocess, self.tokenizer = self.runtime.place(model.eval()), preprocess, tokenizer
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> OpenCLIPEmbedder:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
+             runtime: Runtime | None = None) -> OpenCLIPEmbedder:
         import open_clip
 
         from .clip_train import register_model_config
@@ -79,29 +91,30 @@ class OpenCLIPEmbedder(TextImageEmbedder):
         if spec.get("model_config"):  # an architecture open_clip does not ship (e.g. the mini-world's tiny CLIP)
             register_model_config(model_name, spec["model_config"])
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint))
-        return cls(name, model, preprocess, open_clip.get_tokenizer(model_name), spec.get("batch_size", 64))
+        return cls(name, model, preprocess, open_clip.get_tokenizer(model_name), spec.get("batch_size", 64), runtime)
 
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach())
 
     def _images(self, pil: list[Image.Image]) -> torch.Tensor:
-        return self.model.encode_image(torch.stack([self.preprocess(p) for p in pil]))
+        return self.model.encode_image(self.runtime.inputs(torch.stack([self.preprocess(p) for p in pil])))
 
     def _texts(self, texts: list[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(texts))
+        return self.model.encode_text(self.runtime.inputs(self.tokenizer(texts)))
 
 
 @EMBEDDERS.register("hf_clip")
 class HFCLIPEmbedder(TextImageEmbedder):
     preprocessing = "transformers CLIPProcessor: image processor of the processor folder; text padded/truncated to 77"
 
-    def __init__(self, name: str, model, processor, batch_size: int = 64):
-        super().__init__(name, batch_size)
-        self.model, self.processor = model.eval(), processor
+    def __init__(self, name: str, model, processor, batch_size: int = 64, runtime: Runtime | None = None):
+        super().__init__(name, batch_size, runtime)
+        self.model, self.processor = self.runtime.place(model.eval()), processor
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path) -> HFCLIPEmbedder:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path,
+             runtime: Runtime | None = None) -> HFCLIPEmbedder:
         from transformers import AutoProcessor, CLIPModel
 
         processor_dir = checkpoint
@@ -109,7 +122,7 @@ class HFCLIPEmbedder(TextImageEmbedder):
             processor_dir = resolve(WeightSpec.from_config(f"embedders.{name}.processor", spec["processor"]))
         model = CLIPModel.from_pretrained(str(checkpoint), local_files_only=True)
         processor = AutoProcessor.from_pretrained(str(processor_dir), local_files_only=True)
-        return cls(name, model, processor, spec.get("batch_size", 64))
+        return cls(name, model, processor, spec.get("batch_size", 64), runtime)
 
     @property
     def logit_scale(self) -> float:
@@ -117,12 +130,12 @@ class HFCLIPEmbedder(TextImageEmbedder):
 
     def _images(self, pil: list[Image.Image]) -> torch.Tensor:
         inputs = self.processor(images=pil, return_tensors="pt")
-        return _features(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
+        return _features(self.model.get_image_features(pixel_values=self.runtime.inputs(inputs["pixel_values"])))
 
     def _texts(self, texts: list[str]) -> torch.Tensor:
         inputs = self.processor(text=texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
-        return _features(self.model.get_text_features(input_ids=inputs["input_ids"],
-                                                      attention_mask=inputs["attention_mask"]))
+        return _features(self.model.get_text_features(input_ids=self.runtime.inputs(inputs["input_ids"]),
+                                                      attention_mask=self.runtime.inputs(inputs["attention_mask"])))
 
 
 def _features(out) -> torch.Tensor:
@@ -132,8 +145,12 @@ def _features(out) -> torch.Tensor:
     return out.pooler_output if getattr(out, "pooler_output", None) is not None else out[0]
 
 
-def load_embedder(name: str, spec: dict[str, Any], checkpoint: str | Path | None = None) -> TextImageEmbedder:
-    """``checkpoint``: a trained stand-in's file; otherwise ``spec['weights']`` resolved from local files."""
+def load_embedder(name: str, spec: dict[str, Any], checkpoint: str | Path | None = None,
+                  runtime: Runtime | None = None) -> TextImageEmbedder:
+    """``checkpoint``: a trained stand-in's file; otherwise ``spec['weights']`` resolved from local files.
+    ``runtime``: device and precision (genbench.runtime); None: the embedder's own ``runtime`` over auto / fp32."""
+    if runtime is None:
+        runtime = resolve_runtime({}, f"embedder '{name}'", spec.get("runtime"), metric=True)
     if checkpoint is None:
         checkpoint = resolve(WeightSpec.from_config(f"embedders.{name}", spec["weights"]))
-    return EMBEDDERS.lookup(spec["kind"]).load(name, spec, checkpoint)
+    return EMBEDDERS.lookup(spec["kind"]).load(name, spec, checkpoint, runtime)

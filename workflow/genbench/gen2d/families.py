@@ -197,6 +197,12 @@ class DiTFamily(Generator):
         decoder = LatentDecoder(f"models.{name}", arch["vae"]) if arch.get("vae") else None
         return cls(name, spec, net, decoder)
 
+    def place(self, runtime) -> None:
+        super().place(runtime)
+        self.net = runtime.place(self.net)
+        if self.decoder is not None:
+            self.decoder.vae = runtime.place(self.decoder.vae)
+
     @property
     def backbone(self) -> SiT:
         return self.net

@@ -7,6 +7,7 @@ from its own seed, so 1 shard and N shards give byte-identical images.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
@@ -14,11 +15,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..progress import Progress
+from ..runtime import Runtime
 from ..seeding import item_noise, item_noise_stream, item_seed
 from .registry import Generator
 from .train import tensor_to_images
 
 log = logging.getLogger(__name__)
+
+
+def _on_device(draw, runtime: Runtime):
+    def moved(k: int) -> torch.Tensor:
+        return runtime.inputs(draw(k))
+
+    return moved
 
 
 def shard_blocks(n_items: int, batch_size: int, shard: int, n_shards: int) -> list[tuple[int, int]]:
@@ -32,10 +42,16 @@ def shard_blocks(n_items: int, batch_size: int, shard: int, n_shards: int) -> li
 
 def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, dataset: str, global_seed: int,
                    seed: int, steps: int, cfg: float, shard: int, n_shards: int,
-                   batch_size: int) -> dict[str, np.ndarray]:
+                   batch_size: int, runtime: Runtime | None = None) -> dict[str, np.ndarray]:
+    """``runtime``: the device and precision of the generator's passes (genbench.runtime); the generator must
+    already be placed there (``Generator.place``). Noise is drawn on the CPU from the items' seeds either way, so an
+    image does not depend on the device's random number generator."""
     images, ids, labels, nfe, passes = [], [], [], [], []
     shape = generator.noise_shape()
-    for start, stop in shard_blocks(len(manifest), batch_size, shard, n_shards):
+    blocks = shard_blocks(len(manifest), batch_size, shard, n_shards)
+    progress = Progress(f"{model}/{dataset} steps {steps} cfg {cfg:g} seed {seed} shard {shard}",
+                        sum(stop - start for start, stop in blocks), logger=log)
+    for start, stop in blocks:
         rows = manifest.iloc[start:stop]
         seeds = [item_seed(global_seed, model, dataset, f"{seed}:{i}") for i in rows["item_id"]]
         noise = item_noise(seeds, shape)
@@ -43,9 +59,14 @@ def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, 
         if (y < 0).any():
             bad = rows["item_id"][rows["label_id"].to_numpy() < 0].tolist()[:5]
             raise ValueError(f"{dataset}: items without a class label cannot be generated: {bad}")
-        res = generator.sample(y, noise, steps, cfg, noise_source=item_noise_stream(seeds, shape),
-                               prompts=rows["prompt"].tolist() if "prompt" in rows else None)
-        out = res.x.float()
+        draw = item_noise_stream(seeds, shape)
+        if runtime is not None:
+            noise, y = runtime.inputs(noise), runtime.inputs(y)
+            draw = _on_device(draw, runtime)
+        with runtime.compute() if runtime is not None else contextlib.nullcontext():
+            res = generator.sample(y, noise, steps, cfg, noise_source=draw,
+                                   prompts=rows["prompt"].tolist() if "prompt" in rows else None)
+        out = res.x.float().cpu()
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"{model} on {dataset} (steps {steps}, cfg {cfg}): non-finite samples in "
                                      f"items {rows['item_id'].iloc[0]}..{rows['item_id'].iloc[-1]}")
@@ -54,6 +75,7 @@ def generate_shard(generator: Generator, manifest: pd.DataFrame, *, model: str, 
         labels.extend(rows["label_id"].tolist())
         nfe.extend([res.nfe] * len(rows))
         passes.extend([res.forward_passes] * len(rows))
+        progress.update(len(rows))
     return {
         "images": np.concatenate(images) if images else np.zeros((0, 0, 0, 3), np.uint8),
         "item_id": np.array(ids, dtype=str),

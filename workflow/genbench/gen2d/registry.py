@@ -32,6 +32,11 @@ class Generator(ABC):
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
         """Build the network and load its weights from local files only."""
 
+    def place(self, runtime) -> None:
+        """Move the networks to ``runtime``'s device (genbench.runtime). The diffusers pipelines, Scale-RAE and the
+        upstream adapters choose their device when they load (CUDA when present) and only record it here."""
+        self.runtime = runtime
+
     @abstractmethod
     def noise_shape(self) -> tuple[int, ...]:
         """Shape of one sample's initial noise (C, H, W)."""

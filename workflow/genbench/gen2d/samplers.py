@@ -88,7 +88,7 @@ def dopri5(velocity: Velocity, x: torch.Tensor, steps: int, *, atol: float = 1e-
         return velocity(state, float(t))
 
     tol: dict[str, Any] = {"atol": [atol], "rtol": [rtol]} if upstream_compat else {"atol": atol, "rtol": rtol}
-    ts = torch.tensor([0.0, 1.0], dtype=x.dtype)
+    ts = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
     return odeint(f, x, ts, method="dopri5", **tol)[-1]
 
 

@@ -15,19 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fid import MetricInputError, check_features
+from .fid import MetricInputError, unit_rows
 
 SIGMA = 10.0
 SCALE = 1000.0
 BLOCK_ENTRIES = 1 << 23
-
-
-def unit_embeddings(emb: np.ndarray, set_name: str) -> np.ndarray:
-    x = check_features(emb, set_name, min_samples=1)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise MetricInputError(f"CMMD: '{set_name}' has an all-zero embedding")
-    return x / norms
 
 
 def _weighted_kernel_sum(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, sigma: float) -> np.ndarray:
@@ -47,7 +39,7 @@ def cmmd_bootstrap(real: np.ndarray, gen: np.ndarray, resample_idx: list, sigma:
                    scale: float = SCALE, real_name: str = "real",
                    gen_name: str = "generated") -> tuple[float, np.ndarray]:
     """(CMMD of the full sets, CMMD of each resample); ``resample_idx`` holds (real_idx, gen_idx) pairs."""
-    x, y = unit_embeddings(real, real_name), unit_embeddings(gen, gen_name)
+    x, y = unit_rows(real, real_name), unit_rows(gen, gen_name)
     if x.shape[1] != y.shape[1]:
         raise MetricInputError(f"CMMD: embedding sizes differ ({real_name}: {x.shape[1]}, {gen_name}: "
                                f"{y.shape[1]})")

@@ -28,6 +28,16 @@ def check_features(features: np.ndarray, set_name: str, min_samples: int = 2) ->
     return f.astype(np.float64, copy=False)
 
 
+def unit_rows(features: np.ndarray, set_name: str = "features") -> np.ndarray:
+    """The rows of a feature/embedding set scaled to unit length (float64); a zero row has no direction."""
+    x = check_features(features, set_name, min_samples=1)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise MetricInputError(f"feature set '{set_name}': {int((norms == 0).sum())} vector(s) have zero norm "
+                               "(no direction)")
+    return x / norms
+
+
 def feature_statistics(features: np.ndarray, set_name: str = "features") -> tuple[np.ndarray, np.ndarray]:
     f = check_features(features, set_name)
     return f.mean(axis=0), np.cov(f, rowvar=False)

@@ -74,13 +74,18 @@ def text_image_scores(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], k
     and of the generated images with the prompts of the items they were generated for."""
     from .text_image import clip_score_per_sample, pick_score_per_sample
 
-    row_of = {i: k for k, i in enumerate(np.asarray(real["item_id"]).astype(str).tolist())}
+    ids = np.asarray(real["item_id"]).astype(str).tolist()
+    texts = real["text_emb"]
+    if "skipped_text_emb" in real:  # real images that could not be decoded still have their prompts
+        ids += np.asarray(real["skipped_item_id"]).astype(str).tolist()
+        texts = np.concatenate([texts, real["skipped_text_emb"]])
+    row_of = {i: k for k, i in enumerate(ids)}
     try:
         rows = np.array([row_of[i] for i in np.asarray(gen["item_id"]).astype(str).tolist()])
     except KeyError as exc:
         raise MetricInputError(f"{set_names[1]}: item {exc} is not an item of {set_names[0]}; text-image scores "
                                "need the prompts of the data set the cell was generated for") from None
-    text_r, text_g = real["text_emb"], real["text_emb"][rows]
+    text_r, text_g = real["text_emb"], texts[rows]
     if kind == "clip":
         return (clip_score_per_sample(real["image_emb"], text_r, set_names[0]),
                 clip_score_per_sample(gen["image_emb"], text_g, set_names[1]))
@@ -202,8 +207,9 @@ def _new_metric_rows(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], wa
     """Precision/recall/density/coverage, Vendi, CMMD and FD∞ rows (docs/metrics.md has their formulas)."""
     from .cmmd import cmmd_bootstrap
     from .fd_infinity import fd_infinity
+    from .fid import unit_rows
     from .prdc import per_sample_prdc
-    from .vendi import unit_rows, vendi_score, vendi_weighted
+    from .vendi import vendi_score, vendi_weighted
 
     rows: list[dict[str, Any]] = []
     fr, fg = real["features"], gen["features"]

@@ -12,15 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fid import MetricInputError, check_features
-
-
-def _unit_rows(features: np.ndarray, set_name: str) -> np.ndarray:
-    x = check_features(features, set_name, min_samples=1)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise MetricInputError(f"Vendi score: '{set_name}' has an all-zero feature vector (no direction)")
-    return x / norms
+from .fid import unit_rows
 
 
 def _from_gram(gram: np.ndarray) -> float:
@@ -37,9 +29,6 @@ def vendi_weighted(unit: np.ndarray, weights: np.ndarray) -> float:
 
 
 def vendi_score(features: np.ndarray, set_name: str = "features") -> float:
-    x = _unit_rows(features, set_name)
+    x = unit_rows(features, set_name)
     return _from_gram(x.T @ x / len(x))
 
-
-def unit_rows(features: np.ndarray, set_name: str = "features") -> np.ndarray:
-    return _unit_rows(features, set_name)

@@ -190,7 +190,9 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         has = df["band_low"].notna() & df["band_high"].notna()
         zero = has & _zero_spread(df["band_low"], df["band_high"], df["value"])
-        if not has.any():
+        if not has.any() and spread:  # a std row that is NaN: scoring found every subset to be the whole set
+            note = "no spread drawn: every subset is the whole set, so the std over subsets says nothing"
+        elif not has.any():
             note = "no CI: the bootstrap is off (scoring.bootstrap.n: 0)"
         else:
             note = f"{'band, or bar on a lone point' if lone else 'band'}: {band}"

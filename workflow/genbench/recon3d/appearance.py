@@ -117,14 +117,19 @@ def load_lpips(spec: dict[str, Any], seed: int = 0):
     return model.eval()
 
 
-def lpips_distance(model, pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean over views of LPIPS between RGBA renders composited on white, scaled to [-1, 1] as lpips expects."""
+def lpips_distance(model, pred: np.ndarray, gt: np.ndarray, runtime: Any | None = None) -> float:
+    """Mean over views of LPIPS between RGBA renders composited on white, scaled to [-1, 1] as lpips expects;
+    ``runtime`` (genbench.runtime.Runtime): the precision context of the forward pass (fp32 = TF32 off)."""
+    import contextlib
+
     import torch
 
-    def t(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.stack([on_white(v) for v in x])).permute(0, 3, 1, 2).float() * 2 - 1
+    device = next(model.parameters()).device  # the inputs follow the model (genbench.runtime placed it)
 
-    with torch.no_grad():
+    def t(x: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(np.stack([on_white(v) for v in x])).permute(0, 3, 1, 2).float() * 2 - 1).to(device)
+
+    with torch.no_grad(), (runtime.compute() if runtime is not None else contextlib.nullcontext()):
         return float(model(t(pred), t(gt)).mean())
 
 
@@ -151,7 +156,8 @@ def resize_rgb(images: np.ndarray, size: int | None) -> np.ndarray:
 def appearance_dataset(dataset: str, model: str, manifest_path: str | Path, scores_path: str | Path,
                        recon_dir: str | Path, spec: dict[str, Any],
                        extractors: dict[str, Any], embedder: Any | None,
-                       lpips_model: Any | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       lpips_model: Any | None = None,
+                       lpips_runtime: Any | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-item rows (status, psnr, ssim, silhouette_iou, clip_input) and per-set rows (fd_{extractor},
     kd_{extractor}) for one (data set, model). ``extractors``: name -> loaded Extractor; ``embedder``: a loaded
     TextImageEmbedder or None."""
@@ -189,7 +195,7 @@ def appearance_dataset(dataset: str, model: str, manifest_path: str | Path, scor
         pred = np.stack([render(mesh, v, gt.shape[1]) for v in views])
         row = {**base, "status": "ok", "reason": None, "n_views": len(views), **image_metrics(pred, gt)}
         if lpips_model is not None:
-            row["lpips"] = lpips_distance(lpips_model, pred, gt)
+            row["lpips"] = lpips_distance(lpips_model, pred, gt, lpips_runtime)
         if embedder is not None:
             inp = resize_rgb(_read(root / item["input_path"])[None], None)
             e_in = embedder.embed_images(inp, f"{dataset}/{item['item_id']} input")

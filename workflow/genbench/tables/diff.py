@@ -291,15 +291,17 @@ def _diff_table(ta: pd.DataFrame, tb: pd.DataFrame, rel: str, tol: Tolerances, r
 def _row_tolerances(tol: Tolerances, spec: dict[str, Any], col: str, rows: pd.DataFrame,
                     is_float: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (atol, rtol) of ``col``: by the row's metric kind where the table has a 'metric' column, else by
-    the column's name if it names a metric, else by the table's 'metric'. Integer columns take the default."""
+    the column's name if it names a metric (or starts with one and '_'), else by the table's 'metric'. Integer
+    columns take the default."""
     n = len(rows)
     if not is_float or not tol.metrics:
         atol, rtol = tol.column_tolerance(spec, col)
         return np.full(n, atol), np.full(n, rtol)
     if "metric" in rows.columns:
         kinds = rows["metric"].astype(str).to_numpy()
-    else:
-        kinds = np.full(n, col if col in tol.metrics else (spec.get("metric") or ""), dtype=object)
+    else:  # a column named after a metric ('fid', or 'fid_ci_low': the longest metric name it starts with)
+        named = [m for m in tol.metrics if col == m or col.startswith(f"{m}_")]
+        kinds = np.full(n, max(named, key=len) if named else (spec.get("metric") or ""), dtype=object)
     pairs = {k: tol.column_tolerance(spec, col, k) for k in set(kinds)}
     return (np.array([pairs[k][0] for k in kinds], np.float64), np.array([pairs[k][1] for k in kinds], np.float64))
 

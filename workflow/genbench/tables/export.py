@@ -24,7 +24,7 @@ HEADERS = {**LABELS, "kid": "KID×10³"}
 SCALE = {"kid": 1e3}
 NO_SPREAD = "†"
 NO_SPREAD_NOTE = (f"{NO_SPREAD} no spread shown: every split/subset is the whole set (fewer images than the subset "
-                  "size), so the std over them is 0 and says nothing about the uncertainty.")
+                  "size), so the std over them is 0 (or not reported) and says nothing about the uncertainty.")
 
 
 def _num(v: float, digits: int = 4) -> str:
@@ -58,9 +58,10 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
             std = std_of.get((*key, m))
             if not math.isnan(lo) and not math.isnan(hi):
                 col.append(f"{_num(v * s)} [{_num(lo * s)}, {_num(hi * s)}]")
-            elif std is not None and not math.isnan(std):  # NaN: the spread is not informative (see its note)
-                # a spread below the value's float resolution is rounding noise (e.g. KID over identical subsets)
-                if abs(std) <= 1e-9 * abs(v) or _num(std * s, 2) == "0":
+            elif std is not None:
+                # NaN (scoring's mark that every subset is the whole set) or a spread below the value's float
+                # resolution (rounding noise): no spread to report
+                if math.isnan(std) or abs(std) <= 1e-9 * abs(v) or _num(std * s, 2) == "0":
                     col.append(f"{_num(v * s)}{NO_SPREAD}")  # not "± 0": there is no spread to report
                 else:
                     col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
