@@ -66,8 +66,20 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ConfigError(f"invalid genbench config ({len(errors)} error(s)):\n  {lines}")
     _check_references(config)
+    _check_unguided(config)
     expand_per_steps(config)
     return config
+
+
+def _check_unguided(config: dict[str, Any]) -> None:
+    """A sweep block marked ``anchor.unguided`` (the anchor's cfg flag is ignored) runs cfg 1 only."""
+    for i, block in enumerate(config["sweep"]):
+        if (block.get("anchor") or {}).get("unguided"):
+            used = sorted({float(g) for g in block["cfg"]}
+                          | {float(g) for e in (block.get("per_steps") or {}).values() for g in e.get("cfg", [])})
+            if used != [1.0]:
+                raise ConfigError(f"invalid genbench config:\n  sweep.{i}.cfg: {used}: the block is marked "
+                                  "anchor.unguided (the anchor ignores its guidance flag), so it runs cfg 1.0 only")
 
 
 def _string_step_keys(config: dict[str, Any]) -> None:

@@ -578,3 +578,80 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     write_parquet(rows, out, meta)
     write_parquet(sets if len(sets) else pd.DataFrame({"dataset": [], "model": [], "metric": [], "value": []}),
                   out_sets, meta)
+
+
+def _not_applicable_2d(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 2D knobs that need features or embeddings this run does not compute, each with the reason."""
+    from .metrics.protocol_delta import not_applicable
+
+    name = config["scoring"]["extractor"]
+    spec = config["extractors"][name]
+    rows = []
+    if spec.get("kind") == "inception_tf":
+        rows.append(not_applicable(
+            "2d", "resize_mode", "bilinear_antialias (the anchor's torchmetrics default)",
+            str(spec.get("resize", "clean")),
+            f"needs every cell's features under both resize modes; the sweep extracts them with '{name}' only"))
+    else:
+        rows.append(not_applicable("2d", "resize_mode", "bilinear_antialias", "clean",
+                                   f"the scoring extractor '{name}' ({spec.get('kind')}) resizes nothing"))
+    tables = {d: s.get("class_names") for d, s in config["datasets"].items() if s.get("class_names")}
+    reason = ("needs CLIP/PickScore text embeddings under both class-name tables; the run embeds its configured "
+              f"table only ({tables})" if tables else "no data set of this config has selectable class-name tables")
+    rows.append(not_applicable("2d", "prompt_names", "anchor", "disambiguated", reason))
+    rows.append(not_applicable("2d", "real_preparation", "anchor", "genbench",
+                               "no real-image preparation policy is configurable yet (the paper-scale issue adds it)"))
+    return rows
+
+
+def stage_protocol_delta_2d(config: dict[str, Any], real: dict[str, str | Path], gen: dict[str, str | Path],
+                            out: str | Path) -> None:
+    """The 2D knobs' ``delta`` rows from the features already extracted (``gen`` maps a cell path to its scoring
+    features; ``real`` maps a data set to its real features)."""
+    from .metrics.protocol_delta import precision_deltas_2d
+    from .seeding import numpy_rng
+
+    boot = config["scoring"]["bootstrap"]
+    real_f = {d: load_npz(p)["features"] for d, p in real.items()}
+    gen_f: dict[str, dict[str, np.ndarray]] = {}
+    for cell, p in gen.items():
+        model, dataset, setting, seed = cell.split("/")
+        gen_f.setdefault(dataset, {})[f"{model} {setting} {seed}"] = load_npz(p)["features"]
+    seed = int(boot.get("seed", config.get("seed", 0)))
+    n_boot = int((config.get("protocol_delta") or {}).get("bootstrap", boot["n"]))
+    df = precision_deltas_2d(real_f, gen_f, n_boot, float(boot["confidence"]),
+                             lambda d, e: numpy_rng(seed, "protocol_delta", "2d", d, e))
+    df = pd.concat([df, pd.DataFrame(_not_applicable_2d(config))], ignore_index=True)
+    write_parquet(df, out, provenance(config_hash(config)))
+
+
+def stage_protocol_delta_3d(dataset: str, config: dict[str, Any], manifest: str | Path,
+                            recon_tables: list[str | Path], score_tables: list[str | Path], out: str | Path) -> None:
+    from .recon3d.knobs import knob_deltas_3d
+
+    spec = config["recon3d"]
+    boot = spec.get("bootstrap", {})
+    df = knob_deltas_3d(dataset, list(spec["models"]), spec["protocols"], manifest, recon_tables, score_tables,
+                        int(config.get("seed", 0)), int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)))
+    write_parquet(df, out, provenance(config_hash(config)))
+
+
+def stage_protocol_delta(parts: list[str | Path], full_config_hash: str, out: str | Path,
+                         html_out: str | Path) -> None:
+    """Every part's ``delta`` rows and their ``ranking`` rows -> results/tables/protocol_delta.parquet, and its
+    HTML view for the report."""
+    from .metrics.protocol_delta import KEY_COLUMNS, assemble, report_view
+    from .tables.export import to_html
+
+    df = assemble([pd.read_parquet(p) for p in parts])
+    write_parquet(df, out, {**provenance(full_config_hash), "key_columns": KEY_COLUMNS})
+    with atomic_path(html_out) as tmp:
+        Path(tmp).write_text(to_html(report_view(df), "What each protocol knob moves (docs/protocol.md)"),
+                             encoding="utf-8")
+
+
+def stage_figure_protocol_delta(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
+                                confidence: float) -> None:
+    from .plots.protocol_delta import protocol_delta_figure
+
+    protocol_delta_figure(pd.read_parquet(table), pdf, png, data, confidence=confidence)

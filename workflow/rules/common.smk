@@ -393,8 +393,22 @@ def recon3d_targets():
     return ["results/tables/recon3d_summary.parquet", *exports, *figs]
 
 
+def protocol_delta_parts():
+    parts = ["results/protocol_delta/2d.parquet"] if CELLS else []
+    r3 = config.get("recon3d")
+    return parts + ([f"results/protocol_delta/3d/{d}.parquet" for d in r3["datasets"]] if r3 else [])
+
+
+def protocol_delta_targets():
+    if not protocol_delta_parts():
+        return []
+    return ["results/tables/protocol_delta.parquet", "results/tables/protocol_delta.html",
+            *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")]]
+
+
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
-            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets()]
+            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets(),
+            *protocol_delta_targets()]

@@ -6,7 +6,8 @@ sharding and batching never change an image. Pipelines load from a local folder 
 (genbench.weights; ``local_files_only``). The sweep's ``cfg`` is the pipeline's
 ``guidance_scale``: classifier-free guidance for SD3.5 (cfg = 1 turns it off: one pass per step), the distilled
 guidance embedding for FLUX.1-dev (one pass per step whatever the value). ``forward_passes`` is counted on the
-transformer itself.
+transformer itself. ``output_size`` (optional) generates at ``resolution`` and downsamples as the 2D anchor's
+SD3.5/FLUX.1 scripts do: the pipeline's 8-bit image resized with PIL's LANCZOS filter.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class TransformerCounter:
         self.calls = self.rows = 0
 
 
+def lanczos_downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images in [-1, 1] (B, 3, H, W) -> (B, 3, size, size) as the anchor makes its 256 px text-to-image samples:
+    quantised to 8 bits as diffusers' ``numpy_to_pil`` does (round(255 x)), resized with PIL LANCZOS, back to
+    [-1, 1]. The result is exactly 8-bit, like the anchor's stored images."""
+    import numpy as np
+    from PIL import Image
+
+    u8 = ((x.clamp(-1, 1) + 1) / 2 * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = [np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in u8]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 class PipelineGenerator(Generator):
     pipeline_class: str = ""
 
@@ -50,6 +63,7 @@ class PipelineGenerator(Generator):
         self.pipe = pipe
         self.pipe.set_progress_bar_config(disable=True)
         self.resolution = int(spec.get("resolution", 1024))
+        self.output_size = int(spec.get("output_size", self.resolution))
         self.counter = TransformerCounter(pipe.transformer)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.pipe.to(self.device)
@@ -83,6 +97,8 @@ class PipelineGenerator(Generator):
         out = self.pipe(prompt=list(prompts), num_inference_steps=steps, guidance_scale=cfg,
                         height=self.resolution, width=self.resolution, output_type="pt", **self.pipe_kwargs(noise))
         x = out.images.float().cpu() * 2 - 1
+        if self.output_size != self.resolution:
+            x = lanczos_downsample(x, self.output_size)
         return SampleResult(x=x, nfe=self.counter.calls, forward_passes=self.counter.rows // len(noise))
 
 

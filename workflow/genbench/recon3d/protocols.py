@@ -32,7 +32,9 @@ from .distances import distance_bundle, emd, iou_dice, point_bins, surface_metri
 from .meshes import MeshError, solid_occupancy
 
 LEGACY_DEFAULTS = {"samples": 10_000, "max_corr": 0.3, "tau": 0.01, "bins": 64, "emd_points": 2048,
-                   "downsample_points": True}
+                   "downsample_points": True, "rotation_starts": 1, "icp_subsample": 2000, "iou": "point_bins"}
+# ``rotation_starts`` > 1 and ``iou: solid`` are not the seed's: they exist so that the protocol-delta table
+# (genbench.metrics.protocol_delta) can switch one knob of the legacy protocol at a time to the corrected setting
 CORRECTED_DEFAULTS = {"samples": 100_000, "max_corr": 0.2, "taus": [0.005, 0.01, 0.02], "rotation_starts": 24,
                       "icp_subsample": 2000, "emd_points": 2048, "occupancy": "auto", "nsd_tau": 0.02,
                       "percentile": 95}
@@ -81,16 +83,43 @@ def score_legacy(pred: dict[str, Any], item: dict[str, Any], cfg: dict[str, Any]
     if pred["kind"] != "mesh" and c["downsample_points"]:
         p = random_down_sample(p, int(c["samples"]), rng)
     g, _ = sample_mesh(load_gt_mesh(item, legacy=True), c["samples"], rng)
-    p, _, _ = centroid_maxabs(p)
-    g, _, _ = centroid_maxabs(g)
-    res = icp(p, g, c["max_corr"])
+    p, cp, sp = centroid_maxabs(p)
+    g, cg, sg = centroid_maxabs(g)
+    if int(c["rotation_starts"]) > 1:
+        res, _ = rotation_search(p, g, c["max_corr"], starts=int(c["rotation_starts"]),
+                                 subsample=int(c["icp_subsample"]), rng=rng)
+    else:
+        res = icp(p, g, c["max_corr"])
     p = transform(p, res.transformation)
     d = distance_bundle(p, g, taus=[c["tau"]])
-    iou, dice = iou_dice(point_bins(p, c["bins"]), point_bins(g, c["bins"]))
+    if c["iou"] == "point_bins":
+        iou, dice = iou_dice(point_bins(p, c["bins"]), point_bins(g, c["bins"]))
+    elif c["iou"] == "solid":
+        iou, dice = _legacy_solid_iou(pred, item, (cp, sp), (cg, sg), res.transformation, int(c["bins"]))
+    else:
+        raise ValueError(f"legacy protocol: iou {c['iou']!r} is not one of point_bins, solid")
+    iou_name = "point_bin" if c["iou"] == "point_bins" else "solid"
     return {"f1": d[f"fscore@{c['tau']:g}"], "precision": d[f"precision@{c['tau']:g}"],
             "recall": d[f"recall@{c['tau']:g}"], "chamfer_l1": d["chamfer_l1"], "hausdorff": d["hausdorff"],
-            "point_bin_iou": iou, "point_bin_dice": dice, "emd": emd(p, g, c["emd_points"], rng),
+            f"{iou_name}_iou": iou, f"{iou_name}_dice": dice, "emd": emd(p, g, c["emd_points"], rng),
             "icp_fitness": res.fitness, "icp_rmse": res.inlier_rmse, "icp_iterations": res.iterations}
+
+
+def _legacy_solid_iou(pred: dict[str, Any], item: dict[str, Any], norm_p: tuple[np.ndarray, float],
+                      norm_g: tuple[np.ndarray, float], align: np.ndarray, bins: int) -> tuple[float, float]:
+    """Solid-occupancy IoU/Dice in the legacy frame: both surfaces normalised as their samples were (centroid,
+    max |coordinate|), the prediction moved by the legacy ICP, filled on ``bins``^3 cells over [-1, 1]^3. NaN for a
+    prediction without a surface (Gaussian centres, points)."""
+    if pred["kind"] != "mesh":
+        return float("nan"), float("nan")
+    meshes = []
+    for mesh, (c, s), m in ((pred["mesh"], norm_p, align), (load_gt_mesh(item, legacy=True), norm_g, None)):
+        mesh = mesh.copy()
+        mesh.vertices = (np.asarray(mesh.vertices, dtype=np.float64) - c) / s
+        if m is not None:
+            mesh.apply_transform(m)
+        meshes.append(solid_occupancy(mesh, bins, 1.0)[0])
+    return iou_dice(meshes[0], meshes[1])
 
 
 def score_corrected(pred: dict[str, Any], item: dict[str, Any], cfg: dict[str, Any],
