@@ -479,3 +479,73 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     write_parquet(rows, out, meta)
     write_parquet(sets if len(sets) else pd.DataFrame({"dataset": [], "model": [], "metric": [], "value": []}),
                   out_sets, meta)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics across the sweep: pairwise significance, selection stability (docs/metrics.md)
+
+
+def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
+                         config: dict[str, Any], full_config_hash: str, out: str | Path) -> None:
+    """Paired comparisons (FID, IS) of the cells a figure or the best table compares, Holm-corrected per metric;
+    ``gen`` holds each cell's scoring-extractor features in the order of ``cells``."""
+    from .metrics.pairwise import cell_name, gen2d_pairwise
+
+    sc = config["scoring"]
+    path_of = {cell_name(c): p for c, p in zip(cells, gen, strict=True)}
+    df = gen2d_pairwise(pd.DataFrame(cells), lambda c: load_npz(path_of[cell_name(c)]),
+                        lambda d: load_npz(real[d]), n_boot=sc["bootstrap"]["n"],
+                        confidence=sc["bootstrap"]["confidence"], seed=sc["bootstrap"].get("seed", 0),
+                        is_splits=sc["is_splits"], correction="holm")
+    keys = ["comparison", "metric", "dataset", "model_a", "steps_a", "cfg_a", "model_b", "steps_b", "cfg_b", "seed"]
+    write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": keys})
+
+
+def stage_pairwise_3d(per_item: str | Path, config: dict[str, Any], full_config_hash: str, out: str | Path) -> None:
+    from .metrics.pairwise import recon3d_pairwise
+    from .recon3d.evaluate import metric_columns
+
+    items = pd.read_parquet(per_item)
+    boot = config["recon3d"].get("bootstrap", {})
+    df = recon3d_pairwise(items, metric_columns(items), n_boot=int(boot.get("n", 1000)),
+                          confidence=float(boot.get("confidence", 0.95)), seed=int(config.get("seed", 0)))
+    write_parquet(df, out, metadata={**provenance(full_config_hash),
+                                     "key_columns": ["dataset", "protocol", "metric", "model_a", "model_b"]})
+
+
+def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
+                              text_image: dict[str, tuple[dict[str, str], list[str]]], config: dict[str, Any],
+                              full_config_hash: str, out: str | Path) -> None:
+    """Selection frequencies per (data set, seed); ``text_image[role]`` = (real embeddings per data set, the
+    cells' generated embeddings in the order of ``cells``)."""
+    from .metrics.score2d import text_image_scores
+    from .metrics.stability import selection_stability
+
+    sc = config["scoring"]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for k, c in enumerate(cells):
+        groups.setdefault((c["dataset"], int(c["seed"])), []).append(k)
+    frames = []
+    for (dataset, _seed), ks in groups.items():
+        r = load_npz(real[dataset])
+        loaded, ti = [], {}
+        for k in ks:
+            c = cells[k]
+            name = f"{c['model']}/steps{int(c['steps'])}_cfg{float(c['cfg']):g}"
+            loaded.append({**c, **load_npz(gen[k])})
+            for role, (real_emb, gen_emb) in text_image.items():
+                kind = "clip" if role == "clip" else "pick"
+                _, per = text_image_scores(load_npz(real_emb[dataset]), load_npz(gen_emb[k]), kind,
+                                           (f"real {dataset}", name))
+                ti.setdefault(name, {})[role] = per
+        frames.append(selection_stability(r, loaded, ti, n_boot=sc["bootstrap"]["n"],
+                                          seed=sc["bootstrap"].get("seed", 0), is_splits=sc["is_splits"]))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_parquet(df, out, metadata={**provenance(full_config_hash),
+                                     "key_columns": ["dataset", "seed", "model", "criterion", "steps", "cfg"]})
+
+
+def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    from .plots.statistics import selection_stability_figure
+
+    selection_stability_figure(pd.read_parquet(table), pdf, png, data)

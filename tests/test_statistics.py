@@ -1,0 +1,172 @@
+"""Statistics across the sweep (issue 19, part 2): multiple-comparison corrections, paired p-values, the pairwise
+tables and selection stability, each on synthetic data with a known answer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from genbench.metrics.fid import MetricInputError, frechet_distance_features
+from genbench.metrics.pairwise import (
+    benjamini_hochberg,
+    gen2d_comparisons,
+    gen2d_pairwise,
+    holm,
+    paired_mean_difference,
+    recon3d_pairwise,
+)
+from genbench.metrics.stability import selection_stability
+
+
+def _holm_by_hand(p):
+    m, order = len(p), np.argsort(p)
+    adj, running = np.empty(m), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def _bh_by_hand(p):
+    m, order = len(p), np.argsort(p)
+    adj, running = np.empty(m), 1.0
+    for rank in range(m - 1, -1, -1):
+        i = order[rank]
+        running = min(running, min(1.0, m * p[i] / (rank + 1)))
+        adj[i] = running
+    return adj
+
+
+def test_holm_and_bh_match_a_hand_computation_and_a_textbook_case():
+    # statsmodels is not a dependency: the textbook values (Holm 1979 style) and a direct loop are the references
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q = rng.uniform(0, 0.2, rng.integers(1, 12))
+        np.testing.assert_allclose(holm(q), _holm_by_hand(q))
+        np.testing.assert_allclose(benjamini_hochberg(q), _bh_by_hand(q))
+    # NaN (a degenerate comparison) is kept and does not count in m
+    np.testing.assert_allclose(holm(np.array([0.01, np.nan, 0.02])), [0.02, np.nan, 0.02])
+    with pytest.raises(ValueError, match="available"):
+        from genbench.metrics.pairwise import adjust
+        adjust(p, "bonferonni")
+
+
+def test_paired_bootstrap_p_value_agrees_with_the_paired_t_test():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=400)
+    for shift, tol in ((0.1, 0.03), (0.0, 0.06)):
+        b = a + rng.normal(scale=1.0, size=400) - shift
+        r = paired_mean_difference(a, b, 4000, 0.95, np.random.default_rng(1))
+        t = stats.ttest_rel(a, b)
+        assert r["diff"] == pytest.approx(np.mean(a - b))
+        assert r["p_value"] == pytest.approx(t.pvalue, abs=tol)
+        ci = t.confidence_interval(0.95)
+        assert r["ci_low"] == pytest.approx(ci.low, abs=0.02) and r["ci_high"] == pytest.approx(ci.high, abs=0.02)
+
+
+def _cells_table():
+    rows = [dict(model=m, dataset="d", steps=s, cfg=c, seed=0) for m in ("a", "b") for s in (1, 2) for c in (1.0, 2.0)]
+    rows.append(dict(model="c", dataset="d", steps=1, cfg=1.0, seed=0))
+    return pd.DataFrame(rows)
+
+
+def test_comparisons_are_the_pairs_that_differ_in_one_key():
+    comps = gen2d_comparisons(_cells_table())
+    kinds = pd.Series([k for k, _, _ in comps]).value_counts().to_dict()
+    # models at (1, 1.0): a, b, c -> 3 pairs; at the other 3 settings a vs b -> 3; cfg pairs: 2 models x 2 steps;
+    # steps pairs: 2 models x 2 cfgs
+    assert kinds == {"model": 6, "cfg": 4, "steps": 4}
+    for kind, a, b in comps:
+        differ = [k for k in ("model", "steps", "cfg") if a[k] != b[k]]
+        assert differ == [kind]
+
+
+def _features(n=120, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.array([f"i{k:03d}" for k in range(n)])
+    real = {"features": rng.normal(size=(n, d)), "item_id": items}
+
+    def cell(shift, seed2):
+        r2 = np.random.default_rng(seed2)
+        perm = r2.permutation(n)
+        return {"features": (r2.normal(size=(n, d)) + shift)[perm],
+                "logits": r2.normal(size=(n, 4))[perm] * (1 + shift), "item_id": items[perm]}
+    return real, cell
+
+
+def test_gen2d_pairwise_flags_a_real_shift_and_names_the_correction():
+    real, cell = _features()
+    shifts = {"a": 0.0, "b": 1.0}
+    cells = pd.DataFrame([dict(model=m, dataset="d", steps=1, cfg=c, seed=0) for m in shifts for c in (1.0, 2.0)])
+    feats = {(m, c): cell(shifts[m] + (0.05 if c == 2.0 else 0), int(10 * c) + len(m) + ord(m)) for m in shifts
+             for c in (1.0, 2.0)}
+    df = gen2d_pairwise(cells, lambda c: feats[(c["model"], c["cfg"])], lambda d: real, metrics=("fid",),
+                        n_boot=200, confidence=0.95, seed=0, is_splits=1)
+    assert len(df) == 4 and set(df["comparison"]) == {"model", "cfg"}
+    ab = df[(df["comparison"] == "model") & (df["cfg_a"] == 1.0)].iloc[0]
+    fa = frechet_distance_features(real["features"], feats[("a", 1.0)]["features"])
+    fb = frechet_distance_features(real["features"], feats[("b", 1.0)]["features"])
+    assert ab["diff"] == pytest.approx(fa - fb, rel=1e-9)
+    assert ab["ci_high"] < 0 and ab["significant"]
+    assert (df["p_adjusted"] >= df["p_value"]).all()
+    assert df["correction"].str.startswith("Holm over the 4 comparisons").all()
+    assert df["ci_method"].str.startswith("percentile, 200 resamples").all()
+
+
+def test_recon3d_pairwise_pairs_items_and_records_a_pair_without_common_items():
+    rng = np.random.default_rng(0)
+    n = 30
+    base = rng.uniform(size=n)
+    rows = []
+    for model, shift in (("m1", 0.0), ("m2", 0.2)):
+        for i in range(n):
+            rows.append(dict(dataset="d", protocol="p", model=model, item_id=f"x{i}", status="ok",
+                             chamfer=base[i] + shift + rng.normal(scale=0.01)))
+    rows += [dict(dataset="d", protocol="p", model="m3", item_id="other", status="ok", chamfer=1.0),
+             dict(dataset="d", protocol="p", model="m1", item_id="skipped", status="skipped", chamfer=np.nan)]
+    df = recon3d_pairwise(pd.DataFrame(rows), ["chamfer"], n_boot=500, confidence=0.95, seed=0)
+    m12 = df[(df["model_a"] == "m1") & (df["model_b"] == "m2")].iloc[0]
+    assert m12["n_items"] == n and m12["diff"] == pytest.approx(-0.2, abs=0.01) and m12["significant"]
+    none = df[df["model_b"] == "m3"]
+    assert (none["n_items"] == 0).all() and none["note"].str.contains("no item").all()
+    # the two pairs without a common item (NaN p) do not count in m
+    assert df["correction"].str.startswith("Holm over the 1 comparison of metric chamfer").all()
+
+
+def test_selection_stability_is_certain_for_a_clear_winner_and_split_for_a_tie():
+    real, cell = _features(n=150)
+    cells = []
+    for steps, cfg, shift in ((1, 1.0, 0.0), (1, 2.0, 2.0), (2, 1.0, 2.0)):
+        cells.append(dict(model="a", dataset="d", steps=steps, cfg=cfg, seed=0, **cell(shift, 7 + steps + int(cfg))))
+    # model b: two settings with the same distribution, so FID's choice between them is a coin flip
+    for cfg in (1.0, 2.0):
+        cells.append(dict(model="b", dataset="d", steps=1, cfg=cfg, seed=0, **cell(0.0, 100 + int(cfg))))
+    df = selection_stability(real, cells, None, n_boot=60, seed=0, is_splits=1)
+    assert set(df["criterion"]) == {"fid", "is"}  # no text-image scores: no CLIP, Pick, MMHM
+    fid_a = df[(df["model"] == "a") & (df["criterion"] == "fid")].set_index(["steps", "cfg"])
+    assert fid_a.loc[(1, 1.0), "frequency"] == 1.0 and fid_a.loc[(1, 1.0), "selected_full"]
+    fid_b = df[(df["model"] == "b") & (df["criterion"] == "fid")]
+    assert fid_b["frequency"].sum() == pytest.approx(1.0)
+    assert 0.1 < fid_b["frequency"].max() < 0.95
+    again = selection_stability(real, cells, None, n_boot=60, seed=0, is_splits=1)
+    pd.testing.assert_frame_equal(df, again)  # seeded
+
+
+def test_selection_stability_with_text_image_scores_selects_by_mmhm_and_rejects_missing_items():
+    real, cell = _features(n=80)
+    cells = [dict(model="a", dataset="d", steps=1, cfg=c, seed=0, **cell(s, int(c)))
+             for c, s in ((1.0, 0.0), (2.0, 1.0))]
+    ti = {}
+    for c in cells:
+        name = f"a/steps1_cfg{c['cfg']:g}"
+        ti[name] = {"clip": np.full(80, 30.0 - c["cfg"]), "pick": np.full(80, 20.0 - c["cfg"])}
+    df = selection_stability(real, cells, ti, n_boot=20, seed=0, is_splits=1)
+    mm = df[df["criterion"] == "mmhm"].set_index("cfg")
+    assert mm.loc[1.0, "frequency"] == 1.0  # best on every metric
+    bad = dict(cells[0], item_id=cells[0]["item_id"][:-1], features=cells[0]["features"][:-1],
+               logits=cells[0]["logits"][:-1])
+    with pytest.raises(MetricInputError, match="exactly one image for each item"):
+        selection_stability(real, [bad], None, n_boot=2, seed=0, is_splits=1)
