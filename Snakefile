@@ -22,6 +22,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/statistics.smk"
 
 
 rule all:

@@ -485,8 +485,23 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
 # Statistics across the sweep: pairwise significance, selection stability (docs/metrics.md)
 
 
+def _stats_html(df: pd.DataFrame, caption: str, out: str | Path | None) -> None:
+    """The table as an escaped HTML page for the report (numbers to 4 significant digits)."""
+    if out is None:
+        return
+    from .tables.export import to_html
+
+    shown = df.copy()
+    for c in shown.columns:
+        if pd.api.types.is_float_dtype(shown[c]):
+            shown[c] = shown[c].map(lambda v: f"{v:.4g}")
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(to_html(shown, caption))
+
+
 def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
-                         config: dict[str, Any], full_config_hash: str, out: str | Path) -> None:
+                         config: dict[str, Any], full_config_hash: str, out: str | Path,
+                         html: str | Path | None = None) -> None:
     """Paired comparisons (FID, IS) of the cells a figure or the best table compares, Holm-corrected per metric;
     ``gen`` holds each cell's scoring-extractor features in the order of ``cells``."""
     from .metrics.pairwise import cell_name, gen2d_pairwise
@@ -499,9 +514,12 @@ def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], rea
                         is_splits=sc["is_splits"], correction="holm")
     keys = ["comparison", "metric", "dataset", "model_a", "steps_a", "cfg_a", "model_b", "steps_b", "cfg_b", "seed"]
     write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": keys})
+    _stats_html(df, "Paired differences A - B on the same items, bootstrap CI and p-value, Holm-adjusted per metric",
+                html)
 
 
-def stage_pairwise_3d(per_item: str | Path, config: dict[str, Any], full_config_hash: str, out: str | Path) -> None:
+def stage_pairwise_3d(per_item: str | Path, config: dict[str, Any], full_config_hash: str, out: str | Path,
+                      html: str | Path | None = None) -> None:
     from .metrics.pairwise import recon3d_pairwise
     from .recon3d.evaluate import metric_columns
 
@@ -511,11 +529,13 @@ def stage_pairwise_3d(per_item: str | Path, config: dict[str, Any], full_config_
                           confidence=float(boot.get("confidence", 0.95)), seed=int(config.get("seed", 0)))
     write_parquet(df, out, metadata={**provenance(full_config_hash),
                                      "key_columns": ["dataset", "protocol", "metric", "model_a", "model_b"]})
+    _stats_html(df, "3D: paired per-item differences A - B (mean), bootstrap CI and p-value, Holm-adjusted per "
+                "metric", html)
 
 
 def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
                               text_image: dict[str, tuple[dict[str, str], list[str]]], config: dict[str, Any],
-                              full_config_hash: str, out: str | Path) -> None:
+                              full_config_hash: str, out: str | Path, html: str | Path | None = None) -> None:
     """Selection frequencies per (data set, seed); ``text_image[role]`` = (real embeddings per data set, the
     cells' generated embeddings in the order of ``cells``)."""
     from .metrics.score2d import text_image_scores
@@ -543,6 +563,7 @@ def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(df, out, metadata={**provenance(full_config_hash),
                                      "key_columns": ["dataset", "seed", "model", "criterion", "steps", "cfg"]})
+    _stats_html(df, "Selection stability: fraction of item resamples in which each setting is selected", html)
 
 
 def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:

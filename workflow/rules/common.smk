@@ -377,4 +377,5 @@ def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
-            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets()]
+            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets(),
+            *statistics_targets()]  # statistics.smk
