@@ -170,3 +170,21 @@ def test_selection_stability_with_text_image_scores_selects_by_mmhm_and_rejects_
                logits=cells[0]["logits"][:-1])
     with pytest.raises(MetricInputError, match="exactly one image for each item"):
         selection_stability(real, [bad], None, n_boot=2, seed=0, is_splits=1)
+
+
+def test_best_table_marks_whether_its_choice_of_guidance_is_significant():
+    from genbench.tables.export import SIGNIFICANCE_HEADER, best_table
+
+    rows = []
+    for cfg, fid in ((1.0, 30.0), (2.0, 10.0), (4.0, 11.0)):
+        rows.append(dict(dataset="d", model="m", steps=1, cfg=cfg, seed=0, metric="fid", value=fid,
+                         ci_low=fid - 1, ci_high=fid + 1, nfe=1))
+    rows.append(dict(dataset="d", model="o", steps=1, cfg=1.0, seed=0, metric="fid", value=5.0, ci_low=4.0,
+                     ci_high=6.0, nfe=1))
+    table = pd.DataFrame(rows)
+    pw = pd.DataFrame([dict(comparison="cfg", metric="fid", dataset="d", model_a="m", steps_a=1, cfg_a=a,
+                            model_b="m", steps_b=1, cfg_b=b, seed=0, p_adjusted=p, significant=p < 0.05)
+                       for a, b, p in ((1.0, 2.0, 0.001), (1.0, 4.0, 0.002), (2.0, 4.0, 0.4))])
+    best = best_table(table, pairwise=pw)
+    assert best[SIGNIFICANCE_HEADER].tolist() == ["cfg 1: p_adj 0.001*; cfg 4: p_adj 0.4", "only setting"]
+    assert SIGNIFICANCE_HEADER not in best_table(table).columns

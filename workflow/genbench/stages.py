@@ -365,10 +365,10 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     write_parquet(df, out, metadata=meta)
 
 
-def stage_export_tables(table: str | Path, outputs: dict[str, str | Path]) -> None:
+def stage_export_tables(table: str | Path, outputs: dict[str, str | Path], pairwise: str | Path | None = None) -> None:
     from .tables.export import export_tables
 
-    export_tables(pd.read_parquet(table), outputs)
+    export_tables(pd.read_parquet(table), outputs, pd.read_parquet(pairwise) if pairwise else None)
 
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,

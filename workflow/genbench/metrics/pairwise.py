@@ -183,3 +183,22 @@ def recon3d_pairwise(per_item: pd.DataFrame, metrics: list[str], *, n_boot: int,
                 rows.append({**base, **r, "note": None,
                              "ci_method": method_label("percentile", n_boot, confidence, "paired: items")})
     return _finish(pd.DataFrame(rows), correction, confidence, ["metric"])
+
+
+def best_significance(best: pd.DataFrame, pairwise: pd.DataFrame, metric: str = "fid") -> list[str]:
+    """For each row of the best table (dataset, model, steps, cfg, seed; cfg as chosen), its paired comparison
+    with every other guidance scale of that model and step count: 'cfg X: p_adj P*' where * marks a significant
+    difference (the correction named in the table's caption), or 'only setting' when there is no other scale."""
+    rows = pairwise[(pairwise["comparison"] == "cfg") & (pairwise["metric"] == metric)]
+    out = []
+    for r in best.itertuples(index=False):
+        cfg = float(r.cfg)
+        same = rows[(rows["dataset"] == r.dataset) & (rows["model_a"] == r.model)
+                    & (rows["steps_a"] == int(r.steps)) & (rows["seed"] == int(r.seed))
+                    & ((rows["cfg_a"] == cfg) | (rows["cfg_b"] == cfg))]
+        parts = []
+        for p in same.sort_values(["cfg_a", "cfg_b"]).itertuples(index=False):
+            other = p.cfg_b if p.cfg_a == cfg else p.cfg_a
+            parts.append(f"cfg {other:g}: p_adj {p.p_adjusted:.3g}{'*' if p.significant else ''}")
+        out.append("; ".join(parts) if parts else "only setting")
+    return out
