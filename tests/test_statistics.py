@@ -188,3 +188,30 @@ def test_best_table_marks_whether_its_choice_of_guidance_is_significant():
     best = best_table(table, pairwise=pw)
     assert best[SIGNIFICANCE_HEADER].tolist() == ["cfg 1: p_adj 0.001*; cfg 4: p_adj 0.4", "only setting"]
     assert SIGNIFICANCE_HEADER not in best_table(table).columns
+
+
+def test_fid_vs_cfg_and_step_scaling_mark_significant_neighbours(tmp_path):
+    from genbench.plots.figures import draw_figure
+
+    rows = []
+    for steps, nfe in ((1, 1), (2, 2)):
+        for cfg, fid in ((1.0, 30.0), (2.0, 10.0), (4.0, 11.0)):
+            rows.append(dict(dataset="d", model="m", steps=steps, cfg=cfg, seed=0, metric="fid",
+                             value=fid + steps, ci_low=fid + steps - 1, ci_high=fid + steps + 1, nfe=nfe))
+    table = pd.DataFrame(rows)
+    pw = [dict(comparison="cfg", metric="fid", dataset="d", model_a="m", steps_a=s, cfg_a=a, model_b="m", steps_b=s,
+               cfg_b=b, seed=0, significant=a == 1.0) for s in (1, 2) for a, b in ((1.0, 2.0), (1.0, 4.0), (2.0, 4.0))]
+    pw += [dict(comparison="steps", metric="fid", dataset="d", model_a="m", steps_a=1, cfg_a=c, model_b="m",
+                steps_b=2, cfg_b=c, seed=0, significant=c == 4.0) for c in (1.0, 2.0, 4.0)]
+    pw = pd.DataFrame(pw)
+    out = {e: tmp_path / f"f.{e}" for e in ("pdf", "png", "csv")}
+    df = draw_figure("fid_vs_cfg", table, out["pdf"], out["png"], out["csv"], confidence=0.95, pairwise=pw)
+    flags = df.set_index(["steps", "cfg"])["significant_vs_next"]
+    assert flags.loc[(1, 1.0)] == True and flags.loc[(1, 2.0)] == False and pd.isna(flags.loc[(1, 4.0)])  # noqa: E712
+    assert "significant_vs_next" in pd.read_csv(out["csv"]).columns
+    df = draw_figure("step_scaling", table, out["pdf"], out["png"], out["csv"], confidence=0.95, pairwise=pw)
+    flags = df.set_index(["cfg", "steps"])["significant_vs_next"]
+    assert flags.loc[(4.0, 1)] == True and flags.loc[(1.0, 1)] == False  # noqa: E712
+    # the figures without a pairwise table are drawn as before (no flag column)
+    df = draw_figure("fid_vs_cfg", table, out["pdf"], out["png"], out["csv"], confidence=0.95)
+    assert "significant_vs_next" not in df.columns

@@ -372,10 +372,12 @@ def stage_export_tables(table: str | Path, outputs: dict[str, str | Path], pairw
 
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
-                 grids: dict[str, str | Path] | None = None, *, confidence: float) -> None:
+                 grids: dict[str, str | Path] | None = None, *, confidence: float,
+                 pairwise: str | Path | None = None) -> None:
     from .plots.figures import draw_figure
 
-    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence)
+    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence,
+                pairwise=pd.read_parquet(pairwise) if pairwise else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
