@@ -143,8 +143,8 @@ CAPTIONS = {
              "splits/subsets where the protocol reports one.",
     "best": "Setting-matched comparison: per data set, model and step count, the guidance scale with the best FID; "
             "the last column tests that choice against each other guidance scale (paired bootstrap of the FID "
-            "difference on the same items, Holm-adjusted p over all guidance comparisons; * p_adj < 1 - confidence; "
-            "gen2d_pairwise.parquet).",
+            "difference on the same items, Holm-adjusted p over all FID comparisons of gen2d_pairwise.parquet; "
+            "* p_adj < 1 - confidence).",
 }
 
 
