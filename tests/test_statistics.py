@@ -215,3 +215,47 @@ def test_fid_vs_cfg_and_step_scaling_mark_significant_neighbours(tmp_path):
     # the figures without a pairwise table are drawn as before (no flag column)
     df = draw_figure("fid_vs_cfg", table, out["pdf"], out["png"], out["csv"], confidence=0.95)
     assert "significant_vs_next" not in df.columns
+
+
+def test_degradations_and_validation_rank_a_known_ordering():
+    from genbench.metrics.validation import DEGRADATIONS, degrade, kendall_tau, split_halves, validate_metrics
+
+    rng = np.random.default_rng(0)
+    n, classes = 80, 4
+    labels = np.arange(n) % classes
+    # class c: a bright square of colour c on a dark noisy background
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [220, 220, 40]])
+    images = rng.integers(0, 40, (n, 16, 16, 3)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4:12, 4:12] = colours[c] + rng.integers(-15, 15, 3)
+
+    blurred = degrade(images, labels, "blur", 2.0, rng)
+    assert blurred.shape == images.shape and np.abs(np.diff(blurred.astype(float), axis=1)).mean() < \
+        np.abs(np.diff(images.astype(float), axis=1)).mean()
+    dropped = degrade(images, labels, "mode_dropping", 2.0, np.random.default_rng(1))
+    # the first two classes' colours are gone
+    centre = dropped[:, 8, 8].astype(int)
+    assert not any(np.abs(centre - colours[c]).max(1).min() < 20 for c in (0, 1))
+    noisy = degrade(images, labels, "label_noise", 0.5, np.random.default_rng(2))
+    assert (np.any(noisy != images, axis=(1, 2, 3))).sum() == n // 2
+    with pytest.raises(ValueError, match="leaves none"):
+        degrade(images, labels, "mode_dropping", 4.0, rng)
+
+    def extract(ims):  # a stand-in extractor: colour histogram features and class logits from the centre colour
+        x = ims.astype(np.float64) / 255
+        feats = np.concatenate([x.mean((1, 2)), x[:, 4:12, 4:12].mean((1, 2)), x.std((1, 2)),
+                                np.abs(np.diff(x, axis=1)).mean((1, 2, 3))[:, None]], 1)
+        logits = -((x[:, 4:12, 4:12].mean((1, 2))[:, None, :] * 255 - colours[None]) ** 2).sum(-1) / 500
+        return {"features": feats, "logits": logits}
+
+    ref, deg = split_halves(labels)
+    assert len(ref) == len(deg) == n // 2 and (np.bincount(labels[ref]) == np.bincount(labels[deg])).all()
+    real = extract(images[ref])
+    df = validate_metrics(real, extract, images[deg], labels[deg], n_boot=20, confidence=0.9, seed=0,
+                          degradations={"blur": DEGRADATIONS["blur"], "label_noise": DEGRADATIONS["label_noise"]})
+    t = df.set_index(["degradation", "metric"])
+    assert t.loc[("blur", "fid"), "tau"] == 1.0  # FID sees blur
+    assert t.loc[("label_noise", "label_accuracy"), "tau"] == 1.0  # only a label-aware metric sees label noise
+    assert t.loc[("label_noise", "label_accuracy"), "frac_correct"] > 0.5
+    assert (df["tau_ci_low"] <= df["tau_ci_high"]).all()
+    assert kendall_tau(np.arange(4), np.zeros(4)) == 0.0

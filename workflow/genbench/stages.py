@@ -572,3 +572,27 @@ def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, 
     from .plots.statistics import selection_stability_figure
 
     selection_stability_figure(pd.read_parquet(table), pdf, png, data)
+
+
+def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dict[str, Any],
+                            checkpoint: str | Path | None, full_config_hash: str, out: str | Path,
+                            html: str | Path | None = None) -> None:
+    """Known-answer validation of the metrics on the real images of ``dataset`` (metrics/validation.py)."""
+    from .features.registry import load_extractor
+    from .metrics.validation import split_halves, validate_metrics
+
+    sc = config["scoring"]
+    name = sc["extractor"]
+    manifest, images = _load_split(manifest_path)
+    labels = manifest["label_id"].to_numpy(np.int64)
+    ref, deg = split_halves(labels)
+    ex = load_extractor(name, config["extractors"][name], checkpoint)
+    real = ex.extract(images[ref], f"real {dataset} (reference half)")
+    df = validate_metrics(real, lambda ims: ex.extract(ims, f"degraded {dataset}"), images[deg], labels[deg],
+                          n_boot=sc["bootstrap"]["n"], confidence=sc["bootstrap"]["confidence"],
+                          seed=sc["bootstrap"].get("seed", 0), k=sc["prdc"]["k"], is_splits=1)
+    df.insert(0, "dataset", dataset)
+    write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": ["dataset", "degradation",
+                                                                                     "metric"]})
+    _stats_html(df, f"Metric validation on {dataset}: Kendall tau between degradation level and metric "
+                "(1 = every level ranked correctly)", html)

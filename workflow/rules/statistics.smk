@@ -28,7 +28,14 @@ def statistics_targets():
            *[f"results/figures/selection_stability.{e}" for e in ("pdf", "png", "csv")]]
     if config.get("recon3d"):
         out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
+    if VALIDATION_DATASETS:
+        out += ["results/tables/metric_validation.parquet", "results/tables/metric_validation.html"]
     return out
+
+
+# known-answer validation needs ground truth: the mini-world's real validation split
+VALIDATION_DATASETS = [d for d, spec in config["datasets"].items()
+                       if spec.get("adapter") == "miniworld" and spec.get("split") == "val"]
 
 
 rule pairwise_gen2d:
@@ -109,6 +116,29 @@ rule pairwise_3d:
         f"{LOGS}/statistics/recon3d_pairwise.log",
     benchmark:
         f"{BENCH}/statistics/recon3d_pairwise.tsv"
+    conda:
+        "../../envs/metrics.yaml"
+    script:
+        "../scripts/statistics.py"
+
+
+rule metric_validation:
+    input:
+        unpack(lambda wc: extractor_inputs(SCORE_EXTRACTOR)),
+        manifest=lambda wc: manifest_path(VALIDATION_DATASETS[0]),
+    output:
+        table="results/tables/metric_validation.parquet",
+        html=report("results/tables/metric_validation.html", caption="../report/tables/metric_validation.rst",
+                    category="2D track", subcategory="Tables", labels={"table": "metric_validation"}),
+    params:
+        dataset=lambda wc: VALIDATION_DATASETS[0],
+        config=select(config, "scoring", f"extractors.{SCORE_EXTRACTOR}"),
+        checkpoint=lambda wc, input: extractor_checkpoint(SCORE_EXTRACTOR, input),
+        config_hash=config_hash(config),
+    log:
+        f"{LOGS}/statistics/metric_validation.log",
+    benchmark:
+        f"{BENCH}/statistics/metric_validation.tsv"
     conda:
         "../../envs/metrics.yaml"
     script:
