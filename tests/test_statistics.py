@@ -259,3 +259,14 @@ def test_degradations_and_validation_rank_a_known_ordering():
     assert t.loc[("label_noise", "label_accuracy"), "frac_correct"] > 0.5
     assert (df["tau_ci_low"] <= df["tau_ci_high"]).all()
     assert kendall_tau(np.arange(4), np.zeros(4)) == 0.0
+
+
+def test_noise_floor_of_two_real_halves_extrapolates_to_about_zero():
+    from genbench.metrics.validation import noise_floor
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8))
+    df = noise_floor(a, b, points=8, confidence=0.95, rng=np.random.default_rng(1))
+    subsets, inf = df[df["kind"] == "subset"], df[df["kind"] == "fd_inf"].iloc[0]
+    assert len(subsets) == 8 and subsets["fid"].iloc[0] > subsets["fid"].iloc[-1]  # the floor falls with N
+    assert abs(inf["fid"]) < 0.02 and inf["ci_low"] <= 0.0 <= inf["ci_high"] + 0.01

@@ -576,10 +576,11 @@ def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, 
 
 def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dict[str, Any],
                             checkpoint: str | Path | None, full_config_hash: str, out: str | Path,
-                            html: str | Path | None = None) -> None:
+                            html: str | Path | None = None, noise_floor_out: str | Path | None = None,
+                            noise_floor_html: str | Path | None = None) -> None:
     """Known-answer validation of the metrics on the real images of ``dataset`` (metrics/validation.py)."""
     from .features.registry import load_extractor
-    from .metrics.validation import split_halves, validate_metrics
+    from .metrics.validation import noise_floor, split_halves, validate_metrics
 
     sc = config["scoring"]
     name = sc["extractor"]
@@ -596,3 +597,16 @@ def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dic
                                                                                      "metric"]})
     _stats_html(df, f"Metric validation on {dataset}: Kendall tau between degradation level and metric "
                 "(1 = every level ranked correctly)", html)
+    if noise_floor_out is not None:
+        from .seeding import derive_seed
+
+        other = ex.extract(images[deg], f"real {dataset} (other half)")
+        floor = noise_floor(real["features"], other["features"], points=sc["fd_inf"]["points"],
+                            confidence=sc["bootstrap"]["confidence"],
+                            rng=np.random.default_rng(derive_seed("noise_floor", sc["bootstrap"].get("seed", 0),
+                                                                  dataset)))
+        floor.insert(0, "dataset", dataset)
+        write_parquet(floor, noise_floor_out, metadata={**provenance(full_config_hash),
+                                                        "key_columns": ["dataset", "kind", "n"]})
+        _stats_html(floor, f"Noise floor on {dataset}: FID of one real half against the other, per N, and FD-infinity",
+                    noise_floor_html)

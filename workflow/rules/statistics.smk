@@ -29,7 +29,8 @@ def statistics_targets():
     if config.get("recon3d"):
         out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
     if VALIDATION_DATASETS:
-        out += ["results/tables/metric_validation.parquet", "results/tables/metric_validation.html"]
+        out += ["results/tables/metric_validation.parquet", "results/tables/metric_validation.html",
+                "results/tables/metric_noise_floor.parquet", "results/tables/metric_noise_floor.html"]
     return out
 
 
@@ -128,6 +129,10 @@ rule metric_validation:
         manifest=lambda wc: manifest_path(VALIDATION_DATASETS[0]),
     output:
         table="results/tables/metric_validation.parquet",
+        noise_floor="results/tables/metric_noise_floor.parquet",
+        noise_floor_html=report("results/tables/metric_noise_floor.html",
+                                caption="../report/tables/metric_noise_floor.rst", category="2D track",
+                                subcategory="Tables", labels={"table": "metric_noise_floor"}),
         html=report("results/tables/metric_validation.html", caption="../report/tables/metric_validation.rst",
                     category="2D track", subcategory="Tables", labels={"table": "metric_validation"}),
     params:

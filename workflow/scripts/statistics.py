@@ -11,7 +11,8 @@ if sm.rule == "figure_selection_stability":
     stages.stage_figure_stability(sm.input.table, sm.output.pdf, sm.output.png, sm.output.data)
 elif sm.rule == "metric_validation":
     stages.stage_metric_validation(sm.params.dataset, sm.input.manifest, sm.params.config, sm.params.checkpoint,
-                                   sm.params.config_hash, sm.output.table, sm.output.html)
+                                   sm.params.config_hash, sm.output.table, sm.output.html, sm.output.noise_floor,
+                                   sm.output.noise_floor_html)
 elif sm.rule == "pairwise_3d":
     stages.stage_pairwise_3d(sm.input.per_item, sm.params.config, sm.params.config_hash, sm.output.table,
                              sm.output.html)

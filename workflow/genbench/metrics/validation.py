@@ -187,3 +187,21 @@ def split_halves(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ref += rows[0::2].tolist()
         deg += rows[1::2].tolist()
     return np.sort(ref), np.sort(deg)
+
+
+def noise_floor(reference: np.ndarray, other: np.ndarray, *, points: int, confidence: float,
+                rng: np.random.Generator) -> pd.DataFrame:
+    """The FID of real against real (two disjoint halves of one data set): FID_N of N-subsets of ``other`` against
+    the full ``reference`` for ``points`` values of N (rows kind 'subset'), and FD∞ = the intercept of
+    FID_N = FD∞ + s/N with its OLS t-interval (row kind 'fd_inf'). Any FID a model reaches at N that lies within
+    this floor is indistinguishable from a fresh real sample with this extractor."""
+    from .fd_infinity import fd_infinity
+
+    n = len(other)
+    res = fd_infinity(reference, other, points=points, min_n=max(2, n // 5), confidence=confidence, rng=rng,
+                      real_name="real reference half", gen_name="real other half")
+    rows = [{"kind": "subset", "n": int(k), "fid": float(f), "ci_low": np.nan, "ci_high": np.nan,
+             "ci_method": "none (one subset per N)"} for k, f in zip(res["ns"], res["fds"], strict=True)]
+    rows.append({"kind": "fd_inf", "n": n, "fid": res["value"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                 "ci_method": f"ols-t, {len(res['ns'])} points, {confidence:g}"})
+    return pd.DataFrame(rows)
