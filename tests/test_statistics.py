@@ -270,3 +270,17 @@ def test_noise_floor_of_two_real_halves_extrapolates_to_about_zero():
     subsets, inf = df[df["kind"] == "subset"], df[df["kind"] == "fd_inf"].iloc[0]
     assert len(subsets) == 8 and subsets["fid"].iloc[0] > subsets["fid"].iloc[-1]  # the floor falls with N
     assert abs(inf["fid"]) < 0.02 and inf["ci_low"] <= 0.0 <= inf["ci_high"] + 0.01
+
+
+def test_selection_stability_figure_leaves_out_models_with_one_setting(tmp_path):
+    from genbench.plots.statistics import selection_stability_figure
+
+    rows = [dict(dataset="d", seed=0, model="a", criterion=c, steps=1, cfg=cfg, frequency=f, selected_full=f > 0.5,
+                 n_boot=10, n_settings=2) for c in ("fid", "mmhm") for cfg, f in ((1.0, 0.8), (2.0, 0.2))]
+    rows += [dict(dataset="d", seed=0, model="b", criterion="fid", steps=1, cfg=1.0, frequency=1.0, selected_full=True,
+                  n_boot=10, n_settings=1)]
+    out = {e: tmp_path / f"s.{e}" for e in ("pdf", "png", "csv")}
+    df = selection_stability_figure(pd.DataFrame(rows), out["pdf"], out["png"], out["csv"])
+    assert set(df["model"]) == {"a"} and out["png"].stat().st_size > 0
+    with pytest.raises(ValueError, match="more than one setting"):
+        selection_stability_figure(pd.DataFrame(rows[-1:]), out["pdf"], out["png"], out["csv"])

@@ -8,16 +8,19 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.names import LABELS
-from .figures import STYLE, _legend_entries, panel_grid, plt, save_data, save_figure, style_of
+from .figures import STYLE, panel_grid, plt, save_data, save_figure, style_of
 
 
 def selection_stability_figure(table: pd.DataFrame, pdf: str | Path, png: str | Path,
                                data: str | Path) -> pd.DataFrame:
-    """One panel per (data set, model, seed): per setting, one bar per criterion with the fraction of bootstrap
-    resamples selecting it; the full-set selection is hatched."""
+    """One panel per (data set, model, seed) with more than one setting: per setting, one bar per criterion with
+    the fraction of bootstrap resamples selecting it; the full-set selection is hatched."""
     if table.empty:
         raise ValueError("figure selection_stability: the selection-stability table has no rows")
-    df = table.sort_values(["dataset", "model", "seed", "steps", "cfg"], kind="stable")
+    df = table[table["n_settings"] > 1]  # a model with one setting has nothing to select
+    if df.empty:
+        raise ValueError("figure selection_stability: no model has more than one setting (steps, cfg) on a data set")
+    df = df.sort_values(["dataset", "model", "seed", "steps", "cfg"], kind="stable")
     groups = list(df.groupby(["dataset", "model", "seed"], sort=False))
     criteria = list(dict.fromkeys(df["criterion"]))
     with plt.rc_context(STYLE):
@@ -39,8 +42,11 @@ def selection_stability_figure(table: pd.DataFrame, pdf: str | Path, png: str | 
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("selection frequency")
             ax.set_title(f"{model} on {ds}" + (f" (seed {seed})" if df["seed"].nunique() > 1 else ""))
-        handles, labels = _legend_entries(axes)
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=style_of(j)[0], label=LABELS.get(c, c)) for j, c in enumerate(criteria)]
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="selected on the full set"))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
                    bbox_to_anchor=(0.5, -0.02))
         n_boot = int(df["n_boot"].iloc[0])
         fig.suptitle(f"Selection stability: fraction of {n_boot} item resamples selecting each setting "
