@@ -284,3 +284,21 @@ def test_selection_stability_figure_leaves_out_models_with_one_setting(tmp_path)
     assert set(df["model"]) == {"a"} and out["png"].stat().st_size > 0
     with pytest.raises(ValueError, match="more than one setting"):
         selection_stability_figure(pd.DataFrame(rows[-1:]), out["pdf"], out["png"], out["csv"])
+
+
+def test_metric_correlation_orients_metrics_and_leaves_out_constant_ones(tmp_path):
+    from genbench.plots.statistics import metric_correlation
+
+    rows = []
+    for k in range(6):
+        cell = dict(dataset="d", model="m", steps=1, cfg=float(k), seed=0)
+        rows += [dict(cell, metric="fid", value=10.0 - k), dict(cell, metric="is", value=float(k) ** 2),
+                 dict(cell, metric="kid", value=1.0), dict(cell, metric="kid_std", value=0.1)]
+    out = {e: tmp_path / f"c.{e}" for e in ("pdf", "png", "csv")}
+    df = metric_correlation(pd.DataFrame(rows), out["pdf"], out["png"], out["csv"]).set_index(["metric", "other"])
+    # FID falls while IS rises: oriented (−FID), they agree perfectly
+    assert df.loc[("fid", "is"), "spearman"] == pytest.approx(1.0)
+    assert "kid" not in df.index.get_level_values(0)  # constant: left out
+    with pytest.raises(ValueError, match="fewer than two metrics"):
+        metric_correlation(pd.DataFrame([r for r in rows if r["metric"] == "fid"]), out["pdf"], out["png"],
+                           out["csv"])

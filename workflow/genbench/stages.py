@@ -574,6 +574,12 @@ def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, 
     selection_stability_figure(pd.read_parquet(table), pdf, png, data)
 
 
+def stage_figure_correlation(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    from .plots.statistics import metric_correlation
+
+    metric_correlation(pd.read_parquet(table), pdf, png, data)
+
+
 def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dict[str, Any],
                             checkpoint: str | Path | None, full_config_hash: str, out: str | Path,
                             html: str | Path | None = None, noise_floor_out: str | Path | None = None,

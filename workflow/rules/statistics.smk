@@ -25,7 +25,8 @@ def stats_inputs(text_image=False):
 def statistics_targets():
     out = ["results/tables/gen2d_pairwise.parquet", "results/tables/gen2d_pairwise.html",
            "results/tables/gen2d_selection_stability.parquet", "results/tables/gen2d_selection_stability.html",
-           *[f"results/figures/selection_stability.{e}" for e in ("pdf", "png", "csv")]]
+           *[f"results/figures/{n}.{e}" for n in ("selection_stability", "metric_correlation")
+             for e in ("pdf", "png", "csv")]]
     if config.get("recon3d"):
         out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
     if VALIDATION_DATASETS:
@@ -146,5 +147,23 @@ rule metric_validation:
         f"{BENCH}/statistics/metric_validation.tsv"
     conda:
         "../../envs/metrics.yaml"
+    script:
+        "../scripts/statistics.py"
+
+
+rule figure_metric_correlation:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
+    output:
+        pdf="results/figures/metric_correlation.pdf",
+        png=report("results/figures/metric_correlation.png", caption="../report/figures/metric_correlation.rst",
+                   category="2D track", subcategory="Figures", labels={"figure": "metric_correlation"}),
+        data="results/figures/metric_correlation.csv",
+    log:
+        f"{LOGS}/figures/metric_correlation.log",
+    benchmark:
+        f"{BENCH}/figures/metric_correlation.tsv"
+    conda:
+        "../../envs/plots.yaml"
     script:
         "../scripts/statistics.py"

@@ -9,6 +9,8 @@ sm = snakemake  # noqa: F821
 stages.setup_logging(sm.log[0], sm.threads)
 if sm.rule == "figure_selection_stability":
     stages.stage_figure_stability(sm.input.table, sm.output.pdf, sm.output.png, sm.output.data)
+elif sm.rule == "figure_metric_correlation":
+    stages.stage_figure_correlation(sm.input.table, sm.output.pdf, sm.output.png, sm.output.data)
 elif sm.rule == "metric_validation":
     stages.stage_metric_validation(sm.params.dataset, sm.input.manifest, sm.params.config, sm.params.checkpoint,
                                    sm.params.config_hash, sm.output.table, sm.output.html, sm.output.noise_floor,

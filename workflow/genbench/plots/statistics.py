@@ -56,3 +56,46 @@ def selection_stability_figure(table: pd.DataFrame, pdf: str | Path, png: str | 
     cols = ["dataset", "model", "seed", "criterion", "steps", "cfg", "frequency", "selected_full", "n_boot"]
     save_data(df[cols], data)
     return df[cols]
+
+
+def metric_correlation(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path) -> pd.DataFrame:
+    """Spearman rank correlation between the metrics across the cells of the sweep (all data sets), each metric
+    oriented so that larger = better (lower-is-better metrics negated): +1 = two metrics order the cells alike.
+    Metrics that are constant or missing in some cell are left out (the figure names them)."""
+    from ..metrics.names import LOWER_IS_BETTER, ORDER
+
+    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    rows = table[~table["metric"].str.endswith("_std")]
+    wide = rows.pivot_table(index=keys, columns="metric", values="value", sort=False)
+    present = [m for m in ORDER if m in wide.columns] + [m for m in wide.columns if m not in ORDER]
+    usable = [m for m in present if wide[m].notna().all() and wide[m].nunique() > 1]
+    left_out = [m for m in present if m not in usable]
+    if len(usable) < 2:
+        raise ValueError(f"figure metric_correlation: fewer than two metrics vary across the {len(wide)} cells "
+                         f"(left out: {', '.join(left_out) or 'none'})")
+    oriented = pd.DataFrame({m: -wide[m] if m in LOWER_IS_BETTER else wide[m] for m in usable})
+    corr = oriented.corr(method="spearman")
+    labels = [LABELS.get(m, m) for m in usable]
+    with plt.rc_context(STYLE):
+        size = 0.45 * len(usable) + 1.5
+        fig, ax = plt.subplots(figsize=(size + 1.0, size))
+        im = ax.imshow(corr.to_numpy(), cmap="RdBu", vmin=-1, vmax=1)
+        ax.set_xticks(range(len(usable)), labels, rotation=90)
+        ax.set_yticks(range(len(usable)), labels)
+        ax.grid(False)
+        for i in range(len(usable)):
+            for j in range(len(usable)):
+                v = corr.iat[i, j]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(v) > 0.6 else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Spearman ρ (metrics oriented: larger = better)")
+        title = f"Metric agreement across the {len(wide)} cells of the sweep"
+        if left_out:
+            title += f"\n(left out, constant or missing: {', '.join(LABELS.get(m, m) for m in left_out)})"
+        ax.set_title(title, fontsize=9)
+        fig.tight_layout()
+        save_figure(fig, pdf, png)
+    out = corr.rename_axis("metric").reset_index().melt(id_vars="metric", var_name="other", value_name="spearman")
+    out["n_cells"] = len(wide)
+    save_data(out, data)
+    return out
