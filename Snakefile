@@ -23,6 +23,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/protocol_delta.smk"
+include: "workflow/rules/statistics.smk"
 
 
 rule all:

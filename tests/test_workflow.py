@@ -197,7 +197,8 @@ def test_paper_tables_exported(tiny_run):
     md = (tiny_run / "results/tables/gen2d_best.md").read_text()
     lines = md.strip().splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
-                        "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM |")
+                        "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM | "
+                        "FID vs other cfg (paired, Holm p_adj; * significant) |")
     # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each) + sit on the curated set
     assert len(lines) == 2 + 2 * 2 + 2 + 2 + 1
     fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query(

@@ -455,17 +455,19 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     write_parquet(df, out, metadata=meta)
 
 
-def stage_export_tables(table: str | Path, outputs: dict[str, str | Path]) -> None:
+def stage_export_tables(table: str | Path, outputs: dict[str, str | Path], pairwise: str | Path | None = None) -> None:
     from .tables.export import export_tables
 
-    export_tables(pd.read_parquet(table), outputs)
+    export_tables(pd.read_parquet(table), outputs, pd.read_parquet(pairwise) if pairwise else None)
 
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
-                 grids: dict[str, str | Path] | None = None, *, confidence: float) -> None:
+                 grids: dict[str, str | Path] | None = None, *, confidence: float,
+                 pairwise: str | Path | None = None) -> None:
     from .plots.figures import draw_figure
 
-    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence)
+    draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence,
+                pairwise=pd.read_parquet(pairwise) if pairwise else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -600,7 +602,8 @@ def _not_applicable_2d(config: dict[str, Any]) -> list[dict[str, Any]]:
               f"table only ({tables})" if tables else "no data set of this config has selectable class-name tables")
     rows.append(not_applicable("2d", "prompt_names", "anchor", "disambiguated", reason))
     rows.append(not_applicable("2d", "real_preparation", "anchor", "genbench",
-                               "no real-image preparation policy is configurable yet (the paper-scale issue adds it)"))
+                               "needs every real set's features under both preparations (datasets.<name>.prepare); "
+                               "the run extracts them under its configured one only"))
     return rows
 
 
@@ -655,3 +658,138 @@ def stage_figure_protocol_delta(table: str | Path, pdf: str | Path, png: str | P
     from .plots.protocol_delta import protocol_delta_figure
 
     protocol_delta_figure(pd.read_parquet(table), pdf, png, data, confidence=confidence)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics across the sweep: pairwise significance, selection stability (docs/metrics.md)
+
+
+def _stats_html(df: pd.DataFrame, caption: str, out: str | Path | None) -> None:
+    """The table as an escaped HTML page for the report (numbers to 4 significant digits)."""
+    if out is None:
+        return
+    from .tables.export import to_html
+
+    shown = df.copy()
+    for c in shown.columns:
+        if pd.api.types.is_float_dtype(shown[c]):
+            shown[c] = shown[c].map(lambda v: f"{v:.4g}")
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(to_html(shown, caption))
+
+
+def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
+                         config: dict[str, Any], full_config_hash: str, out: str | Path,
+                         html: str | Path | None = None) -> None:
+    """Paired comparisons (FID, IS) of the cells a figure or the best table compares, Holm-corrected per metric;
+    ``gen`` holds each cell's scoring-extractor features in the order of ``cells``."""
+    from .metrics.pairwise import cell_name, gen2d_pairwise
+
+    sc = config["scoring"]
+    path_of = {cell_name(c): p for c, p in zip(cells, gen, strict=True)}
+    df = gen2d_pairwise(pd.DataFrame(cells), lambda c: load_npz(path_of[cell_name(c)]),
+                        lambda d: load_npz(real[d]), n_boot=sc["bootstrap"]["n"],
+                        confidence=sc["bootstrap"]["confidence"], seed=sc["bootstrap"].get("seed", 0),
+                        is_splits=sc["is_splits"], correction="holm")
+    keys = ["comparison", "metric", "dataset", "model_a", "steps_a", "cfg_a", "model_b", "steps_b", "cfg_b", "seed"]
+    write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": keys})
+    _stats_html(df, "Paired differences A - B on the same items, bootstrap CI and p-value, Holm-adjusted per metric",
+                html)
+
+
+def stage_pairwise_3d(per_item: str | Path, config: dict[str, Any], full_config_hash: str, out: str | Path,
+                      html: str | Path | None = None) -> None:
+    from .metrics.pairwise import recon3d_pairwise
+    from .recon3d.evaluate import metric_columns
+
+    items = pd.read_parquet(per_item)
+    boot = config["recon3d"].get("bootstrap", {})
+    df = recon3d_pairwise(items, metric_columns(items), n_boot=int(boot.get("n", 1000)),
+                          confidence=float(boot.get("confidence", 0.95)), seed=int(config.get("seed", 0)))
+    write_parquet(df, out, metadata={**provenance(full_config_hash),
+                                     "key_columns": ["dataset", "protocol", "metric", "model_a", "model_b"]})
+    _stats_html(df, "3D: paired per-item differences A - B (mean), bootstrap CI and p-value, Holm-adjusted per "
+                "metric", html)
+
+
+def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
+                              text_image: dict[str, tuple[dict[str, str], list[str]]], config: dict[str, Any],
+                              full_config_hash: str, out: str | Path, html: str | Path | None = None) -> None:
+    """Selection frequencies per (data set, seed); ``text_image[role]`` = (real embeddings per data set, the
+    cells' generated embeddings in the order of ``cells``)."""
+    from .metrics.score2d import text_image_scores
+    from .metrics.stability import selection_stability
+
+    sc = config["scoring"]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for k, c in enumerate(cells):
+        groups.setdefault((c["dataset"], int(c["seed"])), []).append(k)
+    frames = []
+    for (dataset, _seed), ks in groups.items():
+        r = load_npz(real[dataset])
+        loaded, ti = [], {}
+        for k in ks:
+            c = cells[k]
+            name = f"{c['model']}/steps{int(c['steps'])}_cfg{float(c['cfg']):g}"
+            loaded.append({**c, **load_npz(gen[k])})
+            for role, (real_emb, gen_emb) in text_image.items():
+                kind = "clip" if role == "clip" else "pick"
+                _, per = text_image_scores(load_npz(real_emb[dataset]), load_npz(gen_emb[k]), kind,
+                                           (f"real {dataset}", name))
+                ti.setdefault(name, {})[role] = per
+        frames.append(selection_stability(r, loaded, ti, n_boot=sc["bootstrap"]["n"],
+                                          seed=sc["bootstrap"].get("seed", 0), is_splits=sc["is_splits"]))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_parquet(df, out, metadata={**provenance(full_config_hash),
+                                     "key_columns": ["dataset", "seed", "model", "criterion", "steps", "cfg"]})
+    _stats_html(df, "Selection stability: fraction of item resamples in which each setting is selected", html)
+
+
+def stage_figure_stability(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    from .plots.statistics import selection_stability_figure
+
+    selection_stability_figure(pd.read_parquet(table), pdf, png, data)
+
+
+def stage_figure_correlation(table: str | Path, pdf: str | Path, png: str | Path, data: str | Path) -> None:
+    from .plots.statistics import metric_correlation
+
+    metric_correlation(pd.read_parquet(table), pdf, png, data)
+
+
+def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dict[str, Any],
+                            checkpoint: str | Path | None, full_config_hash: str, out: str | Path,
+                            html: str | Path | None = None, noise_floor_out: str | Path | None = None,
+                            noise_floor_html: str | Path | None = None) -> None:
+    """Known-answer validation of the metrics on the real images of ``dataset`` (metrics/validation.py)."""
+    from .features.registry import load_extractor
+    from .metrics.validation import noise_floor, split_halves, validate_metrics
+
+    sc = config["scoring"]
+    name = sc["extractor"]
+    manifest, images = _load_split(manifest_path)
+    labels = manifest["label_id"].to_numpy(np.int64)
+    ref, deg = split_halves(labels)
+    ex = load_extractor(name, config["extractors"][name], checkpoint)
+    real = ex.extract(images[ref], f"real {dataset} (reference half)")
+    df = validate_metrics(real, lambda ims: ex.extract(ims, f"degraded {dataset}"), images[deg], labels[deg],
+                          n_boot=sc["bootstrap"]["n"], confidence=sc["bootstrap"]["confidence"],
+                          seed=sc["bootstrap"].get("seed", 0), k=sc["prdc"]["k"], is_splits=1)
+    df.insert(0, "dataset", dataset)
+    write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": ["dataset", "degradation",
+                                                                                     "metric"]})
+    _stats_html(df, f"Metric validation on {dataset}: Kendall tau between degradation level and metric "
+                "(1 = every level ranked correctly)", html)
+    if noise_floor_out is not None:
+        from .seeding import derive_seed
+
+        other = ex.extract(images[deg], f"real {dataset} (other half)")
+        floor = noise_floor(real["features"], other["features"], points=sc["fd_inf"]["points"],
+                            confidence=sc["bootstrap"]["confidence"],
+                            rng=np.random.default_rng(derive_seed("noise_floor", sc["bootstrap"].get("seed", 0),
+                                                                  dataset)))
+        floor.insert(0, "dataset", dataset)
+        write_parquet(floor, noise_floor_out, metadata={**provenance(full_config_hash),
+                                                        "key_columns": ["dataset", "kind", "n"]})
+        _stats_html(floor, f"Noise floor on {dataset}: FID of one real half against the other, per N, and FD-infinity",
+                    noise_floor_html)

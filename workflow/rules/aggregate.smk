@@ -41,6 +41,7 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
 rule export_gen2d_tables:
     input:
         table="results/tables/gen2d_metrics.parquet",
+        pairwise="results/tables/gen2d_pairwise.parquet",  # the best table marks significant choices
     output:
         sweep_md="results/tables/gen2d_sweep.md",
         sweep_tex="results/tables/gen2d_sweep.tex",

@@ -411,4 +411,4 @@ def all_targets():
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
     return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
             *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets(),
-            *protocol_delta_targets()]
+            *protocol_delta_targets(), *statistics_targets()]  # protocol_delta.smk, statistics.smk

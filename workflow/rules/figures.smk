@@ -7,6 +7,7 @@
 rule figure_fid_vs_cfg:
     input:
         table="results/tables/gen2d_metrics.parquet",
+        pairwise="results/tables/gen2d_pairwise.parquet",  # significance marks (statistics.smk)
     output:
         pdf="results/figures/fid_vs_cfg.pdf",
         png=report("results/figures/fid_vs_cfg.png", caption="../report/figures/fid_vs_cfg.rst",
@@ -41,6 +42,8 @@ use rule figure_fid_vs_cfg as figure_is_vs_cfg with:
 
 
 use rule figure_fid_vs_cfg as figure_kid_vs_cfg with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/kid_vs_cfg.pdf",
         png=report("results/figures/kid_vs_cfg.png", caption="../report/figures/kid_vs_cfg.rst",
@@ -71,6 +74,8 @@ use rule figure_fid_vs_cfg as figure_step_scaling with:
 
 
 use rule figure_fid_vs_cfg as figure_dataset_comparison with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/dataset_comparison.pdf",
         png=report("results/figures/dataset_comparison.png", caption="../report/figures/dataset_comparison.rst",
@@ -126,6 +131,8 @@ use rule figure_fid_vs_cfg as figure_per_class_fid with:
 
 
 use rule figure_fid_vs_cfg as figure_clip_vs_cfg with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/clip_vs_cfg.pdf",
         png=report("results/figures/clip_vs_cfg.png", caption="../report/figures/clip_vs_cfg.rst",
@@ -141,6 +148,8 @@ use rule figure_fid_vs_cfg as figure_clip_vs_cfg with:
 
 
 use rule figure_fid_vs_cfg as figure_pick_vs_cfg with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/pick_vs_cfg.pdf",
         png=report("results/figures/pick_vs_cfg.png", caption="../report/figures/pick_vs_cfg.rst",
@@ -156,6 +165,8 @@ use rule figure_fid_vs_cfg as figure_pick_vs_cfg with:
 
 
 use rule figure_fid_vs_cfg as figure_mmhm_heatmap with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/mmhm_heatmap.pdf",
         png=report("results/figures/mmhm_heatmap.png", caption="../report/figures/mmhm_heatmap.rst",
@@ -171,6 +182,8 @@ use rule figure_fid_vs_cfg as figure_mmhm_heatmap with:
 
 
 use rule figure_fid_vs_cfg as figure_scaled_vs_raw with:
+    input:
+        table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/scaled_vs_raw.pdf",
         png=report("results/figures/scaled_vs_raw.png", caption="../report/figures/scaled_vs_raw.rst",

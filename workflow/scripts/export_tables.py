@@ -7,4 +7,4 @@ from genbench.stages import setup_logging, stage_export_tables  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
-stage_export_tables(sm.input.table, dict(sm.output.items()))
+stage_export_tables(sm.input.table, dict(sm.output.items()), sm.input.get("pairwise"))

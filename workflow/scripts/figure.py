@@ -10,4 +10,4 @@ setup_logging(sm.log[0], sm.threads)
 # figures that show samples get the cells' grid PNGs and, in the same order, the cells' paths
 grids = dict(zip(sm.params.get("cells", []), sm.input.get("grids", []), strict=True))
 stage_figure(sm.params.name, sm.input.table, sm.output.pdf, sm.output.png, sm.output.data, grids=grids,
-             confidence=sm.params.confidence)
+             confidence=sm.params.confidence, pairwise=sm.input.get("pairwise"))

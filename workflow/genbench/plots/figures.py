@@ -149,8 +149,40 @@ def _band_or_bars(ax, s: pd.DataFrame, colour: str, x: str = "cfg") -> bool:
     return bool(lone.any())
 
 
+SIGNIFICANCE_NOTE = "*: neighbouring points differ significantly (paired bootstrap, Holm-adjusted)"
+
+
+def significant_neighbours(pairwise: pd.DataFrame | None, metric: str, comparison: str, dataset: str, model: str,
+                           fixed: float, values: list[float]) -> list[bool | None]:
+    """For consecutive ``values`` of the varied key (cfg or steps) on one line (data set, model, the other key
+    ``fixed``): whether the paired comparison of the two points is significant in every seed (None: not tested)."""
+    if pairwise is None:
+        return [None] * max(len(values) - 1, 0)
+    other = {"cfg": "steps", "steps": "cfg"}[comparison]
+    rows = pairwise[(pairwise["comparison"] == comparison) & (pairwise["metric"] == metric)
+                    & (pairwise["dataset"] == dataset) & (pairwise["model_a"] == model)
+                    & (pairwise[f"{other}_a"] == fixed)]
+    out: list[bool | None] = []
+    for a, b in zip(values[:-1], values[1:], strict=True):
+        r = rows[(rows[f"{comparison}_a"] == a) & (rows[f"{comparison}_b"] == b)]
+        out.append(bool(r["significant"].all()) if len(r) else None)
+    return out
+
+
+def _mark_significant(ax, x: np.ndarray, y: np.ndarray, sig: list[bool | None], colour: str, log: bool = False) -> bool:
+    """A star between each pair of neighbouring points whose difference is significant; returns whether any."""
+    any_mark = False
+    for i, flag in enumerate(sig):
+        if flag:
+            xm = float(np.sqrt(x[i] * x[i + 1])) if log else float((x[i] + x[i + 1]) / 2)
+            ax.annotate("*", (xm, float((y[i] + y[i + 1]) / 2)), color=colour, ha="center", va="bottom",
+                        fontsize=11, fontweight="bold")
+            any_mark = True
+    return any_mark
+
+
 def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
-                  metric: str = "fid", *, confidence: float) -> pd.DataFrame:
+                  metric: str = "fid", *, confidence: float, pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
     """A metric (bootstrap CI as a band, or an error bar on a lone point) against the guidance scale, one line
     per (model, step count), one panel per data set (at most three per row). Metrics without a CI but with a
     spread (KID: std over subsets) get ± that spread, and no band where the spread is 0."""
@@ -167,7 +199,7 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
         band, spread = "± 1 std over subsets, not a CI", True
     datasets = list(dict.fromkeys(df["dataset"]))
     lines = list(dict.fromkeys(zip(df["model"], df["steps"], strict=True)))
-    lone = False
+    lone, marked, sig_rows = False, False, []
     with plt.rc_context(STYLE):
         fig, _, axes = panel_grid(len(datasets), 3.0, 2.7)
         for ax, ds in zip(axes, datasets, strict=True):
@@ -181,6 +213,10 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
                 ax.plot(s["cfg"], s["value"], marker=marker, color=colour, lw=1.5, ms=4,
                         label=f"{model}, {_steps_label(steps)}")
                 lone |= _band_or_bars(ax, s, colour)
+                if pairwise is not None:
+                    sig = significant_neighbours(pairwise, metric, "cfg", ds, model, steps, s["cfg"].tolist())
+                    marked |= _mark_significant(ax, s["cfg"].to_numpy(), s["value"].to_numpy(), sig, colour)
+                    sig_rows += [(ds, model, steps, c, f) for c, f in zip(s["cfg"], [*sig, None], strict=True)]
             ticks = spaced_ticks(sub["cfg"], 0.09)
             ax.set_xticks(ticks, [f"{c:g}" for c in ticks])
             ax.set_title(ds)
@@ -199,15 +235,20 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
             if zero.any():
                 note += ("; none drawn where the std is 0: every subset is the whole set" if spread
                          else "; none drawn where the interval has zero width")
+        if marked:
+            note += f";\n{SIGNIFICANCE_NOTE}"
         fig.suptitle(f"{LABELS.get(metric, metric)} vs guidance scale\n({note})", y=1.0)
         fig.tight_layout()
         save_figure(fig, pdf, png)
+    if pairwise is not None:
+        flags = pd.DataFrame(sig_rows, columns=["dataset", "model", "steps", "cfg", "significant_vs_next"])
+        df = df.merge(flags, on=["dataset", "model", "steps", "cfg"], how="left")
     save_data(df, data)
     return df
 
 
 def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
-                 metric: str = "fid", *, confidence: float) -> pd.DataFrame:
+                 metric: str = "fid", *, confidence: float, pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
     """A metric against the number of network evaluations per sample (log scale), one panel per data set (at most
     three per row): one line per (model, guidance scale), coloured (and marked) by model, dashed by guidance
     scale, so one-step and multi-step models sit on one axis; error bars: bootstrap CIs."""
@@ -220,6 +261,7 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
         raise ValueError(f"figure step_scaling: {len(cfgs)} guidance scales, but only {len(LINESTYLES)} line styles "
                          "tell them apart; draw fewer guidance scales (sweep) or split the figure")
     lines = list(dict.fromkeys(zip(df["model"], df["cfg"], strict=True)))
+    marked, sig_rows = False, []
     with plt.rc_context(STYLE):
         fig, _, axes = panel_grid(len(datasets), 3.0, 2.7)
         for ax, ds in zip(axes, datasets, strict=True):
@@ -232,6 +274,11 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
                 dodge = 1.0 + 0.04 * (j - (len(lines) - 1) / 2)  # multiplicative: the axis is logarithmic
                 ax.errorbar(s["nfe"] * dodge, s["value"], yerr=_yerr(s), marker=marker, color=colour,
                             ls=LINESTYLES[cfgs.index(cfg)], lw=1.5, ms=4, capsize=2, elinewidth=1.0)
+                if pairwise is not None:
+                    sig = significant_neighbours(pairwise, metric, "steps", ds, model, cfg, s["steps"].tolist())
+                    marked |= _mark_significant(ax, (s["nfe"] * dodge).to_numpy(), s["value"].to_numpy(), sig,
+                                                colour, log=True)
+                    sig_rows += [(ds, model, cfg, st, f) for st, f in zip(s["steps"], [*sig, None], strict=True)]
             ax.set_xscale("log", base=2)
             nfes = spaced_ticks(sub["nfe"], 0.07, log=True)
             ax.set_xticks(nfes, [f"{int(n)}" for n in nfes])
@@ -251,9 +298,14 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
         fig.legend(handles=by_cfg, title="guidance scale (line style)", loc="upper center", bbox_to_anchor=(0.5, 0.0),
                    ncol=min(len(by_cfg), 6), frameon=False, handlelength=3.5)
         note = f"bars: {ci_text(confidence)}" if df["ci_low"].notna().any() else "no CI: the bootstrap is off"
+        if marked:
+            note += f";\n{SIGNIFICANCE_NOTE}"
         fig.suptitle(f"{LABELS.get(metric, metric)} vs sampling cost\n({note})", y=1.0)
         fig.tight_layout()
         save_figure(fig, pdf, png)
+    if pairwise is not None:
+        flags = pd.DataFrame(sig_rows, columns=["dataset", "model", "cfg", "steps", "significant_vs_next"])
+        df = df.merge(flags, on=["dataset", "model", "cfg", "steps"], how="left")
     save_data(df, data)
     return df
 
@@ -509,13 +561,14 @@ class Figure:
     needs_grids: bool = False
     table: str = "gen2d_metrics"  # results/tables/{table}.parquet
     intervals: bool = True  # draws CIs, so it states their confidence level
+    pairwise: bool = False  # marks significant differences between neighbouring points (gen2d_pairwise)
 
 
 FIGURES: dict[str, Figure] = {
-    "fid_vs_cfg": Figure(metric_vs_cfg, {"metric": "fid"}),
-    "is_vs_cfg": Figure(metric_vs_cfg, {"metric": "is"}),
+    "fid_vs_cfg": Figure(metric_vs_cfg, {"metric": "fid"}, pairwise=True),
+    "is_vs_cfg": Figure(metric_vs_cfg, {"metric": "is"}, pairwise=True),
     "kid_vs_cfg": Figure(metric_vs_cfg, {"metric": "kid"}),
-    "step_scaling": Figure(step_scaling, {"metric": "fid"}),
+    "step_scaling": Figure(step_scaling, {"metric": "fid"}, pairwise=True),
     "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
     "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
     "per_class_fid": Figure(per_class_fid, {"metric": "fid"}, table="gen2d_per_class"),
@@ -527,13 +580,16 @@ FIGURES: dict[str, Figure] = {
 
 
 def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
-                grids: dict[str, str | Path] | None = None, *, confidence: float) -> pd.DataFrame:
+                grids: dict[str, str | Path] | None = None, *, confidence: float,
+                pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
     """Draw one registered figure; ``confidence`` is the level of the table's bootstrap CIs
     (scoring.bootstrap.confidence), stated on every figure that shows them."""
     if name not in FIGURES:
         raise KeyError(f"unknown figure '{name}'; known: {sorted(FIGURES)}")
     fig = FIGURES[name]
     extra = {"grids": grids or {}} if fig.needs_grids else {}
+    if fig.pairwise and pairwise is not None:
+        extra["pairwise"] = pairwise
     if fig.intervals:
         ci_text(confidence)  # a bad level fails here, before anything is drawn
         extra["confidence"] = confidence

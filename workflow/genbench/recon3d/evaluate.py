@@ -168,6 +168,17 @@ def _threshold_note(metric: str, spacing: float) -> str | None:
             "raise the protocol's samples")
 
 
+# per-item columns that are not metrics (keys, bookkeeping, alignment facts)
+NON_METRIC_COLUMNS = {"dataset", "model", "protocol", "item_id", "input", "kind", "status", "reason", "alignment",
+                      "occupancy_method", "rotation_start", "icp_iterations", "prediction", "ceiling", "n_views"}
+
+
+def metric_columns(per_item: pd.DataFrame) -> list[str]:
+    """The numeric per-item columns that the summary (and the pairwise table) treat as metrics."""
+    return [c for c in per_item.columns
+            if c not in NON_METRIC_COLUMNS and pd.api.types.is_numeric_dtype(per_item[c])]
+
+
 def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confidence: float,
               seed: int) -> pd.DataFrame:
     """Long table: one row per (dataset, model, protocol, metric) with the mean over scored items, its bootstrap
@@ -177,14 +188,12 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
 
     rows = []
     keys = ["dataset", "model", "protocol"]
-    skip_cols = {"dataset", "model", "protocol", "item_id", "input", "kind", "status", "reason", "alignment",
-                 "occupancy_method", "rotation_start", "icp_iterations", "prediction", "ceiling", "n_views"}
     for key, grp in per_item.groupby(keys, sort=False):
         ok = grp[grp["status"] == "ok"]
         counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
                   "n_failed": int((grp["status"] == "failed").sum())}
         spacing = float(ok["sample_spacing"].mean()) if "sample_spacing" in ok and len(ok) else float("nan")
-        for metric in [c for c in grp.columns if c not in skip_cols and pd.api.types.is_numeric_dtype(grp[c])]:
+        for metric in metric_columns(grp):
             vals = ok[metric].to_numpy(dtype=np.float64)
             vals = vals[np.isfinite(vals)]
             if len(vals) == 0:

@@ -72,11 +72,22 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"nfe": "NFE"}).reset_index(drop=True)
 
 
-def best_table(table: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
-    """Per (data set, model, steps) the cell whose ``metric`` (mean over seeds) is best, in the wide format."""
+SIGNIFICANCE_HEADER = "FID vs other cfg (paired, Holm p_adj; * significant)"
+
+
+def best_table(table: pd.DataFrame, metric: str = "fid", pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (data set, model, steps) the cell whose ``metric`` (mean over seeds) is best, in the wide format; with
+    the pairwise table (gen2d_pairwise.parquet), a last column gives the paired test of the chosen guidance scale
+    against each other scale of that model and step count."""
     best = best_settings(table, metric, ["dataset", "model", "steps"])
     keep = table.merge(best[["dataset", "model", "steps", "cfg"]], on=["dataset", "model", "steps", "cfg"])
-    return wide_table(keep)
+    wide = wide_table(keep)
+    if pairwise is not None:
+        from ..metrics.pairwise import best_significance
+
+        cells = wide[["dataset", "model", "steps", "seed"]].assign(cfg=wide["cfg"].astype(float))
+        wide[SIGNIFICANCE_HEADER] = best_significance(cells, pairwise, metric)
+    return wide
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -131,13 +142,17 @@ def to_html(df: pd.DataFrame, caption: str) -> str:
 CAPTIONS = {
     "sweep": "Every generated cell of the sweep: metric with its bootstrap CI in brackets, or ± the spread over "
              "splits/subsets where the protocol reports one.",
-    "best": "Setting-matched comparison: per data set, model and step count, the guidance scale with the best FID.",
+    "best": "Setting-matched comparison: per data set, model and step count, the guidance scale with the best FID; "
+            "the last column tests that choice against each other guidance scale (paired bootstrap of the FID "
+            "difference on the same items, Holm-adjusted p over all FID comparisons of gen2d_pairwise.parquet; "
+            "* p_adj < 1 - confidence).",
 }
 
 
-def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path]) -> None:
-    """Write the paper tables; ``outputs`` maps '{sweep,best}_{md,tex,html}' to paths."""
-    frames = {"sweep": wide_table(table), "best": best_table(table)}
+def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path], pairwise: pd.DataFrame | None = None) -> None:
+    """Write the paper tables; ``outputs`` maps '{sweep,best}_{md,tex,html}' to paths. With ``pairwise`` (the
+    gen2d_pairwise table) the best table marks whether its choice of guidance is significant."""
+    frames = {"sweep": wide_table(table), "best": best_table(table, pairwise=pairwise)}
     for key, path in outputs.items():
         name, fmt = key.rsplit("_", 1)
         df, caption = frames[name], CAPTIONS[name]
