@@ -43,13 +43,14 @@ def run(workdir: Path, config: dict, target: str, cores: int, env: dict[str, str
     (workdir / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), target], cwd=workdir, check=True,
                    env=dict(os.environ, **env))
-    return workdir / target
+    return workdir / "results/tables/gen2d_metrics.parquet"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "config/config.yaml"))
-    ap.add_argument("--target", default="results/tables/gen2d_metrics.parquet")
+    ap.add_argument("--target", default="results/tables/gen2d_metrics.parquet",
+                    help="what both runs build (a file or a rule, e.g. 'all'); it must include the 2D metrics table")
     ap.add_argument("--workdir", default="/tmp/cross_machine")
     ap.add_argument("--cores", type=int, default=2)
     args = ap.parse_args()
@@ -66,6 +67,12 @@ def main() -> None:
     print("\nFID per cell (this machine, other machine, relative difference):")
     print(fid[["dataset", "model", "steps", "cfg", "value_x", "value_y", "rel"]].to_string(index=False))
     dev.to_csv(work / "deviations.csv", index=False)
+    if args.target == "all":  # every table and figure, as the golden comparison sees them
+        from genbench.tables.diff import Tolerances, diff_paths
+
+        res = diff_paths(work / "this/results", work / "other/results",
+                         Tolerances.load(ROOT / "tests/golden/tolerances.yaml"))
+        print("\n" + res.summary())
 
 
 if __name__ == "__main__":
