@@ -678,6 +678,11 @@ def _stats_html(df: pd.DataFrame, caption: str, out: str | Path | None) -> None:
         Path(tmp).write_text(to_html(shown, caption))
 
 
+def _stats_resamples(config: dict[str, Any]) -> int:
+    """Resamples of the pairwise comparisons and selection stability: statistics.bootstrap, else the metrics'."""
+    return int((config.get("statistics") or {}).get("bootstrap") or config["scoring"]["bootstrap"]["n"])
+
+
 def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], real: dict[str, str | Path],
                          config: dict[str, Any], full_config_hash: str, out: str | Path,
                          html: str | Path | None = None) -> None:
@@ -688,7 +693,7 @@ def stage_pairwise_gen2d(cells: list[dict[str, Any]], gen: list[str | Path], rea
     sc = config["scoring"]
     path_of = {cell_name(c): p for c, p in zip(cells, gen, strict=True)}
     df = gen2d_pairwise(pd.DataFrame(cells), lambda c: load_npz(path_of[cell_name(c)]),
-                        lambda d: load_npz(real[d]), n_boot=sc["bootstrap"]["n"],
+                        lambda d: load_npz(real[d]), n_boot=_stats_resamples(config),
                         confidence=sc["bootstrap"]["confidence"], seed=sc["bootstrap"].get("seed", 0),
                         is_splits=sc["is_splits"], correction="holm")
     keys = ["comparison", "metric", "dataset", "model_a", "steps_a", "cfg_a", "model_b", "steps_b", "cfg_b", "seed"]
@@ -737,7 +742,7 @@ def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path]
                 _, per = text_image_scores(load_npz(real_emb[dataset]), load_npz(gen_emb[k]), kind,
                                            (f"real {dataset}", name))
                 ti.setdefault(name, {})[role] = per
-        frames.append(selection_stability(r, loaded, ti, n_boot=sc["bootstrap"]["n"],
+        frames.append(selection_stability(r, loaded, ti, n_boot=_stats_resamples(config),
                                           seed=sc["bootstrap"].get("seed", 0), is_splits=sc["is_splits"]))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(df, out, metadata={**provenance(full_config_hash),

@@ -50,7 +50,7 @@ rule pairwise_gen2d:
     params:
         cells=cell_dicts(),
         datasets=STAT_DATASETS,
-        config=select(config, "scoring"),
+        config=select(config, "scoring", "statistics"),
         config_hash=config_hash(config),
     log:
         f"{LOGS}/statistics/gen2d_pairwise.log",
@@ -74,7 +74,7 @@ rule selection_stability_gen2d:
         cells=cell_dicts(),
         datasets=STAT_DATASETS,
         roles=list(TEXT_IMAGE),
-        config=select(config, "scoring"),
+        config=select(config, "scoring", "statistics"),
         config_hash=config_hash(config),
     log:
         f"{LOGS}/statistics/gen2d_selection_stability.log",
