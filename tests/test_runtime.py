@@ -222,12 +222,13 @@ def test_appearance_stage_places_extractors_embedder_and_lpips(world, spy, monke
     monkeypatch.setattr(runtime_mod, "cuda_available", lambda: False)
     seen = {}
 
-    def fake_dataset(dataset, model, manifest, scores, recon_dir, spec, extractors, emb, lp):
+    def fake_dataset(dataset, model, manifest, scores, recon_dir, spec, extractors, emb, lp, lp_runtime=None):
         rng = np.random.default_rng(0)
         rgba = rng.integers(0, 256, (2, 64, 64, 4), dtype=np.uint8)
         seen["fd"] = extractors["mw_classifier"].extract(appearance.resize_rgb(rgba, 16), "renders")
         seen["emb"] = emb.embed_images(appearance.resize_rgb(rgba, None), "renders")
-        seen["lpips"] = appearance.lpips_distance(lp, rgba, rgba[::-1])
+        seen["lpips"] = appearance.lpips_distance(lp, rgba, rgba[::-1], lp_runtime)
+        seen["lp_runtime"] = lp_runtime
         return (pd.DataFrame({"dataset": [dataset], "model": [model], "item_id": ["a"], "status": ["ok"]}),
                 pd.DataFrame({"dataset": [], "model": [], "metric": [], "value": []}))
 
@@ -240,6 +241,7 @@ def test_appearance_stage_places_extractors_embedder_and_lpips(world, spy, monke
     stages.stage_appearance_3d("objs", "extrude", cfg, inputs, tmp_path / "a.parquet", tmp_path / "a.sets.parquet")
     spy.check("appearance_3d")
     assert np.isfinite(seen["lpips"]) and seen["emb"].shape == (2, 32)
+    assert seen["lp_runtime"].device_name == "cpu"  # LPIPS runs in its runtime's precision context
     meta = read_metadata(tmp_path / "a.parquet")["runtime"]
     assert set(meta) == {"extractor mw_classifier", "embedder mw_clip", "lpips"}
     assert all(r["device"] == "cpu" and r["dtype"] == "float32" for r in meta.values())

@@ -84,8 +84,9 @@ def _check_unguided(config: dict[str, Any]) -> None:
 
 def _string_step_keys(config: dict[str, Any]) -> None:
     """YAML reads ``per_steps: {2: ...}`` with integer keys; the schema (and JSON) want strings."""
-    holders = [b.get("per_steps") for b in config.get("sweep") or [] if isinstance(b, dict)]
-    holders += [(m.get("sampler") or {}).get("per_steps") for m in (config.get("models") or {}).values()
+    sweep, models = config.get("sweep"), config.get("models")  # not yet validated: any type may be here
+    holders = [b.get("per_steps") for b in (sweep if isinstance(sweep, list) else []) if isinstance(b, dict)]
+    holders += [m["sampler"].get("per_steps") for m in (models.values() if isinstance(models, dict) else [])
                 if isinstance(m, dict) and isinstance(m.get("sampler"), dict)]
     for h in holders:
         if isinstance(h, dict):
