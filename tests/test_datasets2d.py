@@ -198,6 +198,14 @@ def test_class_name_table_recorded_in_metric_tables(root, tmp_path):
     rows = pd.DataFrame({"dataset": ["imagenet_val", "imagenetv2"], "model": ["sit", "sit"], "steps": [1, 1],
                          "cfg": [1.0, 1.0], "seed": [0, 0], "metric": ["fid", "fid"], "value": [1.0, 2.0]})
     write_parquet(rows, tmp_path / "cell.parquet")
-    stage_aggregate([tmp_path / "cell.parquet"], cfg, "hash", tmp_path / "all.parquet")
+    # the rule passes the config subset select() makes (common.smk: class_name_paths()), as the workflow does
+    from genbench.config import select
+
+    paths = ["scoring", "extractors", "embedders", "sweep",
+             *[f"datasets.{d}.{k}" for d in cfg["datasets"] for k in ("adapter", "class_names")]]
+    stage_aggregate([tmp_path / "cell.parquet"], select(cfg, *paths), "hash", tmp_path / "all.parquet")
     assert read_metadata(tmp_path / "all.parquet")["class_names"] == {"imagenet_val": "disambiguated",
                                                                       "imagenetv2": "anchor"}
+    # a subset without data sets (an older rule) records none instead of failing the job
+    stage_aggregate([tmp_path / "cell.parquet"], select(cfg, *paths[:4]), "hash", tmp_path / "all.parquet")
+    assert read_metadata(tmp_path / "all.parquet")["class_names"] == {}

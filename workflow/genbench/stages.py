@@ -448,9 +448,10 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
                                     "preprocessing": "the library's own evaluation transform (open_clip / "
                                                      "transformers processor); prompts from the manifest"}
     # the class-name table behind each data set's prompts and labels (genbench.data.classes)
-    meta["class_names"] = {d: config["datasets"][d].get("class_names", "wordnet") for d in df["dataset"].unique()
-                           if d in config["datasets"] and config["datasets"][d]["adapter"] in
-                           ("imagenet_val", "imagenetv2", "relaionet", "adm_ref")}
+    datasets = config.get("datasets", {})
+    meta["class_names"] = {d: datasets[d].get("class_names", "wordnet") for d in df["dataset"].unique()
+                           if datasets.get(d, {}).get("adapter") in ("imagenet_val", "imagenetv2", "relaionet",
+                                                                       "adm_ref")}
     meta["key_columns"] = keys
     write_parquet(df, out, metadata=meta)
 

@@ -9,7 +9,7 @@ rule aggregate_gen2d:
         table="results/tables/gen2d_metrics.parquet",
         mmhm_bounds="results/tables/mmhm_bounds.json",
     params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep"),
+        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
         config_hash=config_hash(config),
         per_class=False,
     log:
@@ -28,7 +28,7 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
     output:
         table="results/tables/gen2d_per_class.parquet",
     params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep"),
+        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
         config_hash=config_hash(config),
         per_class=True,
     log:

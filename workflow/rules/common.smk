@@ -171,6 +171,11 @@ def cell_feature_config(wildcards):
     return select(config, *paths, *RUNTIME_METRIC, f"models.{wildcards.model}.prepare")
 
 
+def class_name_paths():
+    """The config keys behind each data set's class-name table (recorded in the aggregated tables' metadata)."""
+    return [f"datasets.{d}.{k}" for d in config["datasets"] for k in ("adapter", "class_names")]
+
+
 def manifest_path(dataset):
     return f"results/data/{dataset}/manifest.parquet"
 
