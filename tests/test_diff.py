@@ -247,3 +247,23 @@ def test_metric_kind_tolerances_apply_per_row_per_column_and_per_table(tmp_path)
     assert len(diff_paths(a, b, tol).findings) == 2
     with pytest.raises(DiffConfigError, match="metric 'kid' has no entry"):
         Tolerances.from_dict({"metrics": {"fid": {}}, "tables": {"x": {"metric": "kid"}}})
+
+
+def test_interval_columns_take_the_metric_ci_tolerance_and_text_numbers_can_be_masked(tmp_path):
+    """A metric kind's `ci` tolerance covers its interval columns (their ends move more than the value), and
+    `text_numbers: ignore` compares notes with their numbers masked, the wording still exactly."""
+    t = metrics_table()
+    a = make_tree(tmp_path / "a", table=t.assign(note="r = 5.9 (of 400)"))
+    b = make_tree(tmp_path / "b", table=t.assign(ci_low=t.ci_low * 1.03, note="r = 5.899 (of 400)"))
+    raw = {"metrics": {"fid": {"rtol": 0.01, "ci": {"rtol": 0.05}}, "is": {"rtol": 0.01}},
+           "include": ["tables/*"]}
+    res = diff_paths(a, b, Tolerances.from_dict(raw))
+    cols = {(f.message.split("metric=")[1].split(")")[0], f.message.split("'")[1]) for f in res.findings}
+    assert cols == {("is", "ci_low"), ("fid", "note"), ("is", "note")}  # fid's ci_low within its ci rtol
+    res = diff_paths(a, b, Tolerances.from_dict({**raw, "text_numbers": "ignore"}))
+    assert {f.message.split("'")[1] for f in res.findings} == {"ci_low"}
+    c = make_tree(tmp_path / "c", table=t.assign(ci_low=t.ci_low * 1.03, note="r = 5.899 (of all)"))
+    res = diff_paths(a, c, Tolerances.from_dict({**raw, "text_numbers": "ignore"}))
+    assert "note" in {f.message.split("'")[1] for f in res.findings}  # changed wording is still a difference
+    with pytest.raises(DiffConfigError, match="text_numbers"):
+        Tolerances.from_dict({"text_numbers": "fuzzy"})

@@ -20,8 +20,10 @@ The rules come from a YAML file (docs/tables.md describes it)::
       "figures/step_scaling.csv": {metric: fid}
 
 A numeric column's tolerance is, from the most specific: the table's ``columns`` entry, the row's (or column's,
-or table's) metric kind under ``metrics``, then ``default``. Integer columns (counts) never take a metric's
-tolerance.
+or table's) metric kind under ``metrics`` (its ``ci`` entry for the interval columns ci_low, ci_high, ci_bias,
+band_low, band_high, whose ends move more than the value they bracket), then ``default``. Integer columns (counts)
+never take a metric's tolerance. ``text_numbers: ignore`` compares text cells (notes) with their numbers masked:
+the numbers are compared through the value columns, the wording still exactly.
 
 Without ``keys`` a Parquet table's own key columns (its genbench metadata) are used, else every column that is
 not floating point. Path patterns are fnmatch patterns on the path relative to the tree, where '*' also matches
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,9 @@ from ..io import sha256_file
 DEFAULT_IGNORE = ["logs/*", "*/logs/*", "benchmarks/*", "*/benchmarks/*", ".snakemake/*", "*/.snakemake/*",
                   "*/__pycache__/*"]
 TABLE_SUFFIXES = {".parquet", ".csv"}
+# interval columns: a metric kind's 'ci' tolerance applies to them
+CI_COLUMNS = {"ci_low", "ci_high", "ci_bias", "band_low", "band_high"}
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
@@ -108,7 +114,8 @@ class Tolerances:
     default: dict[str, float] = field(default_factory=lambda: {"atol": 0.0, "rtol": 0.0})
     images: dict[str, float] = field(default_factory=lambda: {"max_abs": 0, "max_fraction": 0.0})
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    text_numbers: str = "exact"
 
     @classmethod
     def load(cls, path: str | Path | None) -> Tolerances:
@@ -120,7 +127,7 @@ class Tolerances:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "tolerances") -> Tolerances:
-        known = {"include", "ignore", "default", "images", "tables", "metrics"}
+        known = {"include", "ignore", "default", "images", "tables", "metrics", "text_numbers"}
         unknown = set(raw) - known
         if unknown:
             raise DiffConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
@@ -130,8 +137,18 @@ class Tolerances:
         tol.default = {**tol.default, **_numeric(raw.get("default", {}), f"{source}: default", {"atol", "rtol"})}
         tol.images = {**tol.images, **_numeric(raw.get("images", {}), f"{source}: images",
                                                {"max_abs", "max_fraction"})}
-        tol.metrics = {m: _numeric(t, f"{source}: metrics.{m}", {"atol", "rtol"})
-                       for m, t in (raw.get("metrics") or {}).items()}
+        tol.metrics = {}
+        for m, t in (raw.get("metrics") or {}).items():
+            if not isinstance(t, dict):
+                raise DiffConfigError(f"{source}: metrics.{m}: expected a mapping with atol, rtol, ci")
+            entry = _numeric({k: v for k, v in t.items() if k != "ci"}, f"{source}: metrics.{m}", {"atol", "rtol"})
+            if "ci" in t:
+                entry["ci"] = _numeric(t["ci"], f"{source}: metrics.{m}.ci", {"atol", "rtol"})
+            tol.metrics[m] = entry
+        text_numbers = raw.get("text_numbers", "exact")
+        if text_numbers not in ("exact", "ignore"):
+            raise DiffConfigError(f"{source}: text_numbers: expected 'exact' or 'ignore', got {text_numbers!r}")
+        tol.text_numbers = text_numbers
         for pattern, spec in (raw.get("tables") or {}).items():
             bad = set(spec) - {"keys", "columns", "metric"}
             if bad:
@@ -154,7 +171,10 @@ class Tolerances:
     def column_tolerance(self, spec: dict[str, Any], column: str, metric: str | None = None) -> tuple[float, float]:
         """(atol, rtol) of ``column``; ``metric``: the metric kind of the value (a row's 'metric', the column's
         own name or the table's 'metric'), whose tolerance applies unless the table names the column."""
-        t = {**self.default, **self.metrics.get(metric or "", {}), **spec["columns"].get(column, {})}
+        kind = self.metrics.get(metric or "", {})
+        if column in CI_COLUMNS and "ci" in kind:  # an interval's ends move more than the value they bracket
+            kind = kind["ci"]
+        t = {**self.default, **{k: v for k, v in kind.items() if k != "ci"}, **spec["columns"].get(column, {})}
         return float(t.get("atol", 0.0)), float(t.get("rtol", 0.0))
 
     def selected(self, rel: str) -> bool:
@@ -294,6 +314,8 @@ def _diff_table(ta: pd.DataFrame, tb: pd.DataFrame, rel: str, tol: Tolerances, r
                                       f"allowed atol {atol[i]:g} + rtol {rtol[i]:g})")
         else:
             sa, sb = xa.astype(object).where(xa.notna(), None), xb.astype(object).where(xb.notna(), None)
+            if tol.text_numbers == "ignore":  # numbers in notes: compared through the value columns instead
+                sa, sb = (x.map(lambda v: _NUMBER.sub("#", v) if isinstance(v, str) else v) for x in (sa, sb))
             # null on both sides is equal (pandas' != treats None like NaN, which never equals itself)
             differ = (sa != sb).to_numpy() & ~(xa.isna() & xb.isna()).to_numpy()
             for i in np.flatnonzero(differ):
