@@ -122,8 +122,12 @@ def test_classifier_trained_under_other_kernels_and_threads_matches(world, tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     capability, threads = out.stdout.split()
     assert capability != torch.backends.cpu.get_cpu_capability() or simd_level() not in ("AVX512", "AVX2")
-    torch.set_num_threads(2)
-    base, _ = train_classifier(x, y, len(CLASSES), spec, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # this process: the other thread count
+    try:
+        base, _ = train_classifier(x, y, len(CLASSES), spec, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     other = MiniClassifier(len(CLASSES)).double()
     other.load_state_dict(torch.load(tmp_path / "other.pt", weights_only=True))
     other.eval()
