@@ -162,7 +162,9 @@ def test_another_machine_reproduces_the_tables_within_tolerance(tiny_run, root, 
     every stand-in's initial weights perturbed) matches the first run within the golden set's cross-machine
     tolerances, and ranks the cells by FID, IS and KID the same. The measured deviations are printed (pytest -s)
     and written next to the run; docs/tables.md quotes them."""
-    wd = copy_workflow(root, tmp_path / "other")
+    wd = tmp_path / "other"
+    wd.mkdir()
+    wd = copy_workflow(root, wd)
     cfg = other_machine_config(yaml.safe_load((root / "tests/config/tiny.yaml").read_text()))
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     smk(wd, "--cores", "2", env=other_machine_env())
