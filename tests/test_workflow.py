@@ -195,12 +195,15 @@ def test_features_and_embeddings_computed_once_per_set(root, tmp_path):
 
 def test_paper_tables_exported(tiny_run):
     md = (tiny_run / "results/tables/gen2d_best.md").read_text()
-    lines = md.strip().splitlines()
+    table, _, footnote = md.strip().partition("\n\n")
+    lines = table.splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
-                        "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM | "
-                        "FID vs other cfg (paired, Holm p_adj; * significant) |")
+                        "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM | Precision | Recall | Density | "
+                        "Coverage | Vendi | CMMD | FID∞ | FID vs other cfg (paired, Holm p_adj; * significant) |")
     # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each) + sit on the curated set
     assert len(lines) == 2 + 2 * 2 + 2 + 2 + 1
+    # KID over 10-40 images: every subset is the whole set, so no spread is shown, and the footnote says why
+    assert "†" in lines[2] and footnote.startswith("† no spread shown")
     fid = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet").query(
         "metric == 'fid' and model == 'sit_tiny'")
     best = fid.loc[fid.groupby(["dataset", "steps"])["value"].idxmin()]
@@ -236,7 +239,9 @@ def test_changed_table_rebuilds_only_what_is_drawn_from_it(tiny_run):
     table.loc[0, "value"] *= 1.01
     write_parquet(table, path, read_metadata(path))
     out = smk(tiny_run, "-n", "--cores", "1")
-    expected = {f"figure_{name}": 1 for name in FROM_METRICS} | {"export_gen2d_tables": 1, "all": 1}
+    # the sweep's figures and the metric correlation figure (statistics.smk) are drawn from the metrics table
+    expected = ({f"figure_{name}": 1 for name in [*FROM_METRICS, "metric_correlation"]}
+                | {"export_gen2d_tables": 1, "all": 1})
     assert planned_jobs(out.stdout + out.stderr) == expected  # not per_class_fid: drawn from the per-class table
     path.write_bytes(original)  # back to the run's own table: up to date again, nothing rebuilt
     assert planned_jobs(smk(tiny_run, "-n", "--cores", "1").stdout) == {}
