@@ -411,6 +411,45 @@ def protocol_delta_targets():
             *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")]]
 
 
+# ---- statistics across the sweep (statistics.smk)
+STAT_DATASETS = sorted({c.dataset for c in CELLS})
+
+
+def cell_dicts():
+    return [dict(model=c.model, dataset=c.dataset, steps=c.steps, cfg=c.cfg, seed=c.seed) for c in CELLS]
+
+
+def stats_inputs(text_image=False):
+    def inputs(wildcards):
+        out = {"gen": [f"results/features/{SCORE_EXTRACTOR}/gen/{c.path}.npz" for c in CELLS],
+               "real": [f"results/features/{SCORE_EXTRACTOR}/real/{d}.npz" for d in STAT_DATASETS]}
+        if text_image:
+            for role, e in TEXT_IMAGE.items():
+                out[f"{role}_real"] = [f"results/embeddings/{e}/real/{d}.npz" for d in STAT_DATASETS]
+                out[f"{role}_gen"] = [f"results/embeddings/{e}/gen/{c.path}.npz" for c in CELLS]
+        return out
+
+    return inputs
+
+
+def statistics_targets():
+    out = ["results/tables/gen2d_pairwise.parquet", "results/tables/gen2d_pairwise.html",
+           "results/tables/gen2d_selection_stability.parquet", "results/tables/gen2d_selection_stability.html",
+           *[f"results/figures/{n}.{e}" for n in ("selection_stability", "metric_correlation")
+             for e in ("pdf", "png", "csv")]]
+    if config.get("recon3d"):
+        out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
+    if VALIDATION_DATASETS:
+        out += ["results/tables/metric_validation.parquet", "results/tables/metric_validation.html",
+                "results/tables/metric_noise_floor.parquet", "results/tables/metric_noise_floor.html"]
+    return out
+
+
+# known-answer validation needs ground truth: the mini-world's real validation split
+VALIDATION_DATASETS = [d for d, spec in config["datasets"].items()
+                       if spec.get("adapter") == "miniworld" and spec.get("split") == "val"]
+
+
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
