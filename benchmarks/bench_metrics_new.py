@@ -13,9 +13,7 @@ to compare. Prints the median seconds of each route, its ratio to the reference,
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +32,13 @@ from genbench.metrics.fid import frechet_distance_features  # noqa: E402
 from genbench.metrics.prdc import prdc  # noqa: E402
 from genbench.metrics.vendi import vendi_score  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fd import timed  # noqa: E402  (median of repeated runs, one helper for every benchmark)
+
 
 def features(seed: int, n: int, d: int, shift: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, d)) @ (rng.normal(size=(d, d)) / np.sqrt(d)) + shift
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), value
 
 
 def main() -> None:

@@ -159,16 +159,23 @@ def export_tables(table: pd.DataFrame, outputs: dict[str, str | Path], pairwise:
         footnote = df.astype(str).apply(lambda c: c.str.endswith(NO_SPREAD)).any().any()
         if footnote:
             caption = f"{caption} {NO_SPREAD_NOTE}"
-        if fmt == "md":
-            text = to_markdown(df) + (f"\n{NO_SPREAD_NOTE}\n" if footnote else "")
-        elif fmt == "tex":
-            text = to_latex(df, caption, f"tab:gen2d_{name}")
-        elif fmt == "html":
-            text = to_html(df, caption)
-        else:
-            raise ValueError(f"export_tables: unknown format '{fmt}' in output '{key}' (md, tex or html)")
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text, encoding="utf-8")
+        _write_table(df, fmt, path, caption, f"tab:gen2d_{name}", f"export_tables: output '{key}'",
+                     f"\n{NO_SPREAD_NOTE}\n" if footnote else "")
+
+
+def _write_table(df: pd.DataFrame, fmt: str, path: str | Path, caption: str, label: str, what: str,
+                 md_footer: str = "") -> None:
+    """One table as Markdown (plus ``md_footer``), LaTeX or HTML, written atomically."""
+    if fmt == "md":
+        text = to_markdown(df) + md_footer
+    elif fmt == "tex":
+        text = to_latex(df, caption, label)
+    elif fmt == "html":
+        text = to_html(df, caption)
+    else:
+        raise ValueError(f"{what}: unknown format '{fmt}' (md, tex or html)")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 # --- 3D track: the summary in the report ------------------------------------------------------------------------
@@ -221,16 +228,7 @@ def export_recon3d_table(summary: pd.DataFrame, outputs: dict[str, str | Path], 
     caption = (f"3D reconstruction per data set: mean over items [{100 * float(confidence):g}% bootstrap CI over "
                "items]; the GT ceiling is the ground truth scored against an independent resampling of itself.")
     for fmt, path in outputs.items():
-        if fmt == "md":
-            text = to_markdown(df)
-        elif fmt == "tex":
-            text = to_latex(df, caption, "tab:recon3d_summary")
-        elif fmt == "html":
-            text = to_html(df, caption)
-        else:
-            raise ValueError(f"export_recon3d_table: unknown format '{fmt}' (md, tex or html)")
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text, encoding="utf-8")
+        _write_table(df, fmt, path, caption, "tab:recon3d_summary", "export_recon3d_table")
 
 
 def markdown_page(text: str, title: str) -> str:
