@@ -614,15 +614,15 @@ def test_workflow_timeout_names_the_running_job(tmp_path, monkeypatch):
     import wfutil
 
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
-    # 40 s: long enough that a loaded CI machine's snakemake start-up (which printed nothing for 8 s once) is not
+    # 60 s: long enough that a loaded CI machine's snakemake start-up (which printed nothing for 8 s once) is not
     # taken for the hang; the stuck job sleeps 600 s, so only the idle timeout can end this run.
-    monkeypatch.setattr(wfutil, "IDLE_TIMEOUT", 40.0)
+    monkeypatch.setattr(wfutil, "IDLE_TIMEOUT", 60.0)
     t0 = time.monotonic()
     with pytest.raises(wfutil.SnakemakeTimeout) as exc:
         wfutil.smk(tmp_path, "--cores", "1")
     msg = str(exc.value)
     assert time.monotonic() - t0 < 300
-    assert "printed nothing for 40 s" in msg and "rule stuck" in msg and "logs/stuck.log" in msg
+    assert "printed nothing for 60 s" in msg and "rule stuck" in msg and "logs/stuck.log" in msg
     assert "waiting for a lock that never comes" in msg and "1 of 3 jobs done" in msg
     assert "rule quick" not in msg.split("still running:")[1].split("last output:")[0]
 

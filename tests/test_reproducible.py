@@ -1,6 +1,7 @@
 """Reproducible on any machine: the trained stand-ins are emulated as trained on another machine (other kernels,
 another thread count, perturbed initial weights), and the metrics must agree within the cross-machine tolerances of
-tests/golden/tolerances.yaml (docs/tables.md). Bitwise identity on one machine is test_two_runs_are_identical."""
+tests/golden/tolerances.yaml (docs/tables.md). Bitwise identity on one machine is test_resume.py (a second run,
+killed and resumed, in another directory)."""
 
 import json
 import os
@@ -14,7 +15,6 @@ import pytest
 import torch
 import yaml
 from scipy.stats import kendalltau
-from wfutil import copy_workflow, smk
 
 from genbench.data.manifest import load_images
 from genbench.data.miniworld import build_split
@@ -157,17 +157,12 @@ def test_other_machine_config_perturbs_every_trained_stand_in(root):
 
 
 @pytest.mark.workflow
-def test_another_machine_reproduces_the_tables_within_tolerance(tiny_run, root, tmp_path):
+def test_another_machine_reproduces_the_tables_within_tolerance(tiny_run, other_machine_run, root, tmp_path):
     """The tiny CI config run as on another machine (kernels one SIMD level lower, other training thread counts,
-    every stand-in's initial weights perturbed) matches the first run within the golden set's cross-machine
-    tolerances, and ranks the cells by FID, IS and KID the same. The measured deviations are printed (pytest -s)
-    and written next to the run; docs/tables.md quotes them."""
-    wd = tmp_path / "other"
-    wd.mkdir()
-    wd = copy_workflow(root, wd)
-    cfg = other_machine_config(yaml.safe_load((root / "tests/config/tiny.yaml").read_text()))
-    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    smk(wd, "--cores", "2", env=other_machine_env())
+    every stand-in's initial weights perturbed: conftest.py, other_machine_run) matches the first run within the
+    golden set's cross-machine tolerances, and ranks the cells by FID, IS and KID the same. The measured deviations
+    are printed (pytest -s) and written next to the run; docs/tables.md quotes them."""
+    wd = other_machine_run
     tol = Tolerances.load(root / "tests/golden/tolerances.yaml")
     res = diff_paths(tiny_run / "results", wd / "results", tol)
     keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]

@@ -31,6 +31,19 @@ TOTAL_TIMEOUT = float(os.environ.get("GENBENCH_WF_TIMEOUT", 4 * 3600))
 POLL = 1.0
 
 
+# Snakemake runs in flight (process group leaders), so that a session ending early kills its background runs
+# (conftest.py) instead of leaving them running.
+LIVE: set[subprocess.Popen] = set()
+
+
+def kill_live() -> None:
+    for proc in list(LIVE):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class SnakemakeTimeout(AssertionError):
     """A snakemake run that hung; the message names the jobs that were still running."""
 
@@ -95,6 +108,7 @@ def smk(cwd: Path, *args: str, check: bool = True, stop_when=None,
         with open(out_path, "w") as out, open(err_path, "w") as err:
             proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, stdout=out, stderr=err, text=True, env=env,
                                     start_new_session=True)
+            LIVE.add(proc)
             start = last_change = time.monotonic()
             size = -1
             reason = None
@@ -116,6 +130,7 @@ def smk(cwd: Path, *args: str, check: bool = True, stop_when=None,
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     break
+            LIVE.discard(proc)
         stdout, stderr = out_path.read_text(), err_path.read_text()
     if reason:
         combined = stdout + "\n" + stderr
