@@ -10,6 +10,8 @@
     genbench compare REAL.npz A.npz B.npz [--metric fid|is]   paired bootstrap of metric(A) - metric(B)
     genbench review results/curate/NAME --decisions FILE --reviewer NAME [--port 8765]
                                              the proofreading page of a curated data set, on 127.0.0.1
+    genbench plan [--configfile config/paper.yaml] [--pilot DIR] [--costs FILE]
+                                             jobs, GPU-hours, CPU-hours and disk per rule, before submitting
 
 Every command exits 0 on success and 2 on unusable input (a missing or unreadable file, YAML that does not parse,
 a file that is not Parquet or .npz, bad arguments), printing one line that names the file, never a traceback; 1
@@ -24,6 +26,7 @@ import json
 import os
 import sys
 import zipfile
+from pathlib import Path
 
 import yaml
 
@@ -95,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decisions", required=True, help="this reviewer's decision file (JSON lines; appended)")
     p.add_argument("--reviewer", required=True, help="the reviewer's name, stored with every decision")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default %(default)s; 0 = any)")
+    p = command("plan", "jobs, items, GPU-hours, CPU-hours, peak memory and disk per rule of a config, from a dry "
+                "run and the recorded costs of jobs that already ran (docs/scale.md)")
+    p.add_argument("--configfile", help="the config to plan, e.g. config/paper.yaml (default: the workflow's "
+                   "config/config.yaml)")
+    p.add_argument("--directory", "-d", default=".", help="the workflow's folder (default: the current one)")
+    p.add_argument("--pilot", help="a folder whose jobs already ran (their benchmark records and outputs give the "
+                   "costs; default: --directory, i.e. the config's own results so far)")
+    p.add_argument("--pilot-configfile", help="the config the pilot ran with (default: --configfile)")
+    p.add_argument("--costs", nargs="+", default=[], metavar="FILE",
+                   help="YAML costs per rule, overriding the pilot's for the rules they name (docs/scale.md)")
+    p.add_argument("--items", nargs="+", default=[], metavar="NAME=N",
+                   help="items of a data set that is not prepared yet and whose size the config does not fix")
+    p.add_argument("--csv", help="also write the plan per rule to this CSV file")
     return ap
 
 
@@ -133,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"compare": _compare, "review": _review, "diff": _diff_commands, "snapshot": _diff_commands,
-                "fetch": _fetch, "validate": _config_commands, "cells": _config_commands, "provenance": _provenance}
+                "fetch": _fetch, "validate": _config_commands, "cells": _config_commands, "provenance": _provenance,
+                "plan": _plan}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:
@@ -155,6 +172,37 @@ def _config_commands(args: argparse.Namespace) -> int:
         print("model\tdataset\tsteps\tcfg\tseed")
         for c in cells(config):
             print(f"{c.model}\t{c.dataset}\t{c.steps}\t{c.cfg:g}\t{c.seed}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from . import plan
+
+    try:
+        given = {}
+        for item in args.items:
+            name, _, n = item.partition("=")
+            if not n.isdigit():
+                raise plan.PlanError(f"--items {item}: expected NAME=N with N a whole number, e.g. relaionet=12000")
+            given[name] = int(n)
+        config = plan.load_run_config(args.directory, args.configfile)
+        sizes = plan.dataset_sizes(config, args.directory, given)
+        jobs = plan.dry_run(args.directory, args.configfile)
+        pilot = args.pilot or args.directory
+        pilot_config = args.pilot_configfile or args.configfile
+        same = Path(pilot).resolve() == Path(args.directory).resolve() and pilot_config == args.configfile
+        costs = plan.costs_from_run(pilot, pilot_config, jobs=jobs if same else None)
+        for path in args.costs:
+            costs.update(plan.costs_from_file(path))
+    except plan.PlanError as exc:
+        raise InputError(str(exc)) from exc
+    table = plan.make_plan(jobs, config, sizes, costs)
+    if args.csv:
+        from .io import atomic_path
+
+        with atomic_path(args.csv) as tmp:
+            table.to_csv(tmp, index=False)
+    print(plan.format_plan(table, sizes))
     return 0
 
 
