@@ -9,6 +9,7 @@ import pytest
 from genbench.cli import main
 from genbench.plan import (
     ITEM_RULES,
+    PER_MODEL_RULES,
     Job,
     PlanError,
     costs_from_file,
@@ -130,6 +131,21 @@ def test_cli_refuses_a_bad_item_count_in_one_line(capsys):
     assert err.count("\n") == 0 and "expected NAME=N" in err
 
 
+def test_generation_is_costed_per_model_and_per_sampling_step(tmp_path):
+    config = {"datasets": {"a": {"adapter": "imagenetv2"}}, "generation": {"shards": 2}}
+    sizes = dataset_sizes(config, tmp_path)
+    jobs = [Job("generate", {"model": m, "dataset": "a", "steps": st, "cfg": "1", "seed": "0", "shard": sh},
+                {"gpu": "1"}) for m in ("sit", "flux") for st in ("1", "4") for sh in ("0", "1")]
+    f = tmp_path / "costs.yaml"
+    f.write_text("generate[sit]: {seconds_per_item: 0.001, source: pilot}\n")
+    df = make_plan(jobs, config, sizes, costs_from_file(f)).set_index("rule")
+    assert set(df.index) == {"generate[sit]", "generate[flux]"}
+    assert df.loc["generate[sit]", "items"] == 2 * 10_000 and df.loc["generate[sit]", "work"] == (1 + 4) * 10_000
+    assert df.loc["generate[sit]", "gpu_hours"] == pytest.approx(0.001 * 50_000 / 3600)
+    assert np.isnan(df.loc["generate[flux]", "hours"])  # no model borrows another's cost
+    assert "generate" in PER_MODEL_RULES
+
+
 @pytest.mark.workflow
 def test_plan_of_a_run_reproduces_its_recorded_costs(tiny_run, tmp_path, capsys):
     """Planned from its own benchmark records, the tiny config's wall time per rule equals what its jobs recorded
@@ -137,18 +153,23 @@ def test_plan_of_a_run_reproduces_its_recorded_costs(tiny_run, tmp_path, capsys)
     out = tmp_path / "plan.csv"
     assert main(["plan", "-d", str(tiny_run), "--csv", str(out)]) == 0
     text = capsys.readouterr().out
-    plan = pd.read_csv(out).set_index("rule")
+    plan = pd.read_csv(out)
+    plan["base"] = plan.rule.str.replace(r"\[.*\]$", "", regex=True)  # generate[sit_tiny] -> generate
+    per_rule = plan.groupby("base")[["hours", "items", "jobs", "gpu_jobs"]].sum()
     recorded = {}
     for tsv in (tiny_run / "results/benchmarks").rglob("*.tsv"):
         rule = tsv.relative_to(tiny_run / "results/benchmarks").parts[0]
         recorded.setdefault(rule, []).append(float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1]))
     for rule in ("generate", "cell_features", "score_cell", "features_real", "train_generator"):
-        assert plan.loc[rule, "hours"] * 3600 == pytest.approx(sum(recorded[rule]), rel=1e-6), rule
-    assert plan.loc["generate", "items"] == plan.loc["cell_features", "items"] > 0
-    assert plan.loc["generate", "gpu_jobs"] == plan.loc["generate", "jobs"]
+        assert per_rule.loc[rule, "hours"] * 3600 == pytest.approx(sum(recorded[rule]), rel=1e-6), rule
+    assert per_rule.loc["generate", "items"] == per_rule.loc["cell_features", "items"] > 0
+    assert per_rule.loc["generate", "gpu_jobs"] == per_rule.loc["generate", "jobs"]
+    assert (plan.base == "generate").sum() == 3  # one row per model
     assert "costs from:" in text and "recorded job(s)" in text
     bigger = tmp_path / "bigger.csv"
     assert main(["plan", "-d", str(tiny_run), "--items", "mw_val=4000", "--csv", str(bigger)]) == 0
     big = pd.read_csv(bigger).set_index("rule")
-    assert big.loc["generate", "items"] > plan.loc["generate", "items"]
-    assert big.loc["generate", "hours"] >= plan.loc["generate", "hours"]
+    small = plan.set_index("rule")
+    for key in small.index[small.base == "generate"]:
+        assert big.loc[key, "items"] > small.loc[key, "items"]
+        assert big.loc[key, "hours"] >= small.loc[key, "hours"]

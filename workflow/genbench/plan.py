@@ -3,9 +3,10 @@
 The jobs come from Snakemake itself (a forced dry run of the config: every job the config's DAG holds, with its
 rule, wildcards, threads and resources). What a job costs comes from jobs that already ran: Snakemake's benchmark
 records (``benchmark:`` of every rule: wall seconds, CPU seconds, peak RSS) and the sizes of their outputs, of a
-pilot run (by default the config's own results so far) or of a costs file (e.g. written from benchmarks/). Each
-rule's cost is fitted per job as ``a + b * items``, where items are the images (or 3D items) a job processes: a
-pilot with a few small cells then predicts the full sweep. Every number in the plan names where it came from.
+pilot run (by default the config's own results so far) or of a costs file. Each rule's cost (each model's, for
+training and generation) is fitted per job as ``a + b * work``, where work is the images (or 3D items) a job
+processes, times the sampling steps for generation: a pilot with a few small cells then predicts the full sweep.
+Every number in the plan names where it came from.
 
 Formulas and their limits: docs/scale.md ("Planning a run").
 """
@@ -41,6 +42,13 @@ ITEM_RULES: dict[str, str] = {
     "score_3d": "dataset",
     "appearance_3d": "dataset",
 }
+
+# Rules whose cost depends on the model (a paper model costs orders of magnitude more than another): their costs are
+# kept per model, as "rule[model]", and a model without a recorded cost stays unknown rather than borrowing
+# another's. For generate the work of an item is its sampling steps (network evaluations grow with them); CFG's
+# second pass, where a family makes one, is not modelled: a pilot should cover the sweep's guidance settings.
+PER_MODEL_RULES = ("train_generator", "convert_weights", "generate")
+STEPS_RULES = ("generate",)
 
 # The items of the official releases the 2D adapters read, for planning before a set is prepared (a prepared set's
 # manifest, or `expected_items` in its config entry, take precedence). ILSVRC2012 validation: 50,000 images;
@@ -191,6 +199,21 @@ def model_shards(config: dict[str, Any], model: str) -> int:
     return int(spec.get("shards", (config.get("generation") or {}).get("shards", 1)))
 
 
+def cost_key(job: Job) -> str:
+    """What a job's cost is kept under: the rule, or ``rule[model]`` for the rules whose cost depends on the model."""
+    if job.rule in PER_MODEL_RULES and "model" in job.wildcards:
+        return f"{job.rule}[{job.wildcards['model']}]"
+    return job.rule
+
+
+def job_work(job: Job, config: dict[str, Any], sizes: dict[str, tuple[int | None, str]]) -> int | None:
+    """The units a job's cost is fitted against: its items, times its sampling steps for generation."""
+    items = job_items(job, config, sizes)
+    if items is not None and job.rule in STEPS_RULES and job.wildcards.get("steps", "").isdigit():
+        return items * int(job.wildcards["steps"])
+    return items
+
+
 def job_items(job: Job, config: dict[str, Any], sizes: dict[str, tuple[int | None, str]]) -> int | None:
     """The items a job processes (1 for a rule whose cost does not grow with a data set; None when unknown)."""
     kind = ITEM_RULES.get(job.rule)
@@ -254,14 +277,14 @@ def costs_from_run(directory: str | Path, configfile: str | Path | None = None,
     for job in jobs if jobs is not None else dry_run(directory, configfile):
         if not job.benchmark or not (directory / job.benchmark).is_file():
             continue
-        items = job_items(job, config, sizes)
+        items = job_work(job, config, sizes)
         if items is None:
             continue
         bench = pd.read_csv(directory / job.benchmark, sep="\t")
         if bench.empty:
             continue
         last = bench.iloc[-1]
-        rows.append({"rule": job.rule, "items": items, "s": float(last["s"]),
+        rows.append({"rule": cost_key(job), "items": items, "s": float(last["s"]),
                      "cpu": float(last.get("cpu_time", last["s"]) or 0.0),
                      "rss": float(pd.to_numeric(last.get("max_rss"), errors="coerce") or 0.0),
                      "bytes": _output_bytes(directory, job)})
@@ -272,14 +295,15 @@ def costs_from_run(directory: str | Path, configfile: str | Path | None = None,
             seconds=fit_linear(g["items"], g["s"]), cpu_seconds=fit_linear(g["items"], g["cpu"]),
             bytes=fit_linear(known["items"], known["bytes"]) if len(known) else None,
             rss_mib=float(g["rss"].max()),
-            source=f"{len(g)} recorded job(s) in {directory} (items {int(g['items'].min())}-{int(g['items'].max())})")
+            source=f"{len(g)} recorded job(s) in {directory} (work {int(g['items'].min())}-{int(g['items'].max())})")
     return costs
 
 
 def costs_from_file(path: str | Path) -> dict[str, RuleCost]:
-    """Costs written by hand or by a benchmark: ``{rule: {seconds_per_job, seconds_per_item, cpu_seconds_per_job,
-    cpu_seconds_per_item, bytes_per_job, bytes_per_item, rss_mib, source}}`` (missing numbers are 0; ``source``,
-    required, says where the numbers come from)."""
+    """Costs written by hand or by a benchmark: ``{key: {seconds_per_job, seconds_per_item, cpu_seconds_per_job,
+    cpu_seconds_per_item, bytes_per_job, bytes_per_item, rss_mib, source}}``. A key is a rule, or ``rule[model]``
+    for PER_MODEL_RULES; "per item" is per unit of work (for generate: per image and sampling step). Missing numbers
+    are 0; ``source``, required, says where the numbers come from."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
@@ -302,29 +326,31 @@ def costs_from_file(path: str | Path) -> dict[str, RuleCost]:
 
 def make_plan(jobs: list[Job], config: dict[str, Any], sizes: dict[str, tuple[int | None, str]],
               costs: dict[str, RuleCost]) -> pd.DataFrame:
-    """One row per rule: jobs, GPU jobs, items, wall hours summed over jobs, GPU-hours (wall x GPUs of GPU jobs),
-    CPU-hours, peak RSS, disk (GB) and the source of the costs. NaN where a cost or an item count is unknown."""
+    """One row per rule (per rule and model for PER_MODEL_RULES): jobs, GPU jobs, items, work (items x steps for
+    generation), wall hours summed over jobs, GPU-hours (wall x GPUs of GPU jobs), CPU-hours, peak RSS, disk (GB)
+    and the source of the costs. NaN where a cost or an item count is unknown."""
     rows = []
-    for rule in dict.fromkeys(j.rule for j in jobs):
-        rjobs = [j for j in jobs if j.rule == rule]
+    for key in dict.fromkeys(cost_key(j) for j in jobs):
+        rjobs = [j for j in jobs if cost_key(j) == key]
         items = [job_items(j, config, sizes) for j in rjobs]
-        cost = costs.get(rule)
-        known = None not in items
-        n_items = float(sum(items)) if known else math.nan
+        work = [job_work(j, config, sizes) for j in rjobs]
+        cost = costs.get(key)
+        known = None not in work
 
-        def total(pair: tuple[float, float] | None, it=items, known=known) -> float:
+        def total(pair: tuple[float, float] | None, w=work, known=known) -> float:
             if pair is None or not known:
                 return math.nan
-            return float(sum(pair[0] + pair[1] * i for i in it))
+            return float(sum(pair[0] + pair[1] * u for u in w))
 
-        wall = total(cost.seconds) if cost else math.nan
         gpu_wall = math.nan
         if cost and known:
-            gpu_wall = float(sum((cost.seconds[0] + cost.seconds[1] * i) * j.gpus
-                                 for j, i in zip(rjobs, items, strict=True)))
+            gpu_wall = float(sum((cost.seconds[0] + cost.seconds[1] * u) * j.gpus
+                                 for j, u in zip(rjobs, work, strict=True)))
         rows.append({
-            "rule": rule, "jobs": len(rjobs), "gpu_jobs": sum(j.gpus > 0 for j in rjobs),
-            "items": n_items, "hours": wall / 3600, "gpu_hours": gpu_wall / 3600,
+            "rule": key, "jobs": len(rjobs), "gpu_jobs": sum(j.gpus > 0 for j in rjobs),
+            "items": float(sum(items)) if None not in items else math.nan,
+            "work": float(sum(work)) if known else math.nan,
+            "hours": (total(cost.seconds) if cost else math.nan) / 3600, "gpu_hours": gpu_wall / 3600,
             "cpu_hours": (total(cost.cpu_seconds) if cost else math.nan) / 3600,
             "peak_rss_gib": (cost.rss_mib / 1024) if cost else math.nan,
             "disk_gb": (total(cost.bytes) if cost else math.nan) / 1e9,
@@ -340,15 +366,15 @@ def format_plan(df: pd.DataFrame, sizes: dict[str, tuple[int | None, str]]) -> s
     def num(v: float | None, fmt: str) -> str:
         return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    head = f"{'rule':<28}{'jobs':>6}{'gpu':>5}{'items':>12}{'hours':>10}{'GPU-h':>10}{'CPU-h':>10}" \
+    head = f"{'rule':<34}{'jobs':>6}{'gpu':>5}{'items':>12}{'hours':>10}{'GPU-h':>10}{'CPU-h':>10}" \
            f"{'RSS GiB':>9}{'disk GB':>10}"
     lines = [head, "-" * len(head)]
     for r in df.itertuples():
-        lines.append(f"{r.rule:<28}{r.jobs:>6}{r.gpu_jobs:>5}{num(r.items, ',.0f'):>12}{num(r.hours, '.3g'):>10}"
+        lines.append(f"{r.rule:<34}{r.jobs:>6}{r.gpu_jobs:>5}{num(r.items, ',.0f'):>12}{num(r.hours, '.3g'):>10}"
                      f"{num(r.gpu_hours, '.3g'):>10}{num(r.cpu_hours, '.3g'):>10}{num(r.peak_rss_gib, '.2f'):>9}"
                      f"{num(r.disk_gb, '.3g'):>10}")
     lines.append("-" * len(head))
-    lines.append(f"{'total (what is known)':<28}{int(df.jobs.sum()):>6}{int(df.gpu_jobs.sum()):>5}{'':>12}"
+    lines.append(f"{'total (what is known)':<34}{int(df.jobs.sum()):>6}{int(df.gpu_jobs.sum()):>5}{'':>12}"
                  f"{num(df.hours.sum(min_count=1), '.3g'):>10}{num(df.gpu_hours.sum(min_count=1), '.3g'):>10}"
                  f"{num(df.cpu_hours.sum(min_count=1), '.3g'):>10}{num(df.peak_rss_gib.max(), '.2f'):>9}"
                  f"{num(df.disk_gb.sum(min_count=1), '.3g'):>10}")
