@@ -1,0 +1,20 @@
+"""Diff2to3 (issue 20) at toy scale: MARoPE positions and the SMDiT / TRELLIS-style generator transformers.
+
+See docs/diff2to3.md for what follows the paper, what departs from it and why.
+"""
+
+from .positions import apply_rope, image_positions, rope_angles, sinusoidal_3d, split_head_dim
+from .transformer import (
+    PRESETS,
+    Diff2to3Config,
+    DoubleStreamBlock,
+    SingleStreamBlock,
+    SMDiT,
+    TrellisDiT,
+    build,
+    flow_matching_loss,
+)
+
+__all__ = ["PRESETS", "SMDiT", "Diff2to3Config", "DoubleStreamBlock", "SingleStreamBlock", "TrellisDiT",
+           "apply_rope", "build", "flow_matching_loss", "image_positions", "rope_angles", "sinusoidal_3d",
+           "split_head_dim"]
