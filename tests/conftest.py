@@ -1,4 +1,10 @@
 import copy
+import os
+
+# before anything loads torch: OpenMP threads sleep while they wait (genbench/__init__.py says why), so that the
+# unit tests and the background runs below share the cores instead of spinning against each other
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import shutil
 import sys
 import threading
