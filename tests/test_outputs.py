@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genbench.config import FIGURE_METRICS, ConfigError, validate_config
+from genbench.config import ConfigError, validate_config
+from genbench.metrics.registry import FIGURE_METRICS
 from genbench.plots.figures import FIGURES, best_settings, draw_figure
 from genbench.tables.export import best_table, export_tables, latex_escape, to_html, to_markdown, wide_table
 

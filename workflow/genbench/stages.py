@@ -20,6 +20,7 @@ from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
+from .metrics.registry import higher_is_better
 from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
 from .tables import provenance, write_parquet
@@ -527,7 +528,7 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
                                                           ci_method="none (a set-level value, no items to resample)")
         extra = extra.join(counts, on=["dataset", "model"])
         extra["ceiling"] = extra["model"].isin(ceilings)
-        extra["higher_is_better"] = False
+        extra["higher_is_better"] = [higher_is_better(m, "3d") for m in extra["metric"]]  # fd_*, kd_*: False
         summary = pd.concat([summary, extra[summary.columns]], ignore_index=True)
     meta = provenance(full_config_hash)
     meta["protocols"] = spec["protocols"]

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .bootstrap import debiased_percentile_interval, interval_note, method_label, percentile_interval
 from .fid import check_features, frechet_distance
+from .registry import higher_is_better
 
 COLUMNS = ["kind", "track", "knob", "from_setting", "to_setting", "dataset", "entry", "metric", "value_from",
            "value_to", "delta", "ci_low", "ci_high", "ci_method", "n", "kendall_tau", "discordant_pairs",
@@ -158,7 +159,7 @@ def precision_deltas_2d(real: dict[str, np.ndarray], gen: dict[str, dict[str, np
                                   rng_for(dataset, entry))
             rows.append({"track": "2d", "knob": "statistics_precision", "from_setting": "float32",
                          "to_setting": "float64", "dataset": dataset, "entry": entry, "metric": "fid",
-                         "n": len(g), "higher_is_better": False, "status": "ok", "reason": None, **d})
+                         "n": len(g), "higher_is_better": higher_is_better("fid"), "status": "ok", "reason": None, **d})
     return pd.DataFrame(rows)
 
 

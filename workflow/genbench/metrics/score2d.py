@@ -19,6 +19,7 @@ from .bootstrap import (
 from .fid import MetricInputError, feature_statistics, frechet_distance
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
+from .registry import display_name
 
 KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
 NEW_METRICS = ("precision", "recall", "density", "coverage", "vendi", "cmmd", "fid_inf")
@@ -156,7 +157,7 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         embedder = (text_image_names or {}).get(role, role)
         clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
         gen_score, real_score = clamp(float(per_gen.mean())), clamp(float(per_real.mean()))
-        label = "CLIP Score" if role == "clip" else "PickScore"
+        label = display_name(score_name)
         real_note = f"real images of {cell['dataset']}, same prompts: {label} {real_score:.4g}"
         if score_name in wants:  # BCa of the mean; clamping at 0 is monotone, so it maps the bounds
             lo, hi, how = bca_mean_interval(per_gen, n_boot, conf, rng_for(score_name))

@@ -17,7 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path
-from ..metrics.names import LABELS, ORDER, best_settings
+from ..metrics.names import best_settings
+from ..metrics.registry import LABELS
+from ..metrics.registry import SCORING_METRICS as ORDER
 
 CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
 HEADERS = {**LABELS, "kid": "KID×10³"}
