@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tables.keys import RECON3D_ITEM_KEYS
 from .bootstrap import debiased_percentile_interval, interval_note, method_label, percentile_interval
 from .fid import check_features, frechet_distance
 from .registry import higher_is_better
@@ -170,7 +171,7 @@ def item_deltas_3d(anchor: pd.DataFrame, variant: pd.DataFrame, knob: str, from_
                    rng_for: Callable[[str, str, str], np.random.Generator]) -> pd.DataFrame:
     """Per (dataset, model, metric): the mean over items scored under both settings, the mean paired difference
     and its percentile interval (items resampled). ``metrics`` maps each metric column to higher-is-better."""
-    keys = ["dataset", "model", "item_id"]
+    keys = list(RECON3D_ITEM_KEYS)
     a = anchor[anchor["status"] == "ok"].set_index(keys)
     b = variant[variant["status"] == "ok"].set_index(keys)
     both = a.index.intersection(b.index)

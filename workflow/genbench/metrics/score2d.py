@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..seeding import derive_seed
+from ..tables.keys import GEN2D_KEYS, GEN2D_PER_CLASS_KEYS
 from .bootstrap import (
     bca_mean_interval,
     bootstrap_ci,
@@ -21,7 +22,7 @@ from .inception_score import inception_score
 from .kid import kernel_inception_distance
 from .registry import display_name
 
-KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
+KEY_COLUMNS = list(GEN2D_KEYS)  # the per-cell table's key columns (genbench.tables.keys)
 NEW_METRICS = ("precision", "recall", "density", "coverage", "vendi", "cmmd", "fid_inf")
 
 
@@ -255,7 +256,7 @@ def _new_metric_rows(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], wa
     return rows
 
 
-PER_CLASS_KEYS = ["model", "dataset", "steps", "cfg", "seed", "label_id", "metric"]
+PER_CLASS_KEYS = list(GEN2D_PER_CLASS_KEYS)
 
 
 def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],

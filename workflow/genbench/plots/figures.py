@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 from ..metrics.names import best_settings as _best  # noqa: E402
 from ..metrics.registry import FIGURE_METRICS, LABELS, lower_is_better  # noqa: E402
+from ..tables.keys import CELL_KEYS, CELL_KEYS_BY_DATASET  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -192,7 +193,7 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     spread = False
     if df["ci_low"].isna().all() and (table["metric"] == f"{metric}_std").any():
         # no CI (KID): the band is ± the spread the protocol reports (std over subsets)
-        keys = ["dataset", "model", "steps", "cfg", "seed"]
+        keys = list(CELL_KEYS_BY_DATASET)
         std = table[table["metric"] == f"{metric}_std"].set_index(keys)["value"]
         s = std.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy()
         df = df.assign(band_low=df["value"] - s, band_high=df["value"] + s)
@@ -422,7 +423,7 @@ def per_class_fid(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     if df.empty:
         raise ValueError(f"figure per_class_fid: the per-class table has no '{metric}' values "
                          "(is scoring.per_class.enabled false?)")
-    keys = ["model", "dataset", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS)
     med = df.groupby(keys, sort=False)["value"].median().reset_index()
     chosen = med.loc[med.groupby(["model", "dataset"], sort=False)["value"].idxmin(), keys]
     panels = []
@@ -507,7 +508,7 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     scaled = [m for m in ("csfid", "psfid") if (table["metric"] == m).any()]
     if "csfid" not in scaled:
         _rows(table, "csfid", "scaled_vs_raw")  # raises with the figure named
-    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS_BY_DATASET)
     parts = []
     for m in ["fid", *scaled]:
         rows = _rows(table, m, "scaled_vs_raw") if m == "fid" else table[table["metric"] == m]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.registry import LABELS
+from ..tables.keys import CELL_KEYS_BY_DATASET
 from .figures import STYLE, panel_grid, plt, save_data, save_figure, style_of
 
 
@@ -65,7 +66,7 @@ def metric_correlation(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
     from ..metrics.registry import SCORING_METRICS as ORDER
     from ..metrics.registry import lower_is_better
 
-    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS_BY_DATASET)
     rows = table[~table["metric"].str.endswith("_std")]
     wide = rows.pivot_table(index=keys, columns="metric", values="value", sort=False)
     present = [m for m in ORDER if m in wide.columns] + [m for m in wide.columns if m not in ORDER]

@@ -20,6 +20,7 @@ import pandas as pd
 from ..io import save_npz, write_bytes, write_json
 from ..metrics.registry import higher_is_better
 from ..seeding import derive_seed, numpy_rng
+from ..tables.keys import RECON3D_KEYS
 from .distances import PointSetError, check_points
 from .meshes import MeshError, check_mesh
 from .protocols import PROTOCOLS, load_prediction, protocol_settings
@@ -186,7 +187,7 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
     from ..metrics.bootstrap import bca_mean_interval, interval_note, method_label
 
     rows = []
-    keys = ["dataset", "model", "protocol"]
+    keys = list(RECON3D_KEYS)
     for key, grp in per_item.groupby(keys, sort=False):
         ok = grp[grp["status"] == "ok"]
         counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
