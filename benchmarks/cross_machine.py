@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from genbench.repro import metric_deviations, other_machine_config, other_machine_env, simd_level  # noqa: E402
+from genbench.tables.keys import GEN2D_TABLE_KEYS  # noqa: E402
 
-KEYS = ["dataset", "model", "steps", "cfg", "seed", "metric"]
+KEYS = list(GEN2D_TABLE_KEYS)
 
 
 def run(workdir: Path, config: dict, target: str, cores: int, env: dict[str, str]) -> Path:

@@ -10,8 +10,9 @@ from PIL import Image
 from genbench.cli import main
 from genbench.tables import write_parquet
 from genbench.tables.diff import DiffConfigError, Tolerances, diff_paths, snapshot
+from genbench.tables.keys import GEN2D_TABLE_KEYS
 
-KEYS = ["dataset", "model", "steps", "cfg", "seed", "metric"]
+KEYS = list(GEN2D_TABLE_KEYS)
 
 
 def metrics_table() -> pd.DataFrame:

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genbench.config import FIGURE_METRICS, ConfigError, validate_config
+from genbench.config import ConfigError, validate_config
+from genbench.metrics.registry import FIGURE_METRICS
 from genbench.plots.figures import FIGURES, best_settings, draw_figure
 from genbench.tables.export import best_table, export_tables, latex_escape, to_html, to_markdown, wide_table
+from genbench.tables.keys import CELL_KEYS_BY_DATASET
 
 
 def table() -> pd.DataFrame:
@@ -308,8 +310,8 @@ def test_single_points_keep_their_cis_in_the_scatter(tmp_path, drawn):
     out = draw_figure("scaled_vs_raw", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv",
                       confidence=0.9)
     assert list(out.columns[:8]) == ["dataset", "model", "steps", "cfg", "seed", "fid", "csfid", "psfid"]
-    fid = t[t["metric"] == "fid"].set_index(["dataset", "model", "steps", "cfg", "seed"])
-    got = out.set_index(["dataset", "model", "steps", "cfg", "seed"])
+    fid = t[t["metric"] == "fid"].set_index(list(CELL_KEYS_BY_DATASET))
+    got = out.set_index(list(CELL_KEYS_BY_DATASET))
     assert np.allclose(got["fid_ci_low"], fid.loc[got.index, "ci_low"])
     segs = [seg for c in drawn[0].axes[0].collections if isinstance(c, matplotlib.collections.LineCollection)
             for seg in c.get_segments()]

@@ -33,6 +33,7 @@ from genbench.repro import (
 )
 from genbench.tables import provenance, read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
+from genbench.tables.keys import GEN2D_TABLE_KEYS
 
 CLASSES = ["circle", "square", "triangle", "star"]
 TRAIN = {"epochs": 8, "batch_size": 16, "lr": 0.005, "seed": 0}
@@ -165,7 +166,7 @@ def test_another_machine_reproduces_the_tables_within_tolerance(tiny_run, other_
     wd = other_machine_run
     tol = Tolerances.load(root / "tests/golden/tolerances.yaml")
     res = diff_paths(tiny_run / "results", wd / "results", tol)
-    keys = ["dataset", "model", "steps", "cfg", "seed", "metric"]
+    keys = list(GEN2D_TABLE_KEYS)
     a = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
     b = pd.read_parquet(wd / "results/tables/gen2d_metrics.parquet")
     dev = metric_deviations(a, b, keys)

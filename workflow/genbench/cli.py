@@ -32,13 +32,15 @@ import yaml
 
 from . import __version__
 from .config import ConfigError, cells, config_hash, load_config
+from .errors import GenbenchError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 UNUSABLE = "2  unusable input: a missing or unreadable file, YAML that does not parse, a wrong file type, bad arguments"
 
 
-class InputError(Exception):
-    """Unusable input to a command: reported as one line, exit 2."""
+class InputError(GenbenchError):
+    """Unusable input to a command: reported as one line, exit 2 (as is any other :class:`GenbenchError` a command
+    meets)."""
 
 
 def _exit_codes(*lines: str) -> str:
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def one_line(exc: BaseException) -> str:
     """A one-line description of an input error, naming the file where the exception knows it."""
+    if isinstance(exc, GenbenchError):
+        return str(exc) or type(exc).__name__  # one line naming the item and the fix
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
@@ -127,8 +131,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-# what unusable input raises; BrokenPipeError (an OSError) is handled before these
-INPUT_ERRORS = (InputError, OSError, yaml.YAMLError, UnicodeDecodeError, zipfile.BadZipFile, EOFError)
+# what unusable input raises (any GenbenchError: it names the item and the fix); BrokenPipeError (an OSError) is
+# handled before these
+INPUT_ERRORS = (GenbenchError, OSError, yaml.YAMLError, UnicodeDecodeError, zipfile.BadZipFile, EOFError)
 
 
 def main(argv: list[str] | None = None) -> int:

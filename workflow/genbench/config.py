@@ -17,11 +17,24 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import GenbenchError
+from .metrics.registry import FIGURE_METRICS
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
-    """A configuration that does not match the schema or refers to something undefined."""
+class ConfigError(GenbenchError, ValueError):
+    """A configuration that does not match the schema or refers to something undefined; ``problems`` lists each
+    problem with its key path (``str()`` joins them into one line)."""
+
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def invalid(cls, problems: list[str], count: bool = False) -> ConfigError:
+        head = f"invalid genbench config ({len(problems)} error(s))" if count else "invalid genbench config"
+        exc = cls(f"{head}: " + "; ".join(problems))
+        exc.problems = tuple(problems)
+        return exc
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
@@ -63,8 +76,7 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
-        raise ConfigError(f"invalid genbench config ({len(errors)} error(s)):\n  {lines}")
+        raise ConfigError.invalid([_describe(e) for e in errors], count=True)
     _check_references(config)
     _check_unguided(config)
     expand_per_steps(config)
@@ -78,8 +90,8 @@ def _check_unguided(config: dict[str, Any]) -> None:
             used = sorted({float(g) for g in block["cfg"]}
                           | {float(g) for e in (block.get("per_steps") or {}).values() for g in e.get("cfg", [])})
             if used != [1.0]:
-                raise ConfigError(f"invalid genbench config:\n  sweep.{i}.cfg: {used}: the block is marked "
-                                  "anchor.unguided (the anchor ignores its guidance flag), so it runs cfg 1.0 only")
+                raise ConfigError.invalid([f"sweep.{i}.cfg: {used}: the block is marked anchor.unguided (the anchor "
+                                           "ignores its guidance flag), so it runs cfg 1.0 only"])
 
 
 def _string_step_keys(config: dict[str, Any]) -> None:
@@ -137,14 +149,9 @@ def expand_per_steps(config: dict[str, Any]) -> None:
             problems.append(f"models.{name}.sampler.per_steps: family {spec['family']} has no per-steps sampler "
                             f"settings (families with them: {', '.join(PER_STEPS_FAMILIES)})")
     if problems:
-        raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
+        raise ConfigError.invalid(problems)
 
 
-# the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
-FIGURE_METRICS = {"fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid",
-                  "dataset_comparison": "fid", "sample_grids": "fid", "per_class_fid": "fid",
-                  "clip_vs_cfg": "clip_score", "pick_vs_cfg": "pick_score", "mmhm_heatmap": "mmhm",
-                  "scaled_vs_raw": "csfid"}
 
 
 def _check_references(config: dict[str, Any]) -> None:
@@ -244,7 +251,7 @@ def _check_references(config: dict[str, Any]) -> None:
     if "per_class_fid" in config.get("figures", []) and not config["scoring"]["per_class"]["enabled"]:
         problems.append("figures: 'per_class_fid' needs scoring.per_class.enabled: true")
     if problems:
-        raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
+        raise ConfigError.invalid(problems)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

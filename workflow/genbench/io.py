@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GenbenchError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -88,7 +90,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class ArchiveError(ValueError):
+class ArchiveError(GenbenchError, ValueError):
     pass
 
 

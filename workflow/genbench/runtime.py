@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import GenbenchError
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 DEFAULT = {"device": "auto", "precision": "fp32"}
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(GenbenchError, RuntimeError):
     pass
 
 

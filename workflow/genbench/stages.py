@@ -20,9 +20,11 @@ from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
+from .metrics.registry import higher_is_better
 from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
 from .tables import provenance, write_parquet
+from .tables.keys import CELL_KEYS_BY_DATASET, RECON3D_SUMMARY_KEYS
 
 # torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
 # scoring, aggregation) then start in well under a second, which matters for a DAG of thousands of small jobs.
@@ -387,7 +389,7 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
     """One 'mmhm' row per cell, computed per data set over every cell of the sweep (or with reused bounds)."""
     from .metrics.composite import MMHM_METRICS, load_bounds, mmhm
 
-    cell_keys = ["dataset", "model", "steps", "cfg", "seed"]
+    cell_keys = list(CELL_KEYS_BY_DATASET)
     given = load_bounds(spec["bounds"]) if spec.get("bounds") else None
     rows, all_bounds = [], {}
     for ds, sub in df.groupby("dataset", sort=False):
@@ -418,7 +420,7 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
                     out: str | Path, per_class: bool = False, bounds_out: str | Path | None = None) -> None:
     from .features.registry import EXTRACTORS  # the extractor's preprocessing goes into the metadata
 
-    keys = ["dataset", "model", "steps", "cfg", "seed"] + (["label_id"] if per_class else []) + ["metric"]
+    keys = [*CELL_KEYS_BY_DATASET, *(["label_id"] if per_class else []), "metric"]
     frames = [pd.read_parquet(t) for t in tables]
     frames = [f for f in frames if len(f)]
     if not frames and not per_class:
@@ -527,14 +529,14 @@ def stage_aggregate_3d(tables: list[str | Path], config: dict[str, Any], full_co
                                                           ci_method="none (a set-level value, no items to resample)")
         extra = extra.join(counts, on=["dataset", "model"])
         extra["ceiling"] = extra["model"].isin(ceilings)
-        extra["higher_is_better"] = False
+        extra["higher_is_better"] = [higher_is_better(m, "3d") for m in extra["metric"]]  # fd_*, kd_*: False
         summary = pd.concat([summary, extra[summary.columns]], ignore_index=True)
     meta = provenance(full_config_hash)
     meta["protocols"] = spec["protocols"]
     meta["appearance"] = spec.get("appearance")
     meta["reconstructors"] = {m: config["reconstructors"][m] for m in spec["models"]}
     write_parquet(per_item, per_item_out, meta)
-    write_parquet(summary, summary_out, {**meta, "key_columns": ["dataset", "model", "protocol", "metric"]})
+    write_parquet(summary, summary_out, {**meta, "key_columns": list(RECON3D_SUMMARY_KEYS)})
 
 
 def stage_export_recon3d_table(summary: str | Path, outputs: dict[str, str | Path], confidence: float) -> None:

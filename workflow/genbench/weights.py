@@ -31,21 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import GenbenchError
 from .io import atomic_path, sha256_file
 
 DEFAULT_ROOT = Path("resources/weights")
 STAGING = ".incoming"  # under the weights root: Hugging Face files until verified (resumed from there)
 
 
-class WeightsMissingError(FileNotFoundError):
+class WeightsMissingError(GenbenchError, FileNotFoundError):
     """A checkpoint that is not on this machine; the message names the file and the command that fetches it."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(GenbenchError, ValueError):
     """A downloaded file whose SHA-256 is not the registered one."""
 
 
-class FetchError(RuntimeError):
+class FetchError(GenbenchError, RuntimeError):
     """A download that failed (HTTP error, unreachable host, no source to fetch from)."""
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import GenbenchError
+
 log = logging.getLogger(__name__)
 
 DECISIONS = ("accept", "reject", "skip")
 
 
-class DecisionError(ValueError):
+class DecisionError(GenbenchError, ValueError):
     pass
 
 

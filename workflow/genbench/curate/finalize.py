@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import GenbenchError
 from ..io import sha256_file
 from .screen import CHECKS
 
@@ -108,7 +109,7 @@ def build_manifest(text: pd.DataFrame, status: pd.DataFrame, classes: pd.DataFra
     return pd.DataFrame(rows)
 
 
-class CuratedPathError(ValueError):
+class CuratedPathError(GenbenchError, ValueError):
     """An accepted item whose key or image path would read or write outside the data set's folders."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import GenbenchError
 from ..io import sha256_bytes, write_bytes, write_json
 from ..seeding import numpy_rng
 from ..tables import write_parquet
@@ -38,7 +39,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 SAFETY_COLUMNS = ("NSFW", "punsafe", "pwatermark", "similarity")
 
 
-class SourceError(FileNotFoundError):
+class SourceError(GenbenchError, FileNotFoundError):
     pass
 
 

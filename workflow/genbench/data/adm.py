@@ -25,13 +25,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..errors import GenbenchError
 from ..io import read_npy_header, sha256_bytes, write_bytes
 from .classes import class_names_table, imagenet_classes
 
 log = logging.getLogger(__name__)
 
 
-class ADMBatchError(ValueError):
+class ADMBatchError(GenbenchError, ValueError):
     pass
 
 

@@ -26,11 +26,13 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import GenbenchError
+
 RESOURCES = Path(__file__).resolve().parents[3] / "resources"
 IMAGENET_TABLE = RESOURCES / "imagenet_classes.tsv"
 
 
-class ClassTableError(ValueError):
+class ClassTableError(GenbenchError, ValueError):
     pass
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import GenbenchError
 from ..io import atomic_path, safe_extract, sha256_file
 from .classes import class_names_table, folder_lookup, imagenet_classes, norm_folder_name
 
@@ -39,7 +40,7 @@ IMAGENETV2_VARIANTS = {"matched-frequency": "imagenetv2-matched-frequency-format
 RELAIONET_DIR = "reLAIONet-cleaned-v1"
 
 
-class DataSetError(FileNotFoundError):
+class DataSetError(GenbenchError, FileNotFoundError):
     pass
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..errors import GenbenchError
 from ..tables import write_parquet
 
 REQUIRED_COLUMNS = {
@@ -28,11 +29,11 @@ REQUIRED_COLUMNS = {
 MAX_IMAGE_PIXELS = 64_000_000  # well above any benchmark image; refuses decompression bombs
 
 
-class ManifestError(ValueError):
+class ManifestError(GenbenchError, ValueError):
     pass
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(GenbenchError, ValueError):
     pass
 
 

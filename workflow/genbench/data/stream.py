@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import GenbenchError
 from ..io import read_npy_header
 from ..progress import Progress
 from .manifest import MAX_IMAGE_PIXELS, ImageDecodeError, decode_image, read_manifest
@@ -154,7 +155,7 @@ def npz_member(path: str | Path, key: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
-class ShardError(ValueError):
+class ShardError(GenbenchError, ValueError):
     """A generated shard that cannot be used; the message names the shard and the fix."""
 
 

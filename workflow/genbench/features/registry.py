@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..data.stream import ImageSet, StreamResult, map_batches
+from ..errors import GenbenchError
 from ..registry import Registry
 from ..runtime import Runtime, resolve_runtime
 from ..weights import WeightSpec, resolve
@@ -21,7 +22,7 @@ EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor kind")
 register = EXTRACTORS.register
 
 
-class FeatureInputError(ValueError):
+class FeatureInputError(GenbenchError, ValueError):
     pass
 
 

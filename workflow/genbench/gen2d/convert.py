@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import GenbenchError
 from ..io import write_bytes, write_json
 from .registry import WeightsMissingError
 from .sit import SiT, sincos_pos_embed_2d
 
 
-class ConversionError(ValueError):
+class ConversionError(GenbenchError, ValueError):
     pass
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import yaml
 
+from ..errors import GenbenchError
 from ..weights import WeightSpec, resolve
 from .families import load_state_dict
 from .registry import Generator, NoiseSource, WeightsMissingError, register
@@ -40,7 +41,7 @@ from .samplers import Counted, SampleResult, batch_scalar, classifier_free
 RAE_REPO = "https://github.com/bytetriper/RAE"
 
 
-class UpstreamCodeError(RuntimeError):
+class UpstreamCodeError(GenbenchError, RuntimeError):
     """The pinned upstream checkout is missing or at another commit."""
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_path
+from .registry import lower_is_better
 
 MMHM_METRICS = ("fid", "is", "clip_score", "pick_score")
+# the bounds file's keys (the seed paper's bounds format, hence "Pick Score"; not display names)
 BOUND_KEYS = {"fid": "FID", "is": "IS", "clip_score": "CLIP Score", "pick_score": "Pick Score"}
-LOWER_IS_BETTER = {"fid"}
 EPS = 1e-3
 
 
@@ -59,7 +60,7 @@ def mmhm(values: dict[str, Any], bounds: dict[str, dict[str, float]] | None = No
         a, given = arrays[m], (bounds or {}).get(BOUND_KEYS[m], {})
         lo = float(a.min()) if given.get("min") is None else float(given["min"])
         hi = float(a.max()) if given.get("max") is None else float(given["max"])
-        u = minmax_utility(a, m in LOWER_IS_BETTER, lo, hi)
+        u = minmax_utility(a, lower_is_better(m), lo, hi)
         reused = given.get("min") is not None or given.get("max") is not None
         if reused and hi == lo:
             warnings.append(f"MMHM: the reused bounds of '{m}' have min = max = {lo:g}: every row gets u = 1 for it, "

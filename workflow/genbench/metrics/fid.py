@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GenbenchError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(GenbenchError, ValueError):
     pass
 
 

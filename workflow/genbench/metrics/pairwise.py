@@ -31,15 +31,14 @@ import numpy as np
 import pandas as pd
 
 from ..seeding import derive_seed
+from ..tables.keys import CELL_KEYS as _CELL_KEYS
 from .bootstrap import method_label, paired_difference
 from .compare import compare_cells
 
 CORRECTIONS = ("holm", "bh")
-CELL_KEYS = ["model", "dataset", "steps", "cfg", "seed"]
+CELL_KEYS = list(_CELL_KEYS)
 # kind -> (the columns held fixed, the column that differs)
-COMPARISONS = {"model": (["dataset", "steps", "cfg", "seed"], "model"),
-               "cfg": (["model", "dataset", "steps", "seed"], "cfg"),
-               "steps": (["model", "dataset", "cfg", "seed"], "steps")}
+COMPARISONS = {v: ([k for k in CELL_KEYS if k != v], v) for v in ("model", "cfg", "steps")}
 
 
 def holm(p: np.ndarray) -> np.ndarray:

@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tables.keys import RECON3D_ITEM_KEYS
 from .bootstrap import debiased_percentile_interval, interval_note, method_label, percentile_interval
 from .fid import check_features, frechet_distance
+from .registry import higher_is_better
 
 COLUMNS = ["kind", "track", "knob", "from_setting", "to_setting", "dataset", "entry", "metric", "value_from",
            "value_to", "delta", "ci_low", "ci_high", "ci_method", "n", "kendall_tau", "discordant_pairs",
@@ -158,7 +160,7 @@ def precision_deltas_2d(real: dict[str, np.ndarray], gen: dict[str, dict[str, np
                                   rng_for(dataset, entry))
             rows.append({"track": "2d", "knob": "statistics_precision", "from_setting": "float32",
                          "to_setting": "float64", "dataset": dataset, "entry": entry, "metric": "fid",
-                         "n": len(g), "higher_is_better": False, "status": "ok", "reason": None, **d})
+                         "n": len(g), "higher_is_better": higher_is_better("fid"), "status": "ok", "reason": None, **d})
     return pd.DataFrame(rows)
 
 
@@ -169,7 +171,7 @@ def item_deltas_3d(anchor: pd.DataFrame, variant: pd.DataFrame, knob: str, from_
                    rng_for: Callable[[str, str, str], np.random.Generator]) -> pd.DataFrame:
     """Per (dataset, model, metric): the mean over items scored under both settings, the mean paired difference
     and its percentile interval (items resampled). ``metrics`` maps each metric column to higher-is-better."""
-    keys = ["dataset", "model", "item_id"]
+    keys = list(RECON3D_ITEM_KEYS)
     a = anchor[anchor["status"] == "ok"].set_index(keys)
     b = variant[variant["status"] == "ok"].set_index(keys)
     both = a.index.intersection(b.index)

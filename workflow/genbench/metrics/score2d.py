@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..seeding import derive_seed
+from ..tables.keys import GEN2D_KEYS, GEN2D_PER_CLASS_KEYS
 from .bootstrap import (
     bca_mean_interval,
     bootstrap_ci,
@@ -19,8 +20,9 @@ from .bootstrap import (
 from .fid import MetricInputError, feature_statistics, frechet_distance
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
+from .registry import display_name
 
-KEY_COLUMNS = ["model", "dataset", "steps", "cfg", "seed", "metric"]
+KEY_COLUMNS = list(GEN2D_KEYS)  # the per-cell table's key columns (genbench.tables.keys)
 NEW_METRICS = ("precision", "recall", "density", "coverage", "vendi", "cmmd", "fid_inf")
 
 
@@ -156,7 +158,7 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
         embedder = (text_image_names or {}).get(role, role)
         clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
         gen_score, real_score = clamp(float(per_gen.mean())), clamp(float(per_real.mean()))
-        label = "CLIP Score" if role == "clip" else "PickScore"
+        label = display_name(score_name)
         real_note = f"real images of {cell['dataset']}, same prompts: {label} {real_score:.4g}"
         if score_name in wants:  # BCa of the mean; clamping at 0 is monotone, so it maps the bounds
             lo, hi, how = bca_mean_interval(per_gen, n_boot, conf, rng_for(score_name))
@@ -254,7 +256,7 @@ def _new_metric_rows(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], wa
     return rows
 
 
-PER_CLASS_KEYS = ["model", "dataset", "steps", "cfg", "seed", "label_id", "metric"]
+PER_CLASS_KEYS = list(GEN2D_PER_CLASS_KEYS)
 
 
 def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell: dict[str, Any],

@@ -25,7 +25,7 @@ from ..seeding import derive_seed
 from .composite import MMHM_METRICS, mmhm
 from .fid import MetricInputError, frechet_distance
 from .inception_score import inception_score
-from .names import LOWER_IS_BETTER
+from .registry import lower_is_better
 
 CRITERIA = ("fid", "is", "clip_score", "pick_score", "mmhm")
 
@@ -71,7 +71,7 @@ def _select(scores: pd.DataFrame, meta: pd.DataFrame) -> dict[tuple[str, str], s
     for model, grp in df.groupby("model", sort=False):
         for crit in [c for c in CRITERIA if c in grp.columns]:
             vals = grp[crit].to_numpy()
-            k = int(np.argmin(vals) if crit in LOWER_IS_BETTER else np.argmax(vals))
+            k = int(np.argmin(vals) if lower_is_better(crit) else np.argmax(vals))
             out[(model, crit)] = grp["cell"].iloc[k]
     return out
 

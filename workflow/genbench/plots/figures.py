@@ -15,8 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
-from ..metrics.names import LABELS, LOWER_IS_BETTER  # noqa: E402
 from ..metrics.names import best_settings as _best  # noqa: E402
+from ..metrics.registry import FIGURE_METRICS, LABELS, lower_is_better  # noqa: E402
+from ..tables.keys import CELL_KEYS, CELL_KEYS_BY_DATASET  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -105,7 +106,7 @@ def save_data(df: pd.DataFrame, path: str | Path) -> None:
 
 def metric_label(metric: str) -> str:
     name = LABELS.get(metric, metric)
-    return f"{name} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)"
+    return f"{name} ({'lower' if lower_is_better(metric) else 'higher'} is better)"
 
 
 def _rows(table: pd.DataFrame, metric: str, figure: str) -> pd.DataFrame:
@@ -192,7 +193,7 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     spread = False
     if df["ci_low"].isna().all() and (table["metric"] == f"{metric}_std").any():
         # no CI (KID): the band is ± the spread the protocol reports (std over subsets)
-        keys = ["dataset", "model", "steps", "cfg", "seed"]
+        keys = list(CELL_KEYS_BY_DATASET)
         std = table[table["metric"] == f"{metric}_std"].set_index(keys)["value"]
         s = std.reindex(pd.MultiIndex.from_frame(df[keys])).to_numpy()
         df = df.assign(band_low=df["value"] - s, band_high=df["value"] + s)
@@ -422,7 +423,7 @@ def per_class_fid(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     if df.empty:
         raise ValueError(f"figure per_class_fid: the per-class table has no '{metric}' values "
                          "(is scoring.per_class.enabled false?)")
-    keys = ["model", "dataset", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS)
     med = df.groupby(keys, sort=False)["value"].median().reset_index()
     chosen = med.loc[med.groupby(["model", "dataset"], sort=False)["value"].idxmin(), keys]
     panels = []
@@ -507,7 +508,7 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     scaled = [m for m in ("csfid", "psfid") if (table["metric"] == m).any()]
     if "csfid" not in scaled:
         _rows(table, "csfid", "scaled_vs_raw")  # raises with the figure named
-    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS_BY_DATASET)
     parts = []
     for m in ["fid", *scaled]:
         rows = _rows(table, m, "scaled_vs_raw") if m == "fid" else table[table["metric"] == m]
@@ -564,18 +565,24 @@ class Figure:
     pairwise: bool = False  # marks significant differences between neighbouring points (gen2d_pairwise)
 
 
+def _figure(name: str, draw: Callable[..., pd.DataFrame], **options: Any) -> Figure:
+    """A figure drawing the metric the registry assigns it (genbench.metrics.registry.FIGURE_METRICS, which the
+    config check reads too)."""
+    return Figure(draw, {"metric": FIGURE_METRICS[name]}, **options)
+
+
 FIGURES: dict[str, Figure] = {
-    "fid_vs_cfg": Figure(metric_vs_cfg, {"metric": "fid"}, pairwise=True),
-    "is_vs_cfg": Figure(metric_vs_cfg, {"metric": "is"}, pairwise=True),
-    "kid_vs_cfg": Figure(metric_vs_cfg, {"metric": "kid"}),
-    "step_scaling": Figure(step_scaling, {"metric": "fid"}, pairwise=True),
-    "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
-    "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
-    "per_class_fid": Figure(per_class_fid, {"metric": "fid"}, table="gen2d_per_class"),
-    "clip_vs_cfg": Figure(metric_vs_cfg, {"metric": "clip_score"}),
-    "pick_vs_cfg": Figure(metric_vs_cfg, {"metric": "pick_score"}),
-    "mmhm_heatmap": Figure(mmhm_heatmap, {"metric": "mmhm"}, intervals=False),  # min-max over the sweep: no CI
-    "scaled_vs_raw": Figure(scaled_vs_raw, {"metric": "csfid"}),
+    "fid_vs_cfg": _figure("fid_vs_cfg", metric_vs_cfg, pairwise=True),
+    "is_vs_cfg": _figure("is_vs_cfg", metric_vs_cfg, pairwise=True),
+    "kid_vs_cfg": _figure("kid_vs_cfg", metric_vs_cfg),
+    "step_scaling": _figure("step_scaling", step_scaling, pairwise=True),
+    "dataset_comparison": _figure("dataset_comparison", dataset_comparison),
+    "sample_grids": _figure("sample_grids", sample_grids, needs_grids=True),
+    "per_class_fid": _figure("per_class_fid", per_class_fid, table="gen2d_per_class"),
+    "clip_vs_cfg": _figure("clip_vs_cfg", metric_vs_cfg),
+    "pick_vs_cfg": _figure("pick_vs_cfg", metric_vs_cfg),
+    "mmhm_heatmap": _figure("mmhm_heatmap", mmhm_heatmap, intervals=False),  # min-max over the sweep: no CI
+    "scaled_vs_raw": _figure("scaled_vs_raw", scaled_vs_raw),
 }
 
 

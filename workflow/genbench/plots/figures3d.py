@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..tables.export import RECON3D_HEADLINE
+from ..tables.keys import RECON3D_ITEM_KEYS
 from .figures import MARKERS, PALETTE, STYLE, ci_text, panel_grid, plt, save_data, save_figure
 
 BAR_METRICS = RECON3D_HEADLINE  # the summary table in the report shows the same metrics
@@ -86,7 +87,7 @@ def recon3d_bars(table: pd.DataFrame, pdf, png, data, *, confidence: float) -> N
 def recon3d_protocols(items: pd.DataFrame, pdf, png, data) -> None:
     """Per item: what the legacy protocol says vs what the corrected one says, for the same reconstruction model."""
     ok = items[items["status"] == "ok"]
-    key = ["dataset", "model", "item_id"]
+    key = list(RECON3D_ITEM_KEYS)
     pairs = [("f1", "fscore@0.01", "F1@0.01"), ("point_bin_iou", "solid_iou", "IoU")]
     leg = ok[ok["protocol"] == "legacy"].set_index(key)
     cor = ok[ok["protocol"] == "corrected"].set_index(key)

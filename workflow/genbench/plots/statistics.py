@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics.names import LABELS
+from ..metrics.registry import LABELS
+from ..tables.keys import CELL_KEYS_BY_DATASET
 from .figures import STYLE, panel_grid, plt, save_data, save_figure, style_of
 
 
@@ -62,9 +63,10 @@ def metric_correlation(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
     """Spearman rank correlation between the metrics across the cells of the sweep (all data sets), each metric
     oriented so that larger = better (lower-is-better metrics negated): +1 = two metrics order the cells alike.
     Metrics that are constant or missing in some cell are left out (the figure names them)."""
-    from ..metrics.names import LOWER_IS_BETTER, ORDER
+    from ..metrics.registry import SCORING_METRICS as ORDER
+    from ..metrics.registry import lower_is_better
 
-    keys = ["dataset", "model", "steps", "cfg", "seed"]
+    keys = list(CELL_KEYS_BY_DATASET)
     rows = table[~table["metric"].str.endswith("_std")]
     wide = rows.pivot_table(index=keys, columns="metric", values="value", sort=False)
     present = [m for m in ORDER if m in wide.columns] + [m for m in wide.columns if m not in ORDER]
@@ -73,7 +75,7 @@ def metric_correlation(table: pd.DataFrame, pdf: str | Path, png: str | Path, da
     if len(usable) < 2:
         raise ValueError(f"figure metric_correlation: fewer than two metrics vary across the {len(wide)} cells "
                          f"(left out: {', '.join(left_out) or 'none'})")
-    oriented = pd.DataFrame({m: -wide[m] if m in LOWER_IS_BETTER else wide[m] for m in usable})
+    oriented = pd.DataFrame({m: -wide[m] if lower_is_better(m) else wide[m] for m in usable})
     corr = oriented.corr(method="spearman")
     labels = [LABELS.get(m, m) for m in usable]
     with plt.rc_context(STYLE):

@@ -15,8 +15,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ..errors import GenbenchError
 
-class PointSetError(ValueError):
+
+class PointSetError(GenbenchError, ValueError):
     """An empty or non-finite point set (names the set)."""
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ..io import save_npz, write_bytes, write_json
+from ..metrics.registry import higher_is_better
 from ..seeding import derive_seed, numpy_rng
+from ..tables.keys import RECON3D_KEYS
 from .distances import PointSetError, check_points
 from .meshes import MeshError, check_mesh
 from .protocols import PROTOCOLS, load_prediction, protocol_settings
@@ -29,11 +31,9 @@ log = logging.getLogger(__name__)
 # which input each protocol reconstructs from: the seed code's slice for legacy where a data set has one
 PROTOCOL_INPUT = {"legacy": "legacy_input", "corrected": "input"}
 INPUT_COLUMN = {"input": "input_path", "legacy_input": "legacy_input_path"}
-# the headline metrics (tables, figures): higher is better unless listed in LOWER_IS_BETTER
+# the headline metrics (tables, figures); each metric's direction is in genbench.metrics.registry
 HEADLINE = {"legacy": ["f1", "point_bin_iou", "chamfer_l1", "emd"],
             "corrected": ["fscore@0.01", "solid_iou", "chamfer_l1", "hd95", "normal_consistency", "emd"]}
-LOWER_IS_BETTER = ("chamfer", "hausdorff", "hd95", "emd", "voxel_hd", "voxel_assd", "accuracy", "completeness",
-                   "fd_", "kd_", "lpips")
 
 
 def inputs_of(manifest: pd.DataFrame) -> list[str]:
@@ -187,7 +187,7 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
     from ..metrics.bootstrap import bca_mean_interval, interval_note, method_label
 
     rows = []
-    keys = ["dataset", "model", "protocol"]
+    keys = list(RECON3D_KEYS)
     for key, grp in per_item.groupby(keys, sort=False):
         ok = grp[grp["status"] == "ok"]
         counts = {"n_scored": len(ok), "n_skipped": int((grp["status"] == "skipped").sum()),
@@ -206,6 +206,6 @@ def summarise(per_item: pd.DataFrame, ceilings: list[str], n_boot: int, confiden
                          "ci_low": lo, "ci_high": hi, "ci_method": method_label(how, n_boot, confidence, "items"),
                          "n": len(vals), **counts,
                          "ceiling": key[1] in ceilings,
-                         "higher_is_better": not any(metric.startswith(p) for p in LOWER_IS_BETTER),
+                         "higher_is_better": higher_is_better(metric, "3d"),
                          "note": "; ".join(notes) or None})
     return pd.DataFrame(rows)

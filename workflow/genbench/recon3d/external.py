@@ -24,11 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 import trimesh
 
+from ..errors import GenbenchError
 from ..weights import WeightSpec, resolve
 from .reconstructors import Reconstruction, ReconstructionError, Reconstructor, alpha_mask, register
 
 
-class UpstreamMissingError(ImportError):
+class UpstreamMissingError(GenbenchError, ImportError):
     """The upstream package of an external model is not importable (names the env file and the repository)."""
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..metrics.registry import higher_is_better
 from .evaluate import score_dataset
 from .protocols import CORRECTED_DEFAULTS, LEGACY_DEFAULTS, protocol_settings
 
-# knob -> (legacy setting keys, how the corrected protocol sets them); metric -> higher is better
-METRICS = {"f1": True, "iou": True, "chamfer_l1": False, "emd": False}
+# the metrics each knob's delta is reported on -> higher is better (from the metric registry)
+METRICS = {m: higher_is_better(m, "3d") for m in ("f1", "iou", "chamfer_l1", "emd")}
 
 
 def knob_settings(legacy: dict[str, Any], corrected: dict[str, Any], dataset: str) -> dict[str, tuple]:

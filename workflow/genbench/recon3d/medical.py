@@ -34,6 +34,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ..errors import GenbenchError
 from ..io import ArchiveError, safe_extract, save_npz, sha256_file, write_bytes
 from ..registry import Registry
 from .meshes import MeshError, legacy_surface, mask_surface_world, occupancy_grid, surface_samples, unit_cube
@@ -67,7 +68,7 @@ class Case:
 ADAPTERS: Registry = Registry("3D medical data set adapter")
 
 
-class DataSetLayoutError(FileNotFoundError):
+class DataSetLayoutError(GenbenchError, FileNotFoundError):
     pass
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import trimesh
 from skimage import measure
 
+from ..errors import GenbenchError
 
-class MeshError(ValueError):
+
+class MeshError(GenbenchError, ValueError):
     """A mesh that cannot serve as ground truth (empty, no faces, non-finite, not closed); names the item."""
 
 

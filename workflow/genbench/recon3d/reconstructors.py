@@ -35,6 +35,7 @@ import numpy as np
 import trimesh
 from skimage import measure
 
+from ..errors import GenbenchError
 from ..registry import Registry
 
 RECONSTRUCTORS: Registry[type[Reconstructor]] = Registry("3D reconstructor kind")
@@ -42,11 +43,11 @@ register = RECONSTRUCTORS.register
 KINDS = ("mesh", "gaussians", "points")
 
 
-class ReconstructionError(RuntimeError):
+class ReconstructionError(GenbenchError, RuntimeError):
     """A reconstruction that failed or produced nothing usable (recorded per item, the run continues)."""
 
 
-class EmptyInputError(ValueError):
+class EmptyInputError(GenbenchError, ValueError):
     """An input image with an empty mask (the seed benchmark drops such items from the averages)."""
 
 

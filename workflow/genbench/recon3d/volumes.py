@@ -27,10 +27,12 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..errors import GenbenchError
+
 MAX_VOXELS = 1024**3 // 2  # decode cap: larger volumes are refused (a decompression-bomb guard for .nii.gz)
 
 
-class VolumeError(ValueError):
+class VolumeError(GenbenchError, ValueError):
     """A volume or label map that cannot be used; the message names the item and the fix."""
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..errors import GenbenchError
 from ..io import sha256_file
 
 # fnmatch patterns on the relative path; '*' also matches '/', so "*/logs/*" covers results/logs/a/b.log
@@ -66,7 +67,7 @@ def _image_decode_errors() -> tuple[type[BaseException], ...]:
 IMAGE_DECODE_ERRORS = _image_decode_errors()
 
 
-class DiffConfigError(ValueError):
+class DiffConfigError(GenbenchError, ValueError):
     """A tolerance file that cannot be used (unknown key, wrong type)."""
 
 

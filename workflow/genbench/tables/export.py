@@ -17,9 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_path
-from ..metrics.names import LABELS, ORDER, best_settings
+from ..metrics.names import best_settings
+from ..metrics.registry import LABELS
+from ..metrics.registry import SCORING_METRICS as ORDER
+from .keys import CELL_KEYS_BY_DATASET
 
-CELL_COLUMNS = ["dataset", "model", "steps", "cfg", "seed"]
+CELL_COLUMNS = list(CELL_KEYS_BY_DATASET)
 HEADERS = {**LABELS, "kid": "KID×10³"}
 SCALE = {"kid": 1e3}
 NO_SPREAD = "†"

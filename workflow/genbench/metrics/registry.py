@@ -1,0 +1,202 @@
+"""The metric registry: the one place that knows, for every metric name the pipeline writes into a table, its
+direction (lower or higher is better, or none for a diagnostic), its display name and where its formula is
+documented. Everything else (the exported tables' column order and headers, figure labels, "best setting"
+selection, MMHM's utilities, the 3D summary's ``higher_is_better`` column, the config's figure checks) reads it
+from here.
+
+Two tracks, two tables: the 2D metrics (rows of ``gen2d_metrics.parquet``; the ``requestable`` ones are what
+``scoring.metrics`` may list, in the order the tables show them) and the 3D metrics (rows of
+``recon3d_summary.parquet``). A few 3D names carry a parameter (``fscore@0.01``, ``voxel_hd95``, ``fd_inception``):
+their entries are templates (``fscore@{tau}``) that :func:`metric_info` matches.
+
+No heavy imports here: ``genbench.config`` (loaded by every Snakemake run) uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["lower", "higher", "none"]
+Track = Literal["2d", "3d"]
+
+DOCS_2D = "docs/metrics.md"
+DOCS_3D = "docs/metrics3d.md"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: ``name`` as in the tables (or a template with one ``{param}``), ``direction`` ("none" for a
+    diagnostic that ranks nothing), ``display`` for tables and figures, ``doc`` the formula's anchor, and for 2D
+    whether ``scoring.metrics`` may request it (companion rows such as ``is_std`` are written with their metric)."""
+
+    name: str
+    direction: Direction
+    display: str
+    doc: str
+    track: Track
+    requestable: bool = False
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.direction == "lower"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """As the tables' ``higher_is_better`` column states it: true unless lower is better (diagnostics
+        included, as the 3D summary has always written them)."""
+        return self.direction != "lower"
+
+    @property
+    def is_template(self) -> bool:
+        return "{" in self.name
+
+    def pattern(self) -> re.Pattern[str]:
+        head, _, rest = self.name.partition("{")
+        tail = rest.partition("}")[2]
+        return re.compile(re.escape(head) + r"(.+)" + re.escape(tail) + r"\Z")
+
+
+def _m(track: Track, name: str, direction: Direction, display: str, anchor: str, requestable: bool = False
+       ) -> Metric:
+    return Metric(name, direction, display, f"{DOCS_2D if track == '2d' else DOCS_3D}#{anchor}", track, requestable)
+
+
+_FD = "fréchet-distance-fid-on-inception-features-fd-on-any-extractors-features"
+_IS = "inception-score"
+_KID = "kernel-inception-distance"
+_PRDC = "precision-recall-density-and-coverage-rows-precision-recall-density-coverage"
+_TEXT = "clip-score-pickscore-and-the-scaled-metrics"
+_VALID = "metric-validation-on-known-answers-metric_validationparquet-metric_noise_floorparquet"
+
+# 2D, in the order of the exported tables' columns (the requestable ones first)
+_METRICS_2D = [
+    _m("2d", "fid", "lower", "FID", _FD, True),
+    _m("2d", "is", "higher", "IS", _IS, True),
+    _m("2d", "kid", "lower", "KID", _KID, True),
+    _m("2d", "fd_dinov2", "lower", "FD-DINOv2", _FD, True),
+    _m("2d", "kd_dinov2", "lower", "KD-DINOv2", _KID, True),
+    _m("2d", "clip_score", "higher", "CLIP Score", _TEXT, True),
+    _m("2d", "pick_score", "higher", "PickScore", _TEXT, True),
+    _m("2d", "csfid", "lower", "csFID", _TEXT, True),
+    _m("2d", "psfid", "lower", "psFID", _TEXT, True),
+    _m("2d", "csis", "higher", "csIS", _TEXT, True),
+    _m("2d", "psis", "higher", "psIS", _TEXT, True),
+    _m("2d", "mmhm", "higher", "MMHM", "mmhm-composite", True),
+    _m("2d", "precision", "higher", "Precision", _PRDC, True),
+    _m("2d", "recall", "higher", "Recall", _PRDC, True),
+    _m("2d", "density", "higher", "Density", _PRDC, True),
+    _m("2d", "coverage", "higher", "Coverage", _PRDC, True),
+    _m("2d", "vendi", "higher", "Vendi", "vendi-score-row-vendi", True),
+    _m("2d", "cmmd", "lower", "CMMD", "cmmd-row-cmmd", True),
+    _m("2d", "fid_inf", "lower", "FID∞", "fid-row-fid_inf", True),
+    # companions written next to their metric: spreads (not intervals), and the validation table's accuracy
+    _m("2d", "is_std", "none", "IS std", _IS),
+    _m("2d", "kid_std", "none", "KID std", _KID),
+    _m("2d", "kd_dinov2_std", "none", "KD-DINOv2 std", _KID),
+    _m("2d", "label_accuracy", "higher", "label accuracy", _VALID),
+]
+
+_GEOM = "formulas-and-their-references"
+_LEGACY = "legacy-the-seed-benchmark-reproduced"
+_CORRECTED = "corrected-default"
+_APPEARANCE = "appearance-the-diff2to3-protocol-object-data-sets"
+
+_METRICS_3D = [
+    # legacy protocol (the seed benchmark's names)
+    _m("3d", "f1", "higher", "F1", _LEGACY),
+    _m("3d", "precision", "higher", "precision", _LEGACY),
+    _m("3d", "recall", "higher", "recall", _LEGACY),
+    _m("3d", "point_bin_iou", "higher", "point-bin IoU", _LEGACY),
+    _m("3d", "point_bin_dice", "higher", "point-bin Dice", _LEGACY),
+    # point-set distances (both protocols)
+    _m("3d", "chamfer_l1", "lower", "Chamfer-L1", _GEOM),
+    _m("3d", "chamfer_l2", "lower", "Chamfer-L2", _GEOM),
+    _m("3d", "accuracy", "lower", "accuracy (mean d(P, G))", _GEOM),
+    _m("3d", "completeness", "lower", "completeness (mean d(G, P))", _GEOM),
+    _m("3d", "hausdorff", "lower", "Hausdorff", _GEOM),
+    _m("3d", "hd{percentile}", "lower", "HD{percentile}", _GEOM),
+    _m("3d", "fscore@{tau}", "higher", "F-score@{tau}", _GEOM),
+    _m("3d", "precision@{tau}", "higher", "precision@{tau}", _GEOM),
+    _m("3d", "recall@{tau}", "higher", "recall@{tau}", _GEOM),
+    _m("3d", "normal_consistency", "higher", "normal consistency", _GEOM),
+    _m("3d", "emd", "lower", "EMD", _GEOM),
+    # solid occupancy (corrected protocol) and its voxel surface distances
+    _m("3d", "solid_iou", "higher", "solid IoU", _GEOM),
+    _m("3d", "solid_dice", "higher", "solid Dice", _GEOM),
+    _m("3d", "voxel_hd{percentile}", "lower", "voxel HD{percentile}", _GEOM),
+    _m("3d", "voxel_assd", "lower", "voxel ASSD", _GEOM),
+    _m("3d", "voxel_nsd", "higher", "voxel NSD", _GEOM),
+    # the protocol-delta knobs' common name for whichever IoU a protocol computed
+    _m("3d", "iou", "higher", "IoU", _GEOM),
+    # alignment and sampling diagnostics (summarised like metrics; they rank nothing)
+    _m("3d", "icp_fitness", "none", "ICP fitness", _GEOM),
+    _m("3d", "icp_rmse", "none", "ICP inlier RMSE", _GEOM),
+    _m("3d", "sample_spacing", "none", "sample spacing", _CORRECTED),
+    # appearance on renders
+    _m("3d", "psnr", "higher", "PSNR", _APPEARANCE),
+    _m("3d", "ssim", "higher", "SSIM", _APPEARANCE),
+    _m("3d", "silhouette_iou", "higher", "silhouette IoU", _APPEARANCE),
+    _m("3d", "lpips", "lower", "LPIPS", _APPEARANCE),
+    _m("3d", "clip_input", "higher", "CLIP score vs input", _APPEARANCE),
+    _m("3d", "fd_{extractor}", "lower", "FD-{extractor}", _APPEARANCE),
+    _m("3d", "kd_{extractor}", "lower", "KD-{extractor}", _APPEARANCE),
+]
+
+METRICS: dict[Track, dict[str, Metric]] = {"2d": {m.name: m for m in _METRICS_2D},
+                                           "3d": {m.name: m for m in _METRICS_3D}}
+
+
+def metric_info(name: str, track: Track = "2d") -> Metric:
+    """The registry entry of ``name`` (a template's entry for e.g. ``fscore@0.01``); KeyError when there is none."""
+    table = METRICS[track]
+    if name in table:
+        return table[name]
+    for m in table.values():
+        if m.is_template and m.pattern().match(name):
+            return m
+    raise KeyError(f"metric '{name}' ({track}) is not in genbench.metrics.registry; add its direction, display "
+                   "name and formula anchor there")
+
+
+def is_registered(name: str, track: Track = "2d") -> bool:
+    try:
+        metric_info(name, track)
+    except KeyError:
+        return False
+    return True
+
+
+def lower_is_better(name: str, track: Track = "2d") -> bool:
+    return metric_info(name, track).lower_is_better
+
+
+def higher_is_better(name: str, track: Track = "2d") -> bool:
+    """The tables' ``higher_is_better`` value: true unless lower is better."""
+    return metric_info(name, track).higher_is_better
+
+
+def display_name(name: str, track: Track = "2d") -> str:
+    """The name tables and figures show; a name the registry does not know is shown as is."""
+    try:
+        m = metric_info(name, track)
+    except KeyError:
+        return name
+    if not m.is_template:
+        return m.display
+    param = m.pattern().match(name).group(1)
+    return re.sub(r"\{\w+\}", param, m.display)
+
+
+# derived views (2D): what scoring.metrics may request, in table order; their display names; the lower-is-better set
+SCORING_METRICS: list[str] = [m.name for m in _METRICS_2D if m.requestable]
+LABELS: dict[str, str] = {m: METRICS["2d"][m].display for m in SCORING_METRICS}
+LOWER_IS_BETTER_2D: frozenset[str] = frozenset(m.name for m in _METRICS_2D if m.lower_is_better)
+
+# the metric each config-selectable figure draws (genbench.plots.figures.FIGURES takes it from here)
+FIGURE_METRICS: dict[str, str] = {
+    "fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid", "dataset_comparison": "fid",
+    "sample_grids": "fid", "per_class_fid": "fid", "clip_vs_cfg": "clip_score", "pick_vs_cfg": "pick_score",
+    "mmhm_heatmap": "mmhm", "scaled_vs_raw": "csfid",
+}
