@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .errors import GenbenchError
+
 # How a rule's jobs scale. "dataset": a job processes every item of the data set named by its `dataset` (or
 # `dataset3d`) wildcard
 # (a real set's features, a cell's features and scores, a 3D set's reconstructions). "shard": one shard of a cell's
@@ -58,7 +60,7 @@ OFFICIAL_ITEMS: dict[str, int] = {"imagenet_val": 50_000, "imagenetv2": 10_000}
 NO_COST = "no recorded cost: run a few of its jobs first (a pilot), or give --costs"
 
 
-class PlanError(Exception):
+class PlanError(GenbenchError):
     """A plan that cannot be made (the dry run failed, a costs file is malformed): one line naming what and why."""
 
 

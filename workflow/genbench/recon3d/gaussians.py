@@ -45,6 +45,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import GenbenchError
+
 SH_C0 = 0.28209479177387814  # 1 / (2 sqrt(pi)): the degree-0 real spherical harmonic
 LOWPASS = 0.3  # px^2, 3DGS' dilation of the projected covariance
 
@@ -202,7 +204,7 @@ REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "
             "rot_0", "rot_1", "rot_2", "rot_3")
 
 
-class PlyFormatError(ValueError):
+class PlyFormatError(GenbenchError, ValueError):
     """A PLY file that is not a 3DGS point cloud this reader understands (names the file and what is missing)."""
 
 
