@@ -196,17 +196,14 @@ class SemanticViT(nn.Module):
 
     def __init__(self, channels: int, patch: int, depth: int, seed: int = 0):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.embed = nn.Conv2d(3, channels, patch, stride=patch)
-        heads = max(1, channels // 32)
-        self.blocks = nn.ModuleList([nn.TransformerEncoderLayer(channels, heads, 2 * channels, dropout=0.0,
-                                                                batch_first=True, norm_first=True)
-                                     for _ in range(depth)])
-        self.norm = nn.LayerNorm(channels)
-        with torch.no_grad():
-            for p in self.parameters():
-                if p.dim() > 1:
-                    p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+        with torch.random.fork_rng():  # the frozen random weights are a function of ``seed`` alone
+            torch.manual_seed(seed)
+            self.embed = nn.Conv2d(3, channels, patch, stride=patch)
+            heads = max(1, channels // 32)
+            self.blocks = nn.ModuleList([nn.TransformerEncoderLayer(channels, heads, 2 * channels, dropout=0.0,
+                                                                    batch_first=True, norm_first=True)
+                                         for _ in range(depth)])
+            self.norm = nn.LayerNorm(channels)
         self.requires_grad_(False)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -326,6 +323,7 @@ def transformer(cfg: VAEConfig, depth: int) -> nn.TransformerEncoder:
 
 
 GAUSSIAN_PARAMS = 3 + 3 + 4 + 1 + 3  # offset, scale, rotation, opacity, colour
+MIN_SCALE = 1e-3  # voxels: a floor on the Gaussian std (softplus underflows to 0 in float32 for logits < -100)
 
 
 class SparseVAE(nn.Module):
@@ -345,11 +343,11 @@ class SparseVAE(nn.Module):
         self.dec_norm = nn.LayerNorm(cfg.hidden)
         g = cfg.gaussians_per_voxel
         self.dec_out = nn.Linear(cfg.hidden, g * GAUSSIAN_PARAMS)
-        # fixed per-slot starting offsets (voxel units, inside +- offset_range / 2): a stratified 3D pattern so the
-        # slots of a voxel start apart (TRELLIS perturbs its offsets the same way, with a Hammersley sequence)
+        # fixed per-slot starting offsets, uniform in (-0.4, 0.4) voxels (inside the voxel), so the slots of a voxel
+        # start apart (TRELLIS perturbs its offsets likewise, with a Hammersley pattern); stored pre-tanh
         gen = torch.Generator().manual_seed(0)
-        base = (torch.rand(g, 3, generator=gen) - 0.5) * 0.8  # in (-0.4, 0.4) of the bound
-        self.register_buffer("offset_init", torch.atanh(2 * base), persistent=False)
+        base = (torch.rand(g, 3, generator=gen) - 0.5) * 0.8
+        self.register_buffer("offset_init", torch.atanh(base / (0.5 * cfg.offset_range)), persistent=False)
 
     def positions(self, coords: torch.Tensor) -> torch.Tensor:
         return sinusoidal_3d(coords.to(torch.float32), self.cfg.hidden)
@@ -369,15 +367,16 @@ class SparseVAE(nn.Module):
     def gaussians(self, raw: torch.Tensor, coords: torch.Tensor) -> gs.Gaussians:
         """Activate raw decoder outputs (N, G, 14) into Gaussians (N * G of them), TRELLIS-style:
         centre = voxel centre + (offset_range / 2) voxel tanh(raw + slot start) (bounded to the voxel's
-        neighbourhood), std = softplus(raw + softplus^-1(scale_bias)) voxels, quaternion = raw + (1, 0, 0, 0),
-        opacity = sigmoid(raw + logit(opacity_bias)), colour = sigmoid(raw) (RGB, SH degree 0)."""
+        neighbourhood), std = softplus(raw + softplus^-1(scale_bias)) + MIN_SCALE voxels,
+        quaternion = raw + (1, 0, 0, 0), opacity = sigmoid(raw + logit(opacity_bias)),
+        colour = sigmoid(raw) (RGB, SH degree 0)."""
         cfg = self.cfg
         vs = cfg.voxel_size
         off, sc, rot, op, col = raw.split([3, 3, 4, 1, 3], -1)
         centre = voxel_centres(coords, cfg.grid_size).to(raw.dtype)[:, None]
         means = centre + 0.5 * cfg.offset_range * vs * torch.tanh(off + self.offset_init)
         sb = math.log(math.expm1(cfg.scale_bias))
-        scales = F.softplus(sc + sb) * vs
+        scales = (F.softplus(sc + sb) + MIN_SCALE) * vs
         rotations = rot + torch.tensor([1.0, 0, 0, 0], dtype=raw.dtype)
         ob = math.log(cfg.opacity_bias / (1 - cfg.opacity_bias))
         opacities = torch.sigmoid(op[..., 0] + ob)
@@ -465,7 +464,7 @@ def fit(vae: SparseVAE, asset: Asset, steps: int, lr: float = 3e-3, seed: int = 
         opt.zero_grad()
         terms["total"].backward()
         opt.step()
-        hist.append({k: float(v) for k, v in terms.items()} | {"view": view, "seconds": time.perf_counter() - t0})
+        hist.append({k: v.item() for k, v in terms.items()} | {"view": view, "seconds": time.perf_counter() - t0})
     return hist
 
 
