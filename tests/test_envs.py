@@ -611,6 +611,6 @@ def test_a_missing_package_is_reported(monkeypatch):
         return (names - {"pillow"} if env and env.endswith("plots.yaml") else names), python
 
     monkeypatch.setattr(sys.modules[__name__], "env_packages", without_pillow)
-    with pytest.raises(AssertionError, match=r"figure_fid_vs_cfg: \.\./\.\./envs/plots\.yaml lacks pillow "
+    with pytest.raises(AssertionError, match=r"figure_fid_vs_cfg: \.\./envs/plots\.yaml lacks pillow "
                                              r"\(imported at genbench\.data\.manifest:\d+"):
         test_every_rule_env_holds_its_import_closure()

@@ -17,7 +17,7 @@ rule aggregate_gen2d:
     benchmark:
         f"{BENCH}/aggregate/gen2d_metrics.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/aggregate_gen2d.py"
 
@@ -56,6 +56,6 @@ rule export_gen2d_tables:
     benchmark:
         f"{BENCH}/aggregate/export_gen2d_tables.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/export_tables.py"

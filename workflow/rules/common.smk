@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+sys.path.insert(0, workflow.basedir)  # workflow/, the Snakefile's folder, holds genbench
 
 from genbench.config import (  # noqa: E402
     ConfigError,
@@ -276,13 +276,14 @@ def generator_checkpoint(wildcards, input):
     return config["models"][wildcards.model]["weights"].get("path")
 
 
-# families that run through upstream code pinned to a commit get that code's own environment (envs/{family}.yaml)
-UPSTREAM_ENVS = {"rae": "../../envs/rae.yaml", "scale_rae": "../../envs/scale_rae.yaml"}
+# families that run through upstream code pinned to a commit get that code's own environment
+# (workflow/envs/{family}.yaml)
+UPSTREAM_ENVS = {"rae": "../envs/rae.yaml", "scale_rae": "../envs/scale_rae.yaml"}
 
 
 def generator_env(wildcards):
     """The conda environment of a generation job (used with --use-conda): the model family's own, if it has one."""
-    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../../envs/gen2d.yaml")
+    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../envs/gen2d.yaml")
 
 
 def extractor_inputs(name):
@@ -328,13 +329,14 @@ def table_exports():
     return [f"results/tables/gen2d_{name}.{ext}" for name in ("sweep", "best") for ext in ("md", "tex", "html")]
 
 
-# external image-to-3D models run in their own env (envs/{kind}.yaml) on a GPU; the baselines in envs/mesh.yaml
+# external image-to-3D models run in their own env (workflow/envs/{kind}.yaml) on a GPU; the baselines in
+# workflow/envs/mesh.yaml
 EXTERNAL_3D = ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d")
 
 
 def reconstructor_env(wildcards):
     kind = config["reconstructors"][wildcards.recon]["kind"]
-    return f"../../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../../envs/mesh.yaml"
+    return f"../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../envs/mesh.yaml"
 
 
 def reconstructor_gpus(name):

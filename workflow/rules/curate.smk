@@ -14,7 +14,7 @@ rule prepare_dataset:
     benchmark:
         f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/prepare_dataset.py"
 
@@ -33,7 +33,7 @@ rule laion_miniworld:
     benchmark:
         f"{BENCH}/laion_miniworld/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/curate.py"
 
@@ -55,7 +55,7 @@ rule laion_download:
     benchmark:
         f"{BENCH}/laion_download/{{dataset}}.tsv"
     conda:
-        "../../envs/curate.yaml"
+        "../envs/curate.yaml"
     script:
         "../scripts/curate.py"
 
@@ -73,7 +73,7 @@ rule curate_ingest:
     benchmark:
         f"{BENCH}/curate_ingest/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/curate.py"
 
@@ -90,7 +90,7 @@ rule curate_match:
     benchmark:
         f"{BENCH}/curate_match/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/curate.py"
 
@@ -110,7 +110,7 @@ rule curate_text_filter:
     benchmark:
         f"{BENCH}/curate_text_filter/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/curate.py"
 
@@ -134,7 +134,7 @@ rule curate_checks:
     benchmark:
         f"{BENCH}/curate_checks/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/curate.py"
 
@@ -159,7 +159,7 @@ rule curate_final:
     benchmark:
         f"{BENCH}/curate_final/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/curate.py"
 
@@ -189,6 +189,6 @@ rule curate_datasheet:
     benchmark:
         f"{BENCH}/curate_datasheet/{{dataset}}.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/curate.py"

@@ -20,7 +20,7 @@ rule train_extractor:
     benchmark:
         f"{BENCH}/train_extractor/{{extractor}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/train_extractor.py"
 
@@ -36,7 +36,7 @@ rule init_extractor:
     benchmark:
         f"{BENCH}/init_extractor/{{extractor}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/init_extractor.py"
 
@@ -60,7 +60,7 @@ rule features_real:
     benchmark:
         f"{BENCH}/features_real/{{extractor}}/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/features_real.py"
 
@@ -88,7 +88,7 @@ rule cell_features:
     benchmark:
         f"{BENCH}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/cell_features.py"
 
@@ -113,7 +113,7 @@ rule train_embedder:
     benchmark:
         f"{BENCH}/train_embedder/{{embedder}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/train_embedder.py"
 
@@ -137,6 +137,6 @@ rule embed_real:
     benchmark:
         f"{BENCH}/embed_real/{{embedder}}/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/embed_real.py"

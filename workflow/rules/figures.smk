@@ -21,7 +21,7 @@ rule figure_fid_vs_cfg:
     benchmark:
         f"{BENCH}/figures/fid_vs_cfg.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/figure.py"
 
@@ -108,7 +108,7 @@ rule figure_sample_grids:
     benchmark:
         f"{BENCH}/figures/sample_grids.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/figure.py"
 

@@ -19,7 +19,7 @@ rule train_generator:
     benchmark:
         f"{BENCH}/train_generator/{{model}}.tsv"
     conda:
-        "../../envs/gen2d.yaml"
+        "../envs/gen2d.yaml"
     script:
         "../scripts/train_generator.py"
 
@@ -41,7 +41,7 @@ rule convert_weights:
     benchmark:
         f"{BENCH}/convert_weights/{{model}}.tsv"
     conda:
-        "../../envs/flax.yaml"
+        "../envs/flax.yaml"
     script:
         "../scripts/convert_weights.py"
 
@@ -84,6 +84,6 @@ rule sample_grid:
     benchmark:
         f"{BENCH}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/gen2d.yaml"
+        "../envs/gen2d.yaml"
     script:
         "../scripts/sample_grid.py"

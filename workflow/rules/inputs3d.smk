@@ -17,6 +17,6 @@ rule prepare_3d:
     benchmark:
         f"{BENCH}/prepare_3d/{{dataset3d}}.tsv"
     conda:
-        "../../envs/mesh.yaml"
+        "../envs/mesh.yaml"
     script:
         "../scripts/prepare_3d.py"

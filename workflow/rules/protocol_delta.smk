@@ -21,7 +21,7 @@ rule protocol_delta_2d:
     benchmark:
         f"{BENCH}/protocol_delta/2d.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/protocol_delta.py"
 
@@ -45,7 +45,7 @@ rule protocol_delta_3d:
     benchmark:
         f"{BENCH}/protocol_delta/3d/{{dataset3d}}.tsv"
     conda:
-        "../../envs/mesh.yaml"
+        "../envs/mesh.yaml"
     script:
         "../scripts/protocol_delta.py"
 
@@ -64,7 +64,7 @@ rule protocol_delta:
     benchmark:
         f"{BENCH}/protocol_delta/table.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/protocol_delta.py"
 
@@ -84,6 +84,6 @@ rule figure_protocol_delta:
     benchmark:
         f"{BENCH}/figures/protocol_delta.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/protocol_delta.py"

@@ -41,7 +41,7 @@ rule score_3d:
     benchmark:
         f"{BENCH}/score_3d/{{dataset3d}}/{{recon}}.tsv"
     conda:
-        "../../envs/mesh.yaml"
+        "../envs/mesh.yaml"
     script:
         "../scripts/score_3d.py"
 
@@ -61,7 +61,7 @@ rule aggregate_3d:
     benchmark:
         f"{BENCH}/aggregate/recon3d.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/aggregate_3d.py"
 
@@ -82,7 +82,7 @@ rule export_recon3d_table:
     benchmark:
         f"{BENCH}/aggregate/export_recon3d_table.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/export_recon3d_table.py"
 
@@ -103,7 +103,7 @@ rule figure_recon3d_bars:
     benchmark:
         f"{BENCH}/figures/recon3d_bars.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/figure_3d.py"
 
@@ -143,7 +143,7 @@ rule figure_recon3d_grid:
     benchmark:
         f"{BENCH}/figures/recon3d_grid.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/figure_3d.py"
 
@@ -168,6 +168,6 @@ rule appearance_3d:
     benchmark:
         f"{BENCH}/appearance_3d/{{dataset3d}}/{{recon}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/appearance_3d.py"

@@ -19,6 +19,6 @@ rule score_cell:
     benchmark:
         f"{BENCH}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/score_cell.py"

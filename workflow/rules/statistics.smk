@@ -20,7 +20,7 @@ rule pairwise_gen2d:
     benchmark:
         f"{BENCH}/statistics/gen2d_pairwise.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -44,7 +44,7 @@ rule selection_stability_gen2d:
     benchmark:
         f"{BENCH}/statistics/gen2d_selection_stability.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -62,7 +62,7 @@ rule figure_selection_stability:
     benchmark:
         f"{BENCH}/figures/selection_stability.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -82,7 +82,7 @@ rule pairwise_3d:
     benchmark:
         f"{BENCH}/statistics/recon3d_pairwise.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -109,7 +109,7 @@ rule metric_validation:
     benchmark:
         f"{BENCH}/statistics/metric_validation.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -127,6 +127,6 @@ rule figure_metric_correlation:
     benchmark:
         f"{BENCH}/figures/metric_correlation.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/statistics.py"
