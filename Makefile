@@ -67,7 +67,7 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 dry-run-paper: setup
-	$(BIN)/snakemake -n --profile profiles/slurm
+	$(BIN)/snakemake -n --profile profiles/slurm --configfile config/paper.yaml
 
 # One documented step so that `snakemake --profile slurm` resolves from the repo root:
 # Snakemake searches ~/.config/snakemake/<name>, so link the repo's profile there.
