@@ -12,20 +12,24 @@ import pytest
 import yaml
 from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 
+from genbench.plots.registry import FIGURES as REGISTRY
 from genbench.tables import read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
 
-FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids",
-                "clip_vs_cfg", "pick_vs_cfg", "mmhm_heatmap", "scaled_vs_raw"]
+# the registered figures (the tiny config draws every one: test_outputs checks it), and those drawn from the
+# metrics table
+FIGURES = list(REGISTRY)
+FROM_METRICS = [name for name, fig in REGISTRY.items() if fig.table == "gen2d_metrics"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
            "cmmd", "fid_inf"}
-FIGURES = [*FROM_METRICS, "per_class_fid"]
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
 CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the
 # curated mw_relaionet
 
 pytestmark = pytest.mark.workflow
+
+
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
     assert len(table) == CELLS * len(METRICS)

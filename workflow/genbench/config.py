@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .plots.registry import FIGURES
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
@@ -140,11 +142,8 @@ def expand_per_steps(config: dict[str, Any]) -> None:
         raise ConfigError("invalid genbench config:\n  " + "\n  ".join(problems))
 
 
-# the metric each figure draws (genbench.plots.figures.FIGURES must agree; a test checks it)
-FIGURE_METRICS = {"fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid",
-                  "dataset_comparison": "fid", "sample_grids": "fid", "per_class_fid": "fid",
-                  "clip_vs_cfg": "clip_score", "pick_vs_cfg": "pick_score", "mmhm_heatmap": "mmhm",
-                  "scaled_vs_raw": "csfid"}
+# the metric each figure draws, from the figure registry
+FIGURE_METRICS = {name: fig.metric for name, fig in FIGURES.items()}
 
 
 def _check_references(config: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from genbench.config import (  # noqa: E402
     select,
     validate_config,
 )
+from genbench.plots.registry import FIGURES  # noqa: E402
 
 try:
     validate_config(config)
@@ -323,6 +324,17 @@ def sample_grids():
 
 def figure_files():
     return [f"results/figures/{name}.{ext}" for name in config["figures"] for ext in ("pdf", "png")]
+
+
+def figure_input(fig):
+    """A registered figure's inputs (figures.smk): its table, the significance marks, the cells' sample grids."""
+    return fig.inputs(grids=sample_grids() if fig.needs_grids else [])
+
+
+def figure_params(fig):
+    """A registered figure's params (figures.smk): its name, the CI level it states, the cells of its grids."""
+    cells = [c.path for c in CELLS] if fig.needs_grids else []
+    return fig.params(confidence=config["scoring"]["bootstrap"]["confidence"], cells=cells)
 
 
 def table_exports():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 from ..metrics.names import LABELS, LOWER_IS_BETTER  # noqa: E402
 from ..metrics.names import best_settings as _best  # noqa: E402
+from .registry import FIGURES  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -552,30 +552,10 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     return df
 
 
-@dataclass(frozen=True)
-class Figure:
-    """A figure: the function that draws it, its keyword arguments, and whether it also reads sample grids."""
-
-    draw: Callable[..., pd.DataFrame]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    needs_grids: bool = False
-    table: str = "gen2d_metrics"  # results/tables/{table}.parquet
-    intervals: bool = True  # draws CIs, so it states their confidence level
-    pairwise: bool = False  # marks significant differences between neighbouring points (gen2d_pairwise)
-
-
-FIGURES: dict[str, Figure] = {
-    "fid_vs_cfg": Figure(metric_vs_cfg, {"metric": "fid"}, pairwise=True),
-    "is_vs_cfg": Figure(metric_vs_cfg, {"metric": "is"}, pairwise=True),
-    "kid_vs_cfg": Figure(metric_vs_cfg, {"metric": "kid"}),
-    "step_scaling": Figure(step_scaling, {"metric": "fid"}, pairwise=True),
-    "dataset_comparison": Figure(dataset_comparison, {"metric": "fid"}),
-    "sample_grids": Figure(sample_grids, {"metric": "fid"}, needs_grids=True),
-    "per_class_fid": Figure(per_class_fid, {"metric": "fid"}, table="gen2d_per_class"),
-    "clip_vs_cfg": Figure(metric_vs_cfg, {"metric": "clip_score"}),
-    "pick_vs_cfg": Figure(metric_vs_cfg, {"metric": "pick_score"}),
-    "mmhm_heatmap": Figure(mmhm_heatmap, {"metric": "mmhm"}, intervals=False),  # min-max over the sweep: no CI
-    "scaled_vs_raw": Figure(scaled_vs_raw, {"metric": "csfid"}),
+# the drawing functions the registry's figures name (genbench.plots.registry.FIGURES: the list of figures)
+DRAW: dict[str, Callable[..., pd.DataFrame]] = {
+    f.__name__: f
+    for f in (metric_vs_cfg, step_scaling, dataset_comparison, sample_grids, per_class_fid, mmhm_heatmap, scaled_vs_raw)
 }
 
 
@@ -593,4 +573,4 @@ def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path
     if fig.intervals:
         ci_text(confidence)  # a bad level fails here, before anything is drawn
         extra["confidence"] = confidence
-    return fig.draw(table, pdf, png, data, **fig.kwargs, **extra)
+    return DRAW[fig.draw](table, pdf, png, data, **fig.kwargs, **extra)
