@@ -65,6 +65,7 @@ golden: setup
 lint: setup
 	$(BIN)/ruff check workflow tests benchmarks
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check workflow   # workflow/Snakefile and the rules; `snakefmt workflow` formats them
 
 dry-run-paper: setup
 	$(BIN)/snakemake -n --profile profiles/slurm --configfile config/paper.yaml

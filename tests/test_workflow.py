@@ -3,6 +3,7 @@ behaviour, lint, and the paper DAG through the slurm profile with config/paper.y
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -347,6 +348,17 @@ def test_lint_is_clean(root, tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     assert "Lints for" not in text, text
+
+
+def test_snakefmt_is_clean(root):
+    """The Snakefile and the rules are formatted by snakefmt at the project's line length ([tool.snakefmt] in
+    pyproject.toml), as `make lint` checks; a change to them is followed by `snakefmt workflow`."""
+    out = subprocess.run([sys.executable, "-m", "snakefmt", "--config", "pyproject.toml", "--check", "workflow"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, f"{text}\nrun `snakefmt workflow` from the repo root"
+    checked = re.search(r"(\d+) file\(s\) would be left unchanged", text)
+    assert checked and int(checked.group(1)) >= 12, text  # workflow/Snakefile and every rule file
 
 
 def test_paper_dag_through_slurm_profile(root, tmp_path):
