@@ -408,7 +408,8 @@ def test_profile_by_name_after_make_slurm_profile(root, tmp_path):
     subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=wd, check=True, capture_output=True)
     assert (home / ".config/snakemake/slurm/config.yaml").exists()
     env = dict(os.environ, HOME=str(home))
-    out = subprocess.run([*SNAKEMAKE, "-n", "--profile", "slurm", "--configfile", "config/paper.yaml",
+    # `--` ends --configfile's list of files (it takes several), so the target is not read as a config
+    out = subprocess.run([*SNAKEMAKE, "-n", "--profile", "slurm", "--configfile", "config/paper.yaml", "--",
                           "results/tables/gen2d_metrics.parquet"], cwd=wd, capture_output=True, text=True, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
