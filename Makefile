@@ -65,9 +65,10 @@ golden: setup
 lint: setup
 	$(BIN)/ruff check workflow tests benchmarks
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check workflow   # workflow/Snakefile and the rules; `snakefmt workflow` formats them
 
 dry-run-paper: setup
-	$(BIN)/snakemake -n --profile profiles/slurm
+	$(BIN)/snakemake -n --profile profiles/slurm --configfile config/paper.yaml
 
 # One documented step so that `snakemake --profile slurm` resolves from the repo root:
 # Snakemake searches ~/.config/snakemake/<name>, so link the repo's profile there.

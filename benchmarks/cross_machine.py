@@ -33,7 +33,7 @@ KEYS = list(GEN2D_TABLE_KEYS)
 
 def run(workdir: Path, config: dict, target: str, cores: int, env: dict[str, str]) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "resources"):
+    for name in ("workflow", "config", "profiles", "resources"):
         src = ROOT / name
         if not src.exists():
             continue

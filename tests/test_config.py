@@ -17,6 +17,16 @@ def test_shipped_configs_validate(root, name):
     assert cells(cfg), "the sweep must produce cells"
 
 
+def test_profiles_choose_no_config(root):
+    """A profile says where jobs run, a config what runs: the paper run is
+    `snakemake --profile profiles/slurm --configfile config/paper.yaml`, and every documented entry point names it."""
+    for profile in sorted((root / "profiles").glob("*/config.yaml")):
+        assert "configfile" not in yaml.safe_load(profile.read_text()), profile
+    documented = "--profile profiles/slurm --configfile config/paper.yaml"
+    for doc in ("README.md", "config/README.md", "profiles/slurm/config.yaml", "Makefile"):
+        assert documented in (root / doc).read_text(), doc
+
+
 def test_defaults_are_filled(default_config):
     del default_config["generation"]
     cfg = validate_config(default_config)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -473,17 +474,40 @@ class Closure:
 RULES = WORKFLOW / "rules"
 
 
+RULE = re.compile(r"^rule(?: (\w+))?:\n((?:[ \t]+.*\n|\n)*)", re.M)
+# rules defined in a loop over a registry (figures.smk: `for fig in FIGURES.values():`, each named by `name:`)
+LOOP = re.compile(r"^for (\w+) in (\w+)\.values\(\):\n((?:[ \t]+.*\n|\n)*)", re.M)
+
+
+def _loop_registries() -> dict:
+    from genbench.plots.registry import FIGURES
+
+    return {"FIGURES": FIGURES}
+
+
 def smk_rules() -> dict[str, dict[str, str | None]]:
     """rule name -> {"conda": the env path or the name of the function choosing it (None: no conda directive),
-    "script": the script path}, read from workflow/rules/*.smk."""
+    "script": the script path}, read from workflow/rules/*.smk (a rule defined in a loop over a registry once per
+    entry, under the name its `name:` directive gives it)."""
     out = {}
+
+    def add(name: str, body: str, smk: Path) -> None:
+        directive = {k: re.search(rf"^    {k}:\n\s+(\S.*)$", body, re.M) for k in ("conda", "script")}
+        conda, script = (d.group(1).strip() if d else None for d in directive.values())
+        out[name] = {"conda": conda, "script": script, "smk": smk.name}
+
     for smk in sorted(RULES.glob("*.smk")):
         text = smk.read_text()
-        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, re.M):
-            body = m.group(2)
-            directive = {k: re.search(rf"^    {k}:\n\s+(\S.*)$", body, re.M) for k in ("conda", "script")}
-            conda, script = (d.group(1).strip() if d else None for d in directive.values())
-            out[m.group(1)] = {"conda": conda, "script": script, "smk": smk.name}
+        for m in RULE.finditer(text):
+            assert m.group(1), f"{smk.name}: a rule without a name outside a loop"
+            add(m.group(1), m.group(2), smk)
+        for loop in LOOP.finditer(text):
+            var, registry = loop.group(1), _loop_registries()[loop.group(2)]
+            for m in RULE.finditer(textwrap.dedent(loop.group(3))):
+                name = re.search(r"^    name:\n\s+(\S.*)$", m.group(2), re.M)
+                assert name, f"{smk.name}: a rule in a loop needs a name: directive"
+                for entry in registry.values():
+                    add(eval(name.group(1), {}, {var: entry}), m.group(2), smk)  # the f-string, per entry
     return out
 
 
@@ -611,6 +635,6 @@ def test_a_missing_package_is_reported(monkeypatch):
         return (names - {"pillow"} if env and env.endswith("plots.yaml") else names), python
 
     monkeypatch.setattr(sys.modules[__name__], "env_packages", without_pillow)
-    with pytest.raises(AssertionError, match=r"figure_fid_vs_cfg: \.\./\.\./envs/plots\.yaml lacks pillow "
+    with pytest.raises(AssertionError, match=r"figure_fid_vs_cfg: \.\./envs/plots\.yaml lacks pillow "
                                              r"\(imported at genbench\.data\.manifest:\d+"):
         test_every_rule_env_holds_its_import_closure()

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genbench.config import ConfigError, validate_config
-from genbench.metrics.registry import FIGURE_METRICS
-from genbench.plots.figures import FIGURES, best_settings, draw_figure
+from genbench.config import FIGURE_METRICS, ConfigError, validate_config
+from genbench.plots.figures import DRAW, best_settings, draw_figure
+from genbench.plots.registry import FIGURES
 from genbench.tables.export import best_table, export_tables, latex_escape, to_html, to_markdown, wide_table
 from genbench.tables.keys import CELL_KEYS_BY_DATASET
 
@@ -41,10 +41,40 @@ def table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_figure_registry_matches_config_check():
-    assert set(FIGURES) == set(FIGURE_METRICS)
+def test_figure_registry_is_the_one_list():
+    """The figure registry is the one list of figures: the config check, the drawing functions, the schema's
+    names, the report captions, the rules (one figure_{name} rule each, figures.smk) and the CI config follow it."""
+    import re
+
+    import yaml
+
+    assert FIGURE_METRICS == {name: fig.metric for name, fig in FIGURES.items()}
     for name, fig in FIGURES.items():
-        assert fig.kwargs["metric"] == FIGURE_METRICS[name]
+        assert fig.name == name and fig.draw in DRAW, name
+        assert (REPORT / f"figures/{name}.rst").is_file(), name
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    enum = schema["properties"]["figures"]["items"]["enum"]
+    assert enum == list(FIGURES) and set(schema["properties"]["figures"]["default"]) <= set(FIGURES)
+    tiny = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    assert set(tiny["figures"]) == set(FIGURES)  # the CI run draws (and the golden artifacts hold) every figure
+    rules = (ROOT / "workflow/rules/figures.smk").read_text()
+    assert "for fig in FIGURES.values():" in rules and 'f"figure_{fig.name}"' in rules
+    assert not re.search(r"^(use )?rule figure_", rules, re.M), "figures.smk defines its rules from the registry"
+
+
+def test_figure_rule_io_follows_the_registry():
+    """What the rules read: the table each figure is drawn from, the pairwise table for the significance marks,
+    the cells' sample grids (with the cells, in their order, as params) for the qualitative figure."""
+    grids = ["results/gen2d/a/grid.png", "results/gen2d/b/grid.png"]
+    for name, fig in FIGURES.items():
+        inputs = fig.inputs(grids=grids)
+        assert inputs["table"] == f"results/tables/{fig.table}.parquet"
+        assert ("pairwise" in inputs) == fig.pairwise and ("grids" in inputs) == fig.needs_grids, name
+        params = fig.params(confidence=0.9, cells=["a", "b"])
+        assert params == {"name": name, "confidence": 0.9, **({"cells": ["a", "b"]} if fig.needs_grids else {})}
+    assert FIGURES["sample_grids"].inputs(grids=grids)["grids"] == grids
+    assert [n for n, f in FIGURES.items() if f.pairwise] == ["fid_vs_cfg", "is_vs_cfg", "step_scaling"]
+    assert [n for n, f in FIGURES.items() if f.table != "gen2d_metrics"] == ["per_class_fid"]
 
 
 def test_config_rejects_figure_without_its_metric(default_config):

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory):
 def site_profile(root, dest, threads: int = 2):
     """profiles/slurm adapted to the 2-CPU test node: what a site profile would override."""
     prof = yaml.safe_load((root / "profiles/slurm/config.yaml").read_text())
-    prof.pop("configfile")
+    assert "configfile" not in prof  # the profile says where jobs run; the config (here the tiny one) what runs
     for res in prof["set-resources"].values():
         res.update(mem_mb=min(res.get("mem_mb", 1000), 2000), cpus_per_task=threads, runtime=10)
     prof["default-resources"].update(mem_mb=1000, cpus_per_task=1, runtime=10)

@@ -1,30 +1,36 @@
 """Workflow tests: Snakemake itself on a temporary copy of the workflow (the tiny config end to end, rerun
-behaviour, lint, and the paper DAG through the slurm profile)."""
+behaviour, lint, and the paper DAG through the slurm profile with config/paper.yaml)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
 from wfutil import SNAKEMAKE, copy_workflow, planned_jobs, smk
 
+from genbench.plots.registry import FIGURES as REGISTRY
 from genbench.tables import read_metadata, write_parquet
 from genbench.tables.diff import Tolerances, diff_paths
 
-FROM_METRICS = ["fid_vs_cfg", "is_vs_cfg", "kid_vs_cfg", "step_scaling", "dataset_comparison", "sample_grids",
-                "clip_vs_cfg", "pick_vs_cfg", "mmhm_heatmap", "scaled_vs_raw"]
+# the registered figures (the tiny config draws every one: test_outputs checks it), and those drawn from the
+# metrics table
+FIGURES = list(REGISTRY)
+FROM_METRICS = [name for name, fig in REGISTRY.items() if fig.table == "gen2d_metrics"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
            "cmmd", "fid_inf"}
-FIGURES = [*FROM_METRICS, "per_class_fid"]
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
 CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the
 # curated mw_relaionet
 
 pytestmark = pytest.mark.workflow
+
+
 def test_tiny_end_to_end(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/gen2d_metrics.parquet")
     assert len(table) == CELLS * len(METRICS)
@@ -333,11 +339,24 @@ def test_lint_is_clean(root, tmp_path):
     assert "Lints for" not in text, text
 
 
+def test_snakefmt_is_clean(root):
+    """The Snakefile and the rules are formatted by snakefmt at the project's line length ([tool.snakefmt] in
+    pyproject.toml), as `make lint` checks; a change to them is followed by `snakefmt workflow`."""
+    out = subprocess.run([sys.executable, "-m", "snakefmt", "--config", "pyproject.toml", "--check", "workflow"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, f"{text}\nrun `snakefmt workflow` from the repo root"
+    checked = re.search(r"(\d+) file\(s\) would be left unchanged", text)
+    assert checked and int(checked.group(1)) >= 12, text  # workflow/Snakefile and every rule file
+
+
 def test_paper_dag_through_slurm_profile(root, tmp_path):
-    """The cluster profile builds the full paper DAG on a machine without SLURM, GPUs on the GPU rules."""
+    """The documented cluster command (`--profile profiles/slurm --configfile config/paper.yaml`) builds the full
+    paper DAG on a machine without SLURM, GPUs on the GPU rules."""
     wd = copy_workflow(root, tmp_path)
-    out = smk(wd, "-n", "--profile", "profiles/slurm", "--forceall", "--", "results/tables/gen2d_metrics.parquet",
-              "results/tables/recon3d_summary.parquet", "results/curate/relaionet_curated/datasheet.md")
+    out = smk(wd, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", "--forceall", "--",
+              "results/tables/gen2d_metrics.parquet", "results/tables/recon3d_summary.parquet",
+              "results/curate/relaionet_curated/datasheet.md")
     jobs = planned_jobs(out.stdout + out.stderr)
     assert jobs["generate"] > 1000 and jobs["score_cell"] >= 8 * 3
     # the 3D sweep: every data set x reconstructor, external models on a GPU, the baselines without
@@ -367,7 +386,8 @@ def test_paper_dag_through_slurm_profile(root, tmp_path):
 
 
 def test_profile_by_name_after_make_slurm_profile(root, tmp_path):
-    """`make slurm-profile` is the one documented step that makes `--profile slurm` resolve from the repo root."""
+    """`make slurm-profile` is the one documented step that makes `--profile slurm` resolve from the repo root; the
+    paper config is named on the command line (the profile chooses none)."""
     wd = tmp_path / "repo"
     wd.mkdir()
     copy_workflow(root, wd)
@@ -377,7 +397,10 @@ def test_profile_by_name_after_make_slurm_profile(root, tmp_path):
     subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=wd, check=True, capture_output=True)
     assert (home / ".config/snakemake/slurm/config.yaml").exists()
     env = dict(os.environ, HOME=str(home))
-    out = subprocess.run([*SNAKEMAKE, "-n", "--profile", "slurm", "results/tables/gen2d_metrics.parquet"], cwd=wd,
-                         capture_output=True, text=True, env=env, timeout=600)
+    # `--` ends --configfile's list of files (it takes several), so the target is not read as a config
+    out = subprocess.run([*SNAKEMAKE, "-n", "--profile", "slurm", "--configfile", "config/paper.yaml", "--",
+                          "results/tables/gen2d_metrics.parquet"], cwd=wd, capture_output=True, text=True, env=env,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert planned_jobs(out.stdout + out.stderr)["score_cell"] >= 8 * 3
+    jobs = planned_jobs(out.stdout + out.stderr)
+    assert jobs["score_cell"] >= 8 * 3 and jobs["generate"] > 1000  # the paper sweep, not the mini-world

@@ -14,7 +14,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def copy_workflow(root: Path, dest: Path) -> Path:
-    for name in ["Snakefile", "workflow", "config", "profiles", "envs"]:
+    # workflow/ holds the Snakefile, the rules, the envs and genbench (the Snakemake catalogue's layout)
+    for name in ["workflow", "config", "profiles"]:
         src = root / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

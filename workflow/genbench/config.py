@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from .errors import GenbenchError
-from .metrics.registry import FIGURE_METRICS
+from .plots.registry import FIGURES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -152,6 +152,8 @@ def expand_per_steps(config: dict[str, Any]) -> None:
         raise ConfigError.invalid(problems)
 
 
+# the metric each figure draws, from the figure registry
+FIGURE_METRICS = {name: fig.metric for name, fig in FIGURES.items()}
 
 
 def _check_references(config: dict[str, Any]) -> None:

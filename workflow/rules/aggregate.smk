@@ -8,16 +8,16 @@ rule aggregate_gen2d:
     output:
         table="results/tables/gen2d_metrics.parquet",
         mmhm_bounds="results/tables/mmhm_bounds.json",
-    params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
-        config_hash=config_hash(config),
-        per_class=False,
     log:
         f"{LOGS}/aggregate/gen2d_metrics.log",
     benchmark:
         f"{BENCH}/aggregate/gen2d_metrics.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
+        config_hash=config_hash(config),
+        per_class=False,
     script:
         "../scripts/aggregate_gen2d.py"
 
@@ -27,14 +27,14 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
         tables=metric_tables(per_class=True),
     output:
         table="results/tables/gen2d_per_class.parquet",
-    params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
-        config_hash=config_hash(config),
-        per_class=True,
     log:
         f"{LOGS}/aggregate/gen2d_per_class.log",
     benchmark:
         f"{BENCH}/aggregate/gen2d_per_class.tsv"
+    params:
+        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
+        config_hash=config_hash(config),
+        per_class=True,
 
 
 # The paper tables (Markdown, LaTeX, HTML) drawn from the tidy table; the HTML versions go into the report.
@@ -45,17 +45,27 @@ rule export_gen2d_tables:
     output:
         sweep_md="results/tables/gen2d_sweep.md",
         sweep_tex="results/tables/gen2d_sweep.tex",
-        sweep_html=report("results/tables/gen2d_sweep.html", caption="../report/tables/gen2d_sweep.rst",
-                          category="2D track", subcategory="Tables", labels={"table": "gen2d_sweep"}),
+        sweep_html=report(
+            "results/tables/gen2d_sweep.html",
+            caption="../report/tables/gen2d_sweep.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "gen2d_sweep"},
+        ),
         best_md="results/tables/gen2d_best.md",
         best_tex="results/tables/gen2d_best.tex",
-        best_html=report("results/tables/gen2d_best.html", caption="../report/tables/gen2d_best.rst",
-                         category="2D track", subcategory="Tables", labels={"table": "gen2d_best"}),
+        best_html=report(
+            "results/tables/gen2d_best.html",
+            caption="../report/tables/gen2d_best.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "gen2d_best"},
+        ),
     log:
         f"{LOGS}/aggregate/export_gen2d_tables.log",
     benchmark:
         f"{BENCH}/aggregate/export_gen2d_tables.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
     script:
         "../scripts/export_tables.py"

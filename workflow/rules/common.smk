@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+sys.path.insert(0, workflow.basedir)  # workflow/, the Snakefile's folder, holds genbench
 
 from genbench.config import (  # noqa: E402
     ConfigError,
@@ -18,6 +18,7 @@ from genbench.config import (  # noqa: E402
     select,
     validate_config,
 )
+from genbench.plots.registry import FIGURES  # noqa: E402
 
 try:
     validate_config(config)
@@ -115,8 +116,10 @@ def dinov2_inputs(wildcards):
     if not ex:
         return {}
     cell = f"{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
-    return {"dinov2_real": f"results/features/{ex}/real/{wildcards.dataset}.npz",
-            "dinov2_gen": f"results/features/{ex}/gen/{cell}.npz"}
+    return {
+        "dinov2_real": f"results/features/{ex}/real/{wildcards.dataset}.npz",
+        "dinov2_gen": f"results/features/{ex}/gen/{cell}.npz",
+    }
 
 
 def text_image_inputs(wildcards):
@@ -132,8 +135,9 @@ def text_image_inputs(wildcards):
 # ---- features of a generated cell (cell_features in features.smk): the scoring extractor, DINOv2 and the text-image
 # embedders, each by name
 CELL = "{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}"
-GEN_EXTRACTORS = list(dict.fromkeys([SCORE_EXTRACTOR] + ([config["scoring"]["dinov2"]]
-                                                          if config["scoring"].get("dinov2") else [])))
+GEN_EXTRACTORS = list(
+    dict.fromkeys([SCORE_EXTRACTOR] + ([config["scoring"]["dinov2"]] if config["scoring"].get("dinov2") else []))
+)
 GEN_EMBEDDERS = list(dict.fromkeys(TEXT_IMAGE.values()))
 
 
@@ -161,7 +165,7 @@ def cell_feature_checkpoints(wildcards, input):
     out.update({f"em_{e}": None for e in GEN_EMBEDDERS})
     for key in input.keys():
         if key.startswith("ckpt_"):
-            out[key[len("ckpt_"):]] = input[key]
+            out[key[len("ckpt_") :]] = input[key]
     return out
 
 
@@ -187,8 +191,13 @@ def _names_regex(names):
 
 def curated_datasets(kind=None):
     """Regex of the curated data sets (of one source kind)."""
-    return _names_regex([d for d, s in config["datasets"].items() if s["adapter"] == "curated"
-                         and (kind is None or s["source"]["kind"] == kind)])
+    return _names_regex(
+        [
+            d
+            for d, s in config["datasets"].items()
+            if s["adapter"] == "curated" and (kind is None or s["source"]["kind"] == kind)
+        ]
+    )
 
 
 PREPARED_DATASETS = _names_regex([d for d, s in config["datasets"].items() if s["adapter"] != "curated"])
@@ -276,13 +285,14 @@ def generator_checkpoint(wildcards, input):
     return config["models"][wildcards.model]["weights"].get("path")
 
 
-# families that run through upstream code pinned to a commit get that code's own environment (envs/{family}.yaml)
-UPSTREAM_ENVS = {"rae": "../../envs/rae.yaml", "scale_rae": "../../envs/scale_rae.yaml"}
+# families that run through upstream code pinned to a commit get that code's own environment
+# (workflow/envs/{family}.yaml)
+UPSTREAM_ENVS = {"rae": "../envs/rae.yaml", "scale_rae": "../envs/scale_rae.yaml"}
 
 
 def generator_env(wildcards):
     """The conda environment of a generation job (used with --use-conda): the model family's own, if it has one."""
-    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../../envs/gen2d.yaml")
+    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../envs/gen2d.yaml")
 
 
 def extractor_inputs(name):
@@ -307,8 +317,13 @@ def train_manifest_extractor(wildcards):
 
 
 def cell_wildcards(wildcards):
-    return dict(model=wildcards.model, dataset=wildcards.dataset, steps=int(wildcards.steps),
-                cfg=float(wildcards.cfg), seed=int(wildcards.seed))
+    return dict(
+        model=wildcards.model,
+        dataset=wildcards.dataset,
+        steps=int(wildcards.steps),
+        cfg=float(wildcards.cfg),
+        seed=int(wildcards.seed),
+    )
 
 
 def metric_tables(per_class=False):
@@ -324,17 +339,29 @@ def figure_files():
     return [f"results/figures/{name}.{ext}" for name in config["figures"] for ext in ("pdf", "png")]
 
 
+def figure_input(fig):
+    """A registered figure's inputs (figures.smk): its table, the significance marks, the cells' sample grids."""
+    return fig.inputs(grids=sample_grids() if fig.needs_grids else [])
+
+
+def figure_params(fig):
+    """A registered figure's params (figures.smk): its name, the CI level it states, the cells of its grids."""
+    cells = [c.path for c in CELLS] if fig.needs_grids else []
+    return fig.params(confidence=config["scoring"]["bootstrap"]["confidence"], cells=cells)
+
+
 def table_exports():
     return [f"results/tables/gen2d_{name}.{ext}" for name in ("sweep", "best") for ext in ("md", "tex", "html")]
 
 
-# external image-to-3D models run in their own env (envs/{kind}.yaml) on a GPU; the baselines in envs/mesh.yaml
+# external image-to-3D models run in their own env (workflow/envs/{kind}.yaml) on a GPU; the baselines in
+# workflow/envs/mesh.yaml
 EXTERNAL_3D = ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d")
 
 
 def reconstructor_env(wildcards):
     kind = config["reconstructors"][wildcards.recon]["kind"]
-    return f"../../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../../envs/mesh.yaml"
+    return f"../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../envs/mesh.yaml"
 
 
 def reconstructor_gpus(name):
@@ -354,8 +381,12 @@ def appearance_datasets():
 
 def appearance_tables():
     r3 = config.get("recon3d") or {}
-    return [f"results/metrics/appearance3d/{d}/{m}{ext}" for d in appearance_datasets() for m in r3["models"]
-            for ext in (".parquet", ".sets.parquet")]
+    return [
+        f"results/metrics/appearance3d/{d}/{m}{ext}"
+        for d in appearance_datasets()
+        for m in r3["models"]
+        for ext in (".parquet", ".sets.parquet")
+    ]
 
 
 def appearance_config_paths():
@@ -375,9 +406,11 @@ def appearance_inputs(wildcards):
     """The manifest, the corrected protocol's scores (alignment), the reconstructions, and the checkpoints of the
     shared extractors / embedder the appearance metrics use (ex_{name}, embedder)."""
     spec = config["recon3d"]["appearance"]
-    out = {"manifest": f"results/data3d/{wildcards.dataset3d}/manifest.parquet",
-           "scores": f"results/metrics/recon3d/{wildcards.dataset3d}/{wildcards.recon}.parquet",
-           "recon": f"results/recon3d/{wildcards.dataset3d}/{wildcards.recon}/reconstructions.parquet"}
+    out = {
+        "manifest": f"results/data3d/{wildcards.dataset3d}/manifest.parquet",
+        "scores": f"results/metrics/recon3d/{wildcards.dataset3d}/{wildcards.recon}.parquet",
+        "recon": f"results/recon3d/{wildcards.dataset3d}/{wildcards.recon}/reconstructions.parquet",
+    }
     for name in spec.get("extractors", []):
         ckpt = extractor_inputs(name).get("checkpoint")
         if ckpt:
@@ -392,8 +425,11 @@ def appearance_inputs(wildcards):
 def recon3d_targets():
     if not config.get("recon3d"):
         return []
-    figs = [f"results/figures/{n}.{e}" for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid")
-            for e in ("pdf", "png")]
+    figs = [
+        f"results/figures/{n}.{e}"
+        for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid")
+        for e in ("pdf", "png")
+    ]
     exports = [f"results/tables/recon3d_summary.{e}" for e in ("md", "tex", "html")]
     return ["results/tables/recon3d_summary.parquet", *exports, *figs]
 
@@ -407,8 +443,11 @@ def protocol_delta_parts():
 def protocol_delta_targets():
     if not protocol_delta_parts():
         return []
-    return ["results/tables/protocol_delta.parquet", "results/tables/protocol_delta.html",
-            *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")]]
+    return [
+        "results/tables/protocol_delta.parquet",
+        "results/tables/protocol_delta.html",
+        *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")],
+    ]
 
 
 # ---- statistics across the sweep (statistics.smk)
@@ -421,8 +460,10 @@ def cell_dicts():
 
 def stats_inputs(text_image=False):
     def inputs(wildcards):
-        out = {"gen": [f"results/features/{SCORE_EXTRACTOR}/gen/{c.path}.npz" for c in CELLS],
-               "real": [f"results/features/{SCORE_EXTRACTOR}/real/{d}.npz" for d in STAT_DATASETS]}
+        out = {
+            "gen": [f"results/features/{SCORE_EXTRACTOR}/gen/{c.path}.npz" for c in CELLS],
+            "real": [f"results/features/{SCORE_EXTRACTOR}/real/{d}.npz" for d in STAT_DATASETS],
+        }
         if text_image:
             for role, e in TEXT_IMAGE.items():
                 out[f"{role}_real"] = [f"results/embeddings/{e}/real/{d}.npz" for d in STAT_DATASETS]
@@ -433,26 +474,47 @@ def stats_inputs(text_image=False):
 
 
 def statistics_targets():
-    out = ["results/tables/gen2d_pairwise.parquet", "results/tables/gen2d_pairwise.html",
-           "results/tables/gen2d_selection_stability.parquet", "results/tables/gen2d_selection_stability.html",
-           *[f"results/figures/{n}.{e}" for n in ("selection_stability", "metric_correlation")
-             for e in ("pdf", "png", "csv")]]
+    out = [
+        "results/tables/gen2d_pairwise.parquet",
+        "results/tables/gen2d_pairwise.html",
+        "results/tables/gen2d_selection_stability.parquet",
+        "results/tables/gen2d_selection_stability.html",
+        *[
+            f"results/figures/{n}.{e}"
+            for n in ("selection_stability", "metric_correlation")
+            for e in ("pdf", "png", "csv")
+        ],
+    ]
     if config.get("recon3d"):
         out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
     if VALIDATION_DATASETS:
-        out += ["results/tables/metric_validation.parquet", "results/tables/metric_validation.html",
-                "results/tables/metric_noise_floor.parquet", "results/tables/metric_noise_floor.html"]
+        out += [
+            "results/tables/metric_validation.parquet",
+            "results/tables/metric_validation.html",
+            "results/tables/metric_noise_floor.parquet",
+            "results/tables/metric_noise_floor.html",
+        ]
     return out
 
 
 # known-answer validation needs ground truth: the mini-world's real validation split
-VALIDATION_DATASETS = [d for d, spec in config["datasets"].items()
-                       if spec.get("adapter") == "miniworld" and spec.get("split") == "val"]
+VALIDATION_DATASETS = [
+    d for d, spec in config["datasets"].items() if spec.get("adapter") == "miniworld" and spec.get("split") == "val"
+]
 
 
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
     manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
-    return [*manifests, "results/tables/gen2d_metrics.parquet", "results/tables/gen2d_per_class.parquet",
-            *table_exports(), *figure_files(), *sample_grids(), *recon3d_targets(), *curation_targets(),
-            *protocol_delta_targets(), *statistics_targets()]  # protocol_delta.smk, statistics.smk
+    return [
+        *manifests,
+        "results/tables/gen2d_metrics.parquet",
+        "results/tables/gen2d_per_class.parquet",
+        *table_exports(),
+        *figure_files(),
+        *sample_grids(),
+        *recon3d_targets(),
+        *curation_targets(),
+        *protocol_delta_targets(),
+        *statistics_targets(),
+    ]  # protocol_delta.smk, statistics.smk

@@ -5,16 +5,16 @@
 rule prepare_dataset:
     output:
         manifest="results/data/{dataset}/manifest.parquet",
-    params:
-        config=lambda wc: dataset_config(wc.dataset),
-    wildcard_constraints:
-        dataset=PREPARED_DATASETS,
     log:
         f"{LOGS}/prepare_dataset/{{dataset}}.log",
     benchmark:
         f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=PREPARED_DATASETS,
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
+    params:
+        config=lambda wc: dataset_config(wc.dataset),
     script:
         "../scripts/prepare_dataset.py"
 
@@ -24,16 +24,16 @@ rule laion_miniworld:
         eval_manifest=lambda wc: manifest_path(config["datasets"][wc.dataset]["source"]["eval"]),
     output:
         folder=directory("results/curate/{dataset}/source"),
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-    wildcard_constraints:
-        dataset=curated_datasets("miniworld"),
     log:
         f"{LOGS}/laion_miniworld/{{dataset}}.log",
     benchmark:
         f"{BENCH}/laion_miniworld/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=curated_datasets("miniworld"),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -46,16 +46,16 @@ localrules:
 rule laion_download:
     output:
         folder=directory("results/curate/{dataset}/source"),
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-    wildcard_constraints:
-        dataset=curated_datasets("download"),
     log:
         f"{LOGS}/laion_download/{{dataset}}.log",
     benchmark:
         f"{BENCH}/laion_download/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=curated_datasets("download"),
     conda:
-        "../../envs/curate.yaml"
+        "../envs/curate.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -65,15 +65,15 @@ rule curate_ingest:
         source=curation_source,
     output:
         candidates="results/curate/{dataset}/candidates.parquet",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
     log:
         f"{LOGS}/curate_ingest/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_ingest/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
+        folder=lambda wc: curation_folder(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -83,14 +83,14 @@ rule curate_match:
         candidates="results/curate/{dataset}/candidates.parquet",
     output:
         matched="results/curate/{dataset}/matched.parquet",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
     log:
         f"{LOGS}/curate_match/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_match/{{dataset}}.tsv"
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -101,16 +101,16 @@ rule curate_text_filter:
         matched="results/curate/{dataset}/matched.parquet",
     output:
         text="results/curate/{dataset}/text_filter.parquet",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-    resources:
-        gpu=1,
     log:
         f"{LOGS}/curate_text_filter/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_text_filter/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    resources:
+        gpu=1,
+    params:
+        config=lambda wc: curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -123,18 +123,18 @@ rule curate_checks:
     output:
         checks="results/curate/{dataset}/checks.parquet",
         queue="results/curate/{dataset}/review_queue.parquet",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
-        eval_sets=lambda wc: curation_eval_sets(wc.dataset),
-    resources:
-        gpu=1,
     log:
         f"{LOGS}/curate_checks/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_checks/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    resources:
+        gpu=1,
+    params:
+        config=lambda wc: curation_config(wc.dataset),
+        folder=lambda wc: curation_folder(wc.dataset),
+        eval_sets=lambda wc: curation_eval_sets(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -149,17 +149,17 @@ rule curate_final:
     output:
         manifest="results/data/{dataset}/manifest.parquet",
         status="results/curate/{dataset}/status.parquet",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
-    wildcard_constraints:
-        dataset=curated_datasets(),
     log:
         f"{LOGS}/curate_final/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_final/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=curated_datasets(),
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
+        folder=lambda wc: curation_folder(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -176,19 +176,29 @@ rule curate_datasheet:
         agreement="results/tables/curation_{dataset}_agreement.parquet",
         catch="results/tables/curation_{dataset}_catch.parquet",
         md="results/curate/{dataset}/datasheet.md",
-        html=report("results/curate/{dataset}/datasheet.html", caption="../report/curation/datasheet.rst",
-                    category="Curation", subcategory="Datasheets", labels={"datasheet": "{dataset}"}),
+        html=report(
+            "results/curate/{dataset}/datasheet.html",
+            caption="../report/curation/datasheet.rst",
+            category="Curation",
+            subcategory="Datasheets",
+            labels={"datasheet": "{dataset}"},
+        ),
         pdf="results/figures/curation_coverage_{dataset}.pdf",
-        png=report("results/figures/curation_coverage_{dataset}.png", caption="../report/curation/coverage.rst",
-                   category="Curation", subcategory="Figures", labels={"figure": "curation_coverage_{dataset}"}),
+        png=report(
+            "results/figures/curation_coverage_{dataset}.png",
+            caption="../report/curation/coverage.rst",
+            category="Curation",
+            subcategory="Figures",
+            labels={"figure": "curation_coverage_{dataset}"},
+        ),
         csv="results/figures/curation_coverage_{dataset}.csv",
-    params:
-        config=lambda wc: curation_config(wc.dataset),
     log:
         f"{LOGS}/curate_datasheet/{{dataset}}.log",
     benchmark:
         f"{BENCH}/curate_datasheet/{{dataset}}.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
+    params:
+        config=lambda wc: curation_config(wc.dataset),
     script:
         "../scripts/curate.py"

@@ -8,19 +8,19 @@ rule train_extractor:
     output:
         checkpoint="results/extractors/{extractor}/model.safetensors",
         meta="results/extractors/{extractor}/train.json",
-    params:
-        config=lambda wc: extractor_config(wc.extractor),
-    threads: lambda wc: config["extractors"][wc.extractor]["train"]["threads"]
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=60,
     log:
         f"{LOGS}/train_extractor/{{extractor}}.log",
     benchmark:
         f"{BENCH}/train_extractor/{{extractor}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: lambda wc: config["extractors"][wc.extractor]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
     script:
         "../scripts/train_extractor.py"
 
@@ -29,14 +29,14 @@ rule init_extractor:
     output:
         checkpoint="results/extractors/{extractor}/random/model.safetensors",
         config="results/extractors/{extractor}/random/config.json",
-    params:
-        config=lambda wc: extractor_config(wc.extractor),
     log:
         f"{LOGS}/init_extractor/{{extractor}}.log",
     benchmark:
         f"{BENCH}/init_extractor/{{extractor}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        config=lambda wc: extractor_config(wc.extractor),
     script:
         "../scripts/init_extractor.py"
 
@@ -47,20 +47,20 @@ rule features_real:
         manifest=lambda wc: manifest_path(wc.dataset),
     output:
         features="results/features/{extractor}/real/{dataset}.npz",
-    params:
-        config=lambda wc: with_image_policy(extractor_config(wc.extractor), wc.dataset),
-        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
-    threads: FEATURE_THREADS
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
     log:
         f"{LOGS}/features_real/{{extractor}}/{{dataset}}.log",
     benchmark:
         f"{BENCH}/features_real/{{extractor}}/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: FEATURE_THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        config=lambda wc: with_image_policy(extractor_config(wc.extractor), wc.dataset),
+        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
     script:
         "../scripts/features_real.py"
 
@@ -74,21 +74,21 @@ rule cell_features:
         shards=cell_shards,
     output:
         **cell_feature_outputs(),
-    params:
-        config=cell_feature_config,
-        checkpoints=cell_feature_checkpoints,
-        set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
-    threads: FEATURE_THREADS
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
     log:
         f"{LOGS}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: FEATURE_THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        config=cell_feature_config,
+        checkpoints=cell_feature_checkpoints,
+        set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
     script:
         "../scripts/cell_features.py"
 
@@ -101,19 +101,19 @@ rule train_embedder:
     output:
         checkpoint="results/embedders/{embedder}/model.safetensors",
         meta="results/embedders/{embedder}/train.json",
-    params:
-        config=lambda wc: embedder_config(wc.embedder),
-    threads: lambda wc: config["embedders"][wc.embedder]["train"]["threads"]
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=60,
     log:
         f"{LOGS}/train_embedder/{{embedder}}.log",
     benchmark:
         f"{BENCH}/train_embedder/{{embedder}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: lambda wc: config["embedders"][wc.embedder]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=lambda wc: embedder_config(wc.embedder),
     script:
         "../scripts/train_embedder.py"
 
@@ -124,19 +124,19 @@ rule embed_real:
         manifest=lambda wc: manifest_path(wc.dataset),
     output:
         embeddings="results/embeddings/{embedder}/real/{dataset}.npz",
-    params:
-        config=lambda wc: with_image_policy(embedder_config(wc.embedder), wc.dataset),
-        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
-    threads: FEATURE_THREADS
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
     log:
         f"{LOGS}/embed_real/{{embedder}}/{{dataset}}.log",
     benchmark:
         f"{BENCH}/embed_real/{{embedder}}/{{dataset}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: FEATURE_THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        config=lambda wc: with_image_policy(embedder_config(wc.embedder), wc.dataset),
+        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
     script:
         "../scripts/embed_real.py"

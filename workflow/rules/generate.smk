@@ -7,19 +7,19 @@ rule train_generator:
     output:
         checkpoint="results/models/{model}/model.safetensors",
         meta="results/models/{model}/train.json",
-    params:
-        config=lambda wc: model_config(wc.model),
-    threads: lambda wc: config["models"][wc.model]["train"]["threads"]
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
     log:
         f"{LOGS}/train_generator/{{model}}.log",
     benchmark:
         f"{BENCH}/train_generator/{{model}}.tsv"
     conda:
-        "../../envs/gen2d.yaml"
+        "../envs/gen2d.yaml"
+    threads: lambda wc: config["models"][wc.model]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        config=lambda wc: model_config(wc.model),
     script:
         "../scripts/train_generator.py"
 
@@ -30,18 +30,18 @@ rule convert_weights:
     output:
         checkpoint="results/models/{model}/converted.safetensors",
         meta="results/models/{model}/converted.json",
-    params:
-        config=lambda wc: model_config(wc.model),
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=30,
     log:
         f"{LOGS}/convert_weights/{{model}}.log",
     benchmark:
         f"{BENCH}/convert_weights/{{model}}.tsv"
     conda:
-        "../../envs/flax.yaml"
+        "../envs/flax.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        config=lambda wc: model_config(wc.model),
     script:
         "../scripts/convert_weights.py"
 
@@ -51,23 +51,23 @@ rule generate:
         unpack(generator_inputs),
     output:
         shard="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/shard-{shard}.npz",
-    params:
-        config=lambda wc: model_config(wc.model),
-        cell=cell_wildcards,
-        checkpoint=generator_checkpoint,
-        n_shards=lambda wc: model_shards(config, wc.model),
-        batch_size=lambda wc: model_batch_size(config, wc.model),
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
     log:
         f"{LOGS}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.log",
     benchmark:
         f"{BENCH}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.tsv"
     conda:
         generator_env
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        config=lambda wc: model_config(wc.model),
+        cell=cell_wildcards,
+        checkpoint=generator_checkpoint,
+        n_shards=lambda wc: model_shards(config, wc.model),
+        batch_size=lambda wc: model_batch_size(config, wc.model),
     script:
         "../scripts/generate.py"
 
@@ -77,13 +77,13 @@ rule sample_grid:
         shards=cell_shards,
     output:
         grid="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/grid.png",
-    params:
-        n=config["generation"]["grid_size"],
     log:
         f"{LOGS}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/gen2d.yaml"
+        "../envs/gen2d.yaml"
+    params:
+        n=config["generation"]["grid_size"],
     script:
         "../scripts/sample_grid.py"

@@ -6,17 +6,17 @@ rule prepare_3d:
     output:
         manifest="results/data3d/{dataset3d}/manifest.parquet",
         item_dir=directory("results/data3d/{dataset3d}/items"),
-    params:
-        config=lambda wc: dataset3d_config(wc.dataset3d),
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
     log:
         f"{LOGS}/prepare_3d/{{dataset3d}}.log",
     benchmark:
         f"{BENCH}/prepare_3d/{{dataset3d}}.tsv"
     conda:
-        "../../envs/mesh.yaml"
+        "../envs/mesh.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config=lambda wc: dataset3d_config(wc.dataset3d),
     script:
         "../scripts/prepare_3d.py"

@@ -7,19 +7,19 @@ rule reconstruct_3d:
         manifest="results/data3d/{dataset3d}/manifest.parquet",
     output:
         table="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
-    params:
-        config=lambda wc: select(config, "seed", f"reconstructors.{wc.recon}"),
-    threads: 1
-    resources:
-        gpu=lambda wc: reconstructor_gpus(wc.recon),
-        mem_mb=16000,
-        runtime=lambda wc: 720 if reconstructor_gpus(wc.recon) else 60,
     log:
         f"{LOGS}/reconstruct_3d/{{dataset3d}}/{{recon}}.log",
     benchmark:
         f"{BENCH}/reconstruct_3d/{{dataset3d}}/{{recon}}.tsv"
     conda:
         reconstructor_env
+    threads: 1
+    resources:
+        gpu=lambda wc: reconstructor_gpus(wc.recon),
+        mem_mb=16000,
+        runtime=lambda wc: 720 if reconstructor_gpus(wc.recon) else 60,
+    params:
+        config=lambda wc: select(config, "seed", f"reconstructors.{wc.recon}"),
     script:
         "../scripts/reconstruct_3d.py"
 
@@ -30,18 +30,18 @@ rule score_3d:
         recon="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
     output:
         table="results/metrics/recon3d/{dataset3d}/{recon}.parquet",
-    params:
-        config=select(config, "seed", "recon3d.protocols"),
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
     log:
         f"{LOGS}/score_3d/{{dataset3d}}/{{recon}}.log",
     benchmark:
         f"{BENCH}/score_3d/{{dataset3d}}/{{recon}}.tsv"
     conda:
-        "../../envs/mesh.yaml"
+        "../envs/mesh.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config=select(config, "seed", "recon3d.protocols"),
     script:
         "../scripts/score_3d.py"
 
@@ -53,15 +53,15 @@ rule aggregate_3d:
     output:
         per_item="results/tables/recon3d_items.parquet",
         summary="results/tables/recon3d_summary.parquet",
-    params:
-        config=select(config, "seed", "recon3d", "reconstructors"),
-        config_hash=config_hash(config),
     log:
         f"{LOGS}/aggregate/recon3d.log",
     benchmark:
         f"{BENCH}/aggregate/recon3d.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        config=select(config, "seed", "recon3d", "reconstructors"),
+        config_hash=config_hash(config),
     script:
         "../scripts/aggregate_3d.py"
 
@@ -73,16 +73,21 @@ rule export_recon3d_table:
     output:
         md="results/tables/recon3d_summary.md",
         tex="results/tables/recon3d_summary.tex",
-        html=report("results/tables/recon3d_summary.html", caption="../report/tables/recon3d_summary.rst",
-                    category="3D track", subcategory="Tables", labels={"table": "recon3d_summary"}),
-    params:
-        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
+        html=report(
+            "results/tables/recon3d_summary.html",
+            caption="../report/tables/recon3d_summary.rst",
+            category="3D track",
+            subcategory="Tables",
+            labels={"table": "recon3d_summary"},
+        ),
     log:
         f"{LOGS}/aggregate/export_recon3d_table.log",
     benchmark:
         f"{BENCH}/aggregate/export_recon3d_table.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     script:
         "../scripts/export_recon3d_table.py"
 
@@ -92,18 +97,23 @@ rule figure_recon3d_bars:
         table="results/tables/recon3d_summary.parquet",
     output:
         pdf="results/figures/recon3d_bars.pdf",
-        png=report("results/figures/recon3d_bars.png", caption="../report/figures/recon3d_bars.rst",
-                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_bars"}),
+        png=report(
+            "results/figures/recon3d_bars.png",
+            caption="../report/figures/recon3d_bars.rst",
+            category="3D track",
+            subcategory="Figures",
+            labels={"figure": "recon3d_bars"},
+        ),
         data="results/figures/recon3d_bars.csv",
-    params:
-        name="recon3d_bars",
-        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/recon3d_bars.log",
     benchmark:
         f"{BENCH}/figures/recon3d_bars.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
+    params:
+        name="recon3d_bars",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     script:
         "../scripts/figure_3d.py"
 
@@ -113,16 +123,21 @@ use rule figure_recon3d_bars as figure_recon3d_protocols with:
         table="results/tables/recon3d_items.parquet",
     output:
         pdf="results/figures/recon3d_protocols.pdf",
-        png=report("results/figures/recon3d_protocols.png", caption="../report/figures/recon3d_protocols.rst",
-                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_protocols"}),
+        png=report(
+            "results/figures/recon3d_protocols.png",
+            caption="../report/figures/recon3d_protocols.rst",
+            category="3D track",
+            subcategory="Figures",
+            labels={"figure": "recon3d_protocols"},
+        ),
         data="results/figures/recon3d_protocols.csv",
-    params:
-        name="recon3d_protocols",
-        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
     log:
         f"{LOGS}/figures/recon3d_protocols.log",
     benchmark:
         f"{BENCH}/figures/recon3d_protocols.tsv"
+    params:
+        name="recon3d_protocols",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
 
 
 rule figure_recon3d_grid:
@@ -131,19 +146,24 @@ rule figure_recon3d_grid:
         manifests=expand("results/data3d/{d}/manifest.parquet", d=config.get("recon3d", {}).get("datasets", [])),
     output:
         pdf="results/figures/recon3d_grid.pdf",
-        png=report("results/figures/recon3d_grid.png", caption="../report/figures/recon3d_grid.rst",
-                   category="3D track", subcategory="Figures", labels={"figure": "recon3d_grid"}),
+        png=report(
+            "results/figures/recon3d_grid.png",
+            caption="../report/figures/recon3d_grid.rst",
+            category="3D track",
+            subcategory="Figures",
+            labels={"figure": "recon3d_grid"},
+        ),
         data="results/figures/recon3d_grid.csv",
-    params:
-        name="recon3d_grid",
-        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
-        n_items=config.get("recon3d", {}).get("qualitative_items", 4),
     log:
         f"{LOGS}/figures/recon3d_grid.log",
     benchmark:
         f"{BENCH}/figures/recon3d_grid.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
+    params:
+        name="recon3d_grid",
+        confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
+        n_items=config.get("recon3d", {}).get("qualitative_items", 4),
     script:
         "../scripts/figure_3d.py"
 
@@ -156,18 +176,18 @@ rule appearance_3d:
     output:
         table="results/metrics/appearance3d/{dataset3d}/{recon}.parquet",
         sets="results/metrics/appearance3d/{dataset3d}/{recon}.sets.parquet",
-    params:
-        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths(), *RUNTIME_METRIC),
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=120,
     log:
         f"{LOGS}/appearance_3d/{{dataset3d}}/{{recon}}.log",
     benchmark:
         f"{BENCH}/appearance_3d/{{dataset3d}}/{{recon}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths(), *RUNTIME_METRIC),
     script:
         "../scripts/appearance_3d.py"

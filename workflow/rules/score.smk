@@ -11,14 +11,14 @@ rule score_cell:
     output:
         table="results/metrics/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
         per_class="results/metrics/gen2d_per_class/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
-    params:
-        config=lambda wc: score_config(wc.model),
-        cell=cell_wildcards,
     log:
         f"{LOGS}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        config=lambda wc: score_config(wc.model),
+        cell=cell_wildcards,
     script:
         "../scripts/score_cell.py"

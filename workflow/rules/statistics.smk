@@ -3,24 +3,30 @@
 # setting is under item resampling. They read the features already extracted per cell; nothing is re-extracted.
 # Their input functions and targets are in common.smk (the catalogue's lint: no functions beside rules).
 
+
 rule pairwise_gen2d:
     input:
         unpack(stats_inputs()),
     output:
         table="results/tables/gen2d_pairwise.parquet",
-        html=report("results/tables/gen2d_pairwise.html", caption="../report/tables/gen2d_pairwise.rst",
-                    category="2D track", subcategory="Tables", labels={"table": "gen2d_pairwise"}),
-    params:
-        cells=cell_dicts(),
-        datasets=STAT_DATASETS,
-        config=select(config, "scoring", "statistics"),
-        config_hash=config_hash(config),
+        html=report(
+            "results/tables/gen2d_pairwise.html",
+            caption="../report/tables/gen2d_pairwise.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "gen2d_pairwise"},
+        ),
     log:
         f"{LOGS}/statistics/gen2d_pairwise.log",
     benchmark:
         f"{BENCH}/statistics/gen2d_pairwise.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        cells=cell_dicts(),
+        datasets=STAT_DATASETS,
+        config=select(config, "scoring", "statistics"),
+        config_hash=config_hash(config),
     script:
         "../scripts/statistics.py"
 
@@ -30,21 +36,25 @@ rule selection_stability_gen2d:
         unpack(stats_inputs(text_image=True)),
     output:
         table="results/tables/gen2d_selection_stability.parquet",
-        html=report("results/tables/gen2d_selection_stability.html",
-                    caption="../report/tables/gen2d_selection_stability.rst", category="2D track",
-                    subcategory="Tables", labels={"table": "gen2d_selection_stability"}),
+        html=report(
+            "results/tables/gen2d_selection_stability.html",
+            caption="../report/tables/gen2d_selection_stability.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "gen2d_selection_stability"},
+        ),
+    log:
+        f"{LOGS}/statistics/gen2d_selection_stability.log",
+    benchmark:
+        f"{BENCH}/statistics/gen2d_selection_stability.tsv"
+    conda:
+        "../envs/metrics.yaml"
     params:
         cells=cell_dicts(),
         datasets=STAT_DATASETS,
         roles=list(TEXT_IMAGE),
         config=select(config, "scoring", "statistics"),
         config_hash=config_hash(config),
-    log:
-        f"{LOGS}/statistics/gen2d_selection_stability.log",
-    benchmark:
-        f"{BENCH}/statistics/gen2d_selection_stability.tsv"
-    conda:
-        "../../envs/metrics.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -54,15 +64,20 @@ rule figure_selection_stability:
         table="results/tables/gen2d_selection_stability.parquet",
     output:
         pdf="results/figures/selection_stability.pdf",
-        png=report("results/figures/selection_stability.png", caption="../report/figures/selection_stability.rst",
-                   category="2D track", subcategory="Figures", labels={"figure": "selection_stability"}),
+        png=report(
+            "results/figures/selection_stability.png",
+            caption="../report/figures/selection_stability.rst",
+            category="2D track",
+            subcategory="Figures",
+            labels={"figure": "selection_stability"},
+        ),
         data="results/figures/selection_stability.csv",
     log:
         f"{LOGS}/figures/selection_stability.log",
     benchmark:
         f"{BENCH}/figures/selection_stability.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/statistics.py"
 
@@ -72,17 +87,22 @@ rule pairwise_3d:
         per_item="results/tables/recon3d_items.parquet",
     output:
         table="results/tables/recon3d_pairwise.parquet",
-        html=report("results/tables/recon3d_pairwise.html", caption="../report/tables/recon3d_pairwise.rst",
-                    category="3D track", subcategory="Tables", labels={"table": "recon3d_pairwise"}),
-    params:
-        config=select(config, "seed", "recon3d"),
-        config_hash=config_hash(config),
+        html=report(
+            "results/tables/recon3d_pairwise.html",
+            caption="../report/tables/recon3d_pairwise.rst",
+            category="3D track",
+            subcategory="Tables",
+            labels={"table": "recon3d_pairwise"},
+        ),
     log:
         f"{LOGS}/statistics/recon3d_pairwise.log",
     benchmark:
         f"{BENCH}/statistics/recon3d_pairwise.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        config=select(config, "seed", "recon3d"),
+        config_hash=config_hash(config),
     script:
         "../scripts/statistics.py"
 
@@ -94,22 +114,31 @@ rule metric_validation:
     output:
         table="results/tables/metric_validation.parquet",
         noise_floor="results/tables/metric_noise_floor.parquet",
-        noise_floor_html=report("results/tables/metric_noise_floor.html",
-                                caption="../report/tables/metric_noise_floor.rst", category="2D track",
-                                subcategory="Tables", labels={"table": "metric_noise_floor"}),
-        html=report("results/tables/metric_validation.html", caption="../report/tables/metric_validation.rst",
-                    category="2D track", subcategory="Tables", labels={"table": "metric_validation"}),
-    params:
-        dataset=lambda wc: VALIDATION_DATASETS[0],
-        config=select(config, "scoring", f"extractors.{SCORE_EXTRACTOR}"),
-        checkpoint=lambda wc, input: extractor_checkpoint(SCORE_EXTRACTOR, input),
-        config_hash=config_hash(config),
+        noise_floor_html=report(
+            "results/tables/metric_noise_floor.html",
+            caption="../report/tables/metric_noise_floor.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "metric_noise_floor"},
+        ),
+        html=report(
+            "results/tables/metric_validation.html",
+            caption="../report/tables/metric_validation.rst",
+            category="2D track",
+            subcategory="Tables",
+            labels={"table": "metric_validation"},
+        ),
     log:
         f"{LOGS}/statistics/metric_validation.log",
     benchmark:
         f"{BENCH}/statistics/metric_validation.tsv"
     conda:
-        "../../envs/metrics.yaml"
+        "../envs/metrics.yaml"
+    params:
+        dataset=lambda wc: VALIDATION_DATASETS[0],
+        config=select(config, "scoring", f"extractors.{SCORE_EXTRACTOR}"),
+        checkpoint=lambda wc, input: extractor_checkpoint(SCORE_EXTRACTOR, input),
+        config_hash=config_hash(config),
     script:
         "../scripts/statistics.py"
 
@@ -119,14 +148,19 @@ rule figure_metric_correlation:
         table="results/tables/gen2d_metrics.parquet",
     output:
         pdf="results/figures/metric_correlation.pdf",
-        png=report("results/figures/metric_correlation.png", caption="../report/figures/metric_correlation.rst",
-                   category="2D track", subcategory="Figures", labels={"figure": "metric_correlation"}),
+        png=report(
+            "results/figures/metric_correlation.png",
+            caption="../report/figures/metric_correlation.rst",
+            category="2D track",
+            subcategory="Figures",
+            labels={"figure": "metric_correlation"},
+        ),
         data="results/figures/metric_correlation.csv",
     log:
         f"{LOGS}/figures/metric_correlation.log",
     benchmark:
         f"{BENCH}/figures/metric_correlation.tsv"
     conda:
-        "../../envs/plots.yaml"
+        "../envs/plots.yaml"
     script:
         "../scripts/statistics.py"

@@ -11,7 +11,8 @@ computed, not stored. :func:`meanflow_flax_to_torch` maps that tree onto :class:
 (p, p, C_in, D) -> (D, C_in, p, p), and ``pos_embed`` is filled with the same fixed sin-cos table. Every Flax leaf
 must be consumed and every PyTorch key produced, so a checkpoint of another architecture fails with the names.
 
-Reading the checkpoint needs flax (and orbax for the directory format): ``envs/flax.yaml``; the test suite has it.
+Reading the checkpoint needs flax (and orbax for the directory format): ``workflow/envs/flax.yaml``; the test suite
+has it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def read_flax_checkpoint(path: str | Path) -> dict[str, Any]:
         from flax.training import checkpoints
     except ImportError as exc:  # pragma: no cover - the test environment has flax
         raise ImportError("converting a Flax checkpoint needs flax and orbax-checkpoint: run the rule with "
-                          "--use-conda (envs/flax.yaml) or `pip install flax`") from exc
+                          "--use-conda (workflow/envs/flax.yaml) or `pip install flax`") from exc
     if path.is_dir() and not any(p.name.startswith("checkpoint") for p in path.iterdir()) and \
             not (path / "_CHECKPOINT_METADATA").exists() and not (path / "checkpoint").exists():
         raise ConversionError(f"{path} holds no Flax checkpoint (expected checkpoint_<step> entries or an orbax "

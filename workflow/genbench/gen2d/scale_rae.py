@@ -5,7 +5,7 @@ states condition a DiT diffusion head ("diff_head") over 256 representation-auto
 WebSSL) RAE decoder turns the generated tokens into pixels. Like RAE it is run as an **adapter**: the LLM wrapper,
 head and decoder load only into the upstream classes (``scale_rae.model.builder.load_pretrained_model``,
 ``scale_rae.model.multimodal_decoder.MultimodalDecoder``), imported from a checkout at a recorded commit
-(``arch.code`` + ``arch.commit``, environment envs/scale_rae.yaml). genbench controls what the benchmark needs:
+(``arch.code`` + ``arch.commit``, environment workflow/envs/scale_rae.yaml). genbench controls what the benchmark needs:
 
 * **steps**: upstream fixes the head's sampler at construction (``create_diffusion(str(inference_step), ...)``,
   a rectified flow respaced to that many timesteps, i.e. ``inference_step - 1`` Euler evaluations; its default 25

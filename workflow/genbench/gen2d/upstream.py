@@ -3,9 +3,9 @@
 Why an adapter: RAE's generator is a DiT with a wide DDT head over 768x16x16 DINOv2-with-registers latents, decoded
 by a ViT-MAE-style decoder with normalisation statistics (stat.pt); its modules (about 1,500 lines upstream) change
 between releases, and its checkpoints load only into them. genbench therefore imports the upstream classes from a
-checkout at a recorded commit (``arch.code`` + ``arch.commit``, environment envs/rae.yaml), builds them from the
-upstream sampling YAML (``arch.config``), loads the checkpoints itself (``weights_only``; the EMA entry), and samples
-with its own sampler so that seeds, NFE accounting and guidance are the same as for every other family:
+checkout at a recorded commit (``arch.code`` + ``arch.commit``, environment workflow/envs/rae.yaml), builds them from
+the upstream sampling YAML (``arch.config``), loads the checkpoints itself (``weights_only``; the EMA entry), and
+samples with its own sampler so that seeds, NFE accounting and guidance are the same as for every other family:
 
 * RAE's time runs from t = 1 (noise) to 0 (data), x_t = (1 - t) x + t e, the network predicts the velocity e - x;
 * the grid is RAE's: u = 1 - linspace(0, 1, steps + 1) shifted by s = sqrt(shift_dim / shift_base) (from the YAML's

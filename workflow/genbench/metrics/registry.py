@@ -193,10 +193,3 @@ def display_name(name: str, track: Track = "2d") -> str:
 SCORING_METRICS: list[str] = [m.name for m in _METRICS_2D if m.requestable]
 LABELS: dict[str, str] = {m: METRICS["2d"][m].display for m in SCORING_METRICS}
 LOWER_IS_BETTER_2D: frozenset[str] = frozenset(m.name for m in _METRICS_2D if m.lower_is_better)
-
-# the metric each config-selectable figure draws (genbench.plots.figures.FIGURES takes it from here)
-FIGURE_METRICS: dict[str, str] = {
-    "fid_vs_cfg": "fid", "is_vs_cfg": "is", "kid_vs_cfg": "kid", "step_scaling": "fid", "dataset_comparison": "fid",
-    "sample_grids": "fid", "per_class_fid": "fid", "clip_vs_cfg": "clip_score", "pick_vs_cfg": "pick_score",
-    "mmhm_heatmap": "mmhm", "scaled_vs_raw": "csfid",
-}

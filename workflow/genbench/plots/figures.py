@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from ..metrics.names import best_settings as _best  # noqa: E402
-from ..metrics.registry import FIGURE_METRICS, LABELS, lower_is_better  # noqa: E402
+from ..metrics.registry import LABELS, lower_is_better  # noqa: E402
 from ..tables.keys import CELL_KEYS, CELL_KEYS_BY_DATASET  # noqa: E402
+from .registry import FIGURES  # noqa: E402
 
 STYLE = {
     "font.size": 9,
@@ -553,36 +553,10 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     return df
 
 
-@dataclass(frozen=True)
-class Figure:
-    """A figure: the function that draws it, its keyword arguments, and whether it also reads sample grids."""
-
-    draw: Callable[..., pd.DataFrame]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    needs_grids: bool = False
-    table: str = "gen2d_metrics"  # results/tables/{table}.parquet
-    intervals: bool = True  # draws CIs, so it states their confidence level
-    pairwise: bool = False  # marks significant differences between neighbouring points (gen2d_pairwise)
-
-
-def _figure(name: str, draw: Callable[..., pd.DataFrame], **options: Any) -> Figure:
-    """A figure drawing the metric the registry assigns it (genbench.metrics.registry.FIGURE_METRICS, which the
-    config check reads too)."""
-    return Figure(draw, {"metric": FIGURE_METRICS[name]}, **options)
-
-
-FIGURES: dict[str, Figure] = {
-    "fid_vs_cfg": _figure("fid_vs_cfg", metric_vs_cfg, pairwise=True),
-    "is_vs_cfg": _figure("is_vs_cfg", metric_vs_cfg, pairwise=True),
-    "kid_vs_cfg": _figure("kid_vs_cfg", metric_vs_cfg),
-    "step_scaling": _figure("step_scaling", step_scaling, pairwise=True),
-    "dataset_comparison": _figure("dataset_comparison", dataset_comparison),
-    "sample_grids": _figure("sample_grids", sample_grids, needs_grids=True),
-    "per_class_fid": _figure("per_class_fid", per_class_fid, table="gen2d_per_class"),
-    "clip_vs_cfg": _figure("clip_vs_cfg", metric_vs_cfg),
-    "pick_vs_cfg": _figure("pick_vs_cfg", metric_vs_cfg),
-    "mmhm_heatmap": _figure("mmhm_heatmap", mmhm_heatmap, intervals=False),  # min-max over the sweep: no CI
-    "scaled_vs_raw": _figure("scaled_vs_raw", scaled_vs_raw),
+# the drawing functions the registry's figures name (genbench.plots.registry.FIGURES: the list of figures)
+DRAW: dict[str, Callable[..., pd.DataFrame]] = {
+    f.__name__: f
+    for f in (metric_vs_cfg, step_scaling, dataset_comparison, sample_grids, per_class_fid, mmhm_heatmap, scaled_vs_raw)
 }
 
 
@@ -600,4 +574,4 @@ def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path
     if fig.intervals:
         ci_text(confidence)  # a bad level fails here, before anything is drawn
         extra["confidence"] = confidence
-    return fig.draw(table, pdf, png, data, **fig.kwargs, **extra)
+    return DRAW[fig.draw](table, pdf, png, data, **fig.kwargs, **extra)

@@ -1,4 +1,5 @@
-"""Adapters for external image-to-3D models, each through its upstream package in its own env (envs/<kind>.yaml).
+"""Adapters for external image-to-3D models, each through its upstream package in its own env
+(workflow/envs/<kind>.yaml).
 
 Every adapter follows the same path: import the upstream entry point (from the checkout at ``code`` when given,
 else from the env), resolve the weights locally (a folder, or a local Hugging Face cache snapshot; never a
@@ -68,7 +69,7 @@ class UpstreamReconstructor(Reconstructor):
         except (ImportError, AttributeError) as exc:
             raise UpstreamMissingError(
                 f"reconstructors.{self.name}: cannot import {dotted} ({exc}). Run this model in its env "
-                f"(snakemake --use-conda; envs/{self.spec['kind']}.yaml) with {self.repo} checked out at "
+                f"(snakemake --use-conda; workflow/envs/{self.spec['kind']}.yaml) with {self.repo} checked out at "
                 f"reconstructors.{self.name}.code") from exc
 
     def weights_path(self) -> Path:
