@@ -24,6 +24,18 @@ def root() -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """For tiny torch tests (pytestmark = pytest.mark.usefixtures("one_torch_thread")): intra-op threads would only
+    contend with each other, and with the background runs, on a shared machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def default_config() -> dict:
     with open(ROOT / "config" / "config.yaml") as f:
         return yaml.safe_load(f)

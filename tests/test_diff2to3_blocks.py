@@ -26,13 +26,7 @@ VARIANTS = {"smdit_marope": dict(arch="smdit", pos_embed="marope"),
             "trellis_dit": dict(arch="dit")}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests are tiny: torch's intra-op threads only contend with each other on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_batch(seed: int = 0, b: int = 2, n: int = 12, grid: int = 6, hw: tuple[int, int] = (4, 6),

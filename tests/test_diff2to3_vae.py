@@ -15,13 +15,7 @@ from genbench.recon3d.diff2to3 import vae as V
 from genbench.recon3d.objects import normalise_unit_cube, procedural_solid
 from genbench.recon3d.render import View, camera_rays, camera_set
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from genbench.recon3d.render import View, camera_rays
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests are tiny: torch's intra-op threads only contend with each other on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def axis_quat(axis: tuple[float, float, float], angle: float) -> list[float]:

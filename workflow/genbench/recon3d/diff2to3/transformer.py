@@ -24,13 +24,14 @@ Time conditioning: sinusoidal embedding of 1000 t through a 2-layer MLP (DiT / F
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._config import from_known_keys
 from .positions import apply_rope, image_positions, rope_angles, sinusoidal_3d, split_head_dim
 
 
@@ -54,11 +55,7 @@ class Diff2to3Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Diff2to3Config:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown Diff2to3 config keys: {', '.join(sorted(unknown))} (known: {sorted(known)})")
-        cfg = cls(**d)
+        cfg = from_known_keys(cls, d, "Diff2to3")
         if cfg.arch not in ("smdit", "dit"):
             raise ValueError(f"arch must be 'smdit' or 'dit', got {cfg.arch!r}")
         if cfg.pos_embed not in ("marope", "absolute"):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from torch import nn
 from .. import gaussians as gs
 from ..render import View, camera_set
 from ..render import render as render_mesh
+from ._config import from_known_keys
 from .positions import sinusoidal_3d
 
 
@@ -79,11 +80,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown 2to3-VAE config keys: {', '.join(sorted(unknown))} (known: {sorted(known)})")
-        cfg = cls(**d)
+        cfg = from_known_keys(cls, d, "2to3-VAE")
         if cfg.feature_source not in ("reconstructive", "semantic"):
             raise ValueError(f"feature_source must be 'reconstructive' or 'semantic', got {cfg.feature_source!r}")
         if cfg.visibility not in ("occlusion", "all"):
