@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+# the environment as the session started, for the background runs below: some libraries set variables when a test
+# imports them (MONAI sets CUBLAS_WORKSPACE_CONFIG), and a run started after that would inherit them and record
+# them in its provenance (train.json's machine entry), unlike the runs started before
+SESSION_ENV = dict(os.environ)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -67,7 +72,7 @@ def _run_tiny(wd: Path) -> Path:
 
     wd = copy_workflow(ROOT, wd)
     shutil.copy(ROOT / "tests" / "config" / "tiny.yaml", wd / "config" / "config.yaml")
-    smk(wd, "--cores", "2")
+    smk(wd, "--cores", "2", base_env=SESSION_ENV)
     return wd
 
 
@@ -79,7 +84,7 @@ def _run_other_machine(wd: Path) -> Path:
     wd = copy_workflow(ROOT, wd)
     cfg = other_machine_config(yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text()))
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    smk(wd, "--cores", "2", env=other_machine_env())
+    smk(wd, "--cores", "2", env=other_machine_env(), base_env=SESSION_ENV)
     return wd
 
 
@@ -100,10 +105,11 @@ def _run_killed_and_resumed(wd: Path) -> dict:
             return True
         return False
 
-    killed = smk(wd, "--cores", "2", stop_when=midway)
+    killed = smk(wd, "--cores", "2", stop_when=midway, base_env=SESSION_ENV)
     if killed.returncode == -9:
-        smk(wd, "--unlock")  # a SIGKILLed snakemake leaves its lock (README: run --unlock once after a hard kill)
-    resumed = smk(wd, "--cores", "2")
+        # a SIGKILLed snakemake leaves its lock (README: run --unlock once after a hard kill)
+        smk(wd, "--unlock", base_env=SESSION_ENV)
+    resumed = smk(wd, "--cores", "2", base_env=SESSION_ENV)
     return {"wd": wd, "killed": killed, "seen": seen, "resumed": resumed}
 
 

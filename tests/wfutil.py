@@ -98,12 +98,13 @@ def _describe(jobs: list[dict[str, str]], cwd: Path) -> str:
 
 
 def smk(cwd: Path, *args: str, check: bool = True, stop_when=None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env: dict[str, str] | None = None, base_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run snakemake in ``cwd``. A hang (see IDLE_TIMEOUT / TOTAL_TIMEOUT) kills the run and fails with the jobs
     that were still running and the tails of their logs. ``stop_when(output) -> bool``, checked as the output
     grows, kills the run with SIGKILL (snakemake and its jobs, as a crash would) when it returns True; the result's
-    returncode is then -9. ``env``: variables added to the run's environment."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    returncode is then -9. ``env``: variables added to the run's environment, which is ``base_env`` (default: this
+    process's environment now)."""
+    env = dict(os.environ if base_env is None else base_env, PYTHONUNBUFFERED="1", **(env or {}))
     with tempfile.TemporaryDirectory() as tmp:
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         with open(out_path, "w") as out, open(err_path, "w") as err:
