@@ -78,7 +78,7 @@ def test_fit_recovers_a_line_and_every_fallback_keeps_the_total():
 def test_items_come_from_given_counts_manifests_the_config_and_official_sizes(tmp_path):
     config = {
         "miniworld": {"classes": ["a", "b", "c"], "per_class": {"val": 10}},
-        "models": {"m": {"shards": 4}},
+        "models": {"m": {"shards": 4}}, "generation": {"shards": 1},
         "datasets": {"mw": {"adapter": "miniworld", "split": "val"}, "in": {"adapter": "imagenet_val"},
                      "laion": {"adapter": "relaionet"}, "done": {"adapter": "relaionet"}},
         "datasets3d": {"ph": {"adapter": "phantoms", "cases": 2}},
@@ -132,7 +132,8 @@ def test_cli_refuses_a_bad_item_count_in_one_line(capsys):
 
 
 def test_generation_is_costed_per_model_and_per_sampling_step(tmp_path):
-    config = {"datasets": {"a": {"adapter": "imagenetv2"}}, "generation": {"shards": 2}}
+    config = {"datasets": {"a": {"adapter": "imagenetv2"}}, "generation": {"shards": 2},
+              "models": {"sit": {}, "flux": {}}}
     sizes = dataset_sizes(config, tmp_path)
     jobs = [Job("generate", {"model": m, "dataset": "a", "steps": st, "cfg": "1", "seed": "0", "shard": sh},
                 {"gpu": "1"}) for m in ("sit", "flux") for st in ("1", "4") for sh in ("0", "1")]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .config import model_shards
 from .errors import GenbenchError
 
 # How a rule's jobs scale. "dataset": a job processes every item of the data set named by its `dataset` (or
@@ -194,11 +195,6 @@ def dataset_sizes(config: dict[str, Any], directory: str | Path,
             else:
                 out[name] = (None, "unknown until prepared: give --items NAME=N")
     return out
-
-
-def model_shards(config: dict[str, Any], model: str) -> int:
-    spec = (config.get("models") or {}).get(model) or {}
-    return int(spec.get("shards", (config.get("generation") or {}).get("shards", 1)))
 
 
 def cost_key(job: Job) -> str:
