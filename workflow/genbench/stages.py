@@ -20,6 +20,7 @@ from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
+from .jobinfo import report_at_exit
 from .metrics.registry import higher_is_better
 from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
@@ -48,6 +49,7 @@ def setup_logging(log_file: str | Path | None, threads: int | None = None) -> No
     # where the job ran and which accelerators the scheduler granted (SLURM sets CUDA_VISIBLE_DEVICES for --gpus)
     log.info("host %s, threads %s, CUDA_VISIBLE_DEVICES=%s, SLURM_JOB_ID=%s", platform.node(), threads,
              os.environ.get("CUDA_VISIBLE_DEVICES", ""), os.environ.get("SLURM_JOB_ID", ""))
+    report_at_exit(log)  # start-up, stage time, torch imported or not, peak RSS: the job's last log line
 
 
 def _fix_threads(n: int) -> None:
