@@ -172,9 +172,9 @@ _METRICS_3D = [
     _m("3d", "voxel_nsd", "higher", "voxel NSD", _GEOM),
     # the protocol-delta knobs' common name for whichever IoU a protocol computed
     _m("3d", "iou", "higher", "IoU", _GEOM),
-    # alignment and sampling diagnostics (summarised like metrics; they rank nothing)
+    # alignment and sampling diagnostics, summarised like metrics (icp_rmse is a residual distance: lower is better)
     _m("3d", "icp_fitness", "none", "ICP fitness", _GEOM),
-    _m("3d", "icp_rmse", "none", "ICP inlier RMSE", _GEOM),
+    _m("3d", "icp_rmse", "lower", "ICP inlier RMSE", _GEOM),
     _m("3d", "sample_spacing", "none", "sample spacing", _CORRECTED),
     # appearance on renders
     _m("3d", "psnr", "higher", "PSNR", _APPEARANCE),
