@@ -210,8 +210,8 @@ def cell_compute_plan(metrics: list[str] | tuple[str, ...]) -> list[tuple[Callab
     for name in metrics:
         m = table.get(name)
         if m is None or not m.requestable:
-            problem = "is not a 2D metric in genbench.metrics.registry" if m is None else (
-                "is not requestable (a companion row, written with its metric)")
+            problem = "not a 2D metric in genbench.metrics.registry" if m is None else (
+                "not requestable (a companion row, written with its metric)")
             raise MetricRegistryError(problem, item=f"metric '{name}'", fix=(
                 "add its entry (direction, display name, formula anchor, requestable, compute) to _METRICS_2D"
                 if m is None else "request the metric it belongs to"))
