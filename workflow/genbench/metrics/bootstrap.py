@@ -18,6 +18,7 @@ reproducible. Three interval methods, named in every row's ``ci_method``:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,14 @@ def debiased_percentile_interval(reps: np.ndarray, estimate: float,
     bias = float(reps.mean() - estimate)
     low, high = percentile_interval(reps, confidence)
     return low - bias, high - bias, bias
+
+
+def debiased_row(value: float, reps: np.ndarray, confidence: float, n_boot: int,
+                 detail: str = "") -> dict[str, Any]:
+    """A row's value, debiased-percentile interval, bias estimate (``ci_bias``) and method label."""
+    lo, hi, bias = debiased_percentile_interval(reps, value, confidence)
+    return dict(value=value, ci_low=lo, ci_high=hi, ci_bias=bias,
+                ci_method=method_label("debiased-percentile", n_boot, confidence, detail))
 
 
 def bca_mean_interval(values: np.ndarray, n_boot: int, confidence: float,

@@ -13,9 +13,15 @@ kernel block is multiplied by the count matrix instead of being recomputed per r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from .bootstrap import resamples
 from .fid import MetricInputError, unit_rows
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 SIGMA = 10.0
 SCALE = 1000.0
@@ -54,3 +60,15 @@ def cmmd_bootstrap(real: np.ndarray, gen: np.ndarray, resample_idx: list, sigma:
 
 def cmmd(real: np.ndarray, gen: np.ndarray, sigma: float = SIGMA, scale: float = SCALE) -> float:
     return cmmd_bootstrap(real, gen, [], sigma, scale)[0]
+
+
+def cmmd_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``cmmd`` on the image embeddings of the ``clip`` embedder, with a debiased bootstrap interval."""
+    real_name, gen_name = ctx.names
+    if "clip" not in ctx.text_image:
+        raise MetricInputError(f"{gen_name}: 'cmmd' needs the clip embeddings (scoring.text_image.clip)")
+    er, eg = ctx.text_image["clip"][0]["image_emb"], ctx.text_image["clip"][1]["image_emb"]
+    idx = resamples(ctx.rng_for("cmmd"), (len(er), len(eg)), ctx.n_boot)
+    value, reps = cmmd_bootstrap(er, eg, idx, real_name=real_name, gen_name=gen_name)
+    return [dict(metric="cmmd", n=len(eg), n_real=len(er), **ctx.debiased(value, reps),
+                 extractor=ctx.embedder("clip"), note="RBF kernel, sigma 10, scale 1000, unit-length image embeddings")]

@@ -10,10 +10,15 @@ scatter of the subset FDs around the line, not the sampling of the real set.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from scipy import stats
 
 from .fid import MetricInputError, feature_statistics, frechet_distance
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 
 def fd_infinity(real: np.ndarray, gen: np.ndarray, *, points: int = 15, min_n: int = 5000, confidence: float = 0.95,
@@ -42,3 +47,19 @@ def fd_infinity(real: np.ndarray, gen: np.ndarray, *, points: int = 15, min_n: i
     half = stats.t.ppf(0.5 + confidence / 2, len(ns) - 2) * fit.intercept_stderr
     return {"value": float(fit.intercept), "ci_low": float(fit.intercept - half),
             "ci_high": float(fit.intercept + half), "slope": float(fit.slope), "ns": ns, "fds": fds}
+
+
+def fid_inf_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``fid_inf`` with ``scoring.fd_inf``'s points and min_n (min_n shrunk, with a note, when the cell has
+    fewer generated samples)."""
+    fr, fg = ctx.features
+    points, min_n = ctx.fd_inf.get("points", 15), ctx.fd_inf.get("min_n", 5000)
+    note = ""
+    if min_n >= len(fg):
+        shrunk = max(2, len(fg) // 5)
+        note, min_n = f"min_n shrunk from {min_n} to {shrunk} ({len(fg)} generated samples); ", shrunk
+    r = fd_infinity(fr, fg, points=points, min_n=min_n, confidence=ctx.confidence, rng=ctx.rng_for("fid_inf"),
+                    real_name=ctx.real_name, gen_name=ctx.gen_name)
+    return [dict(metric="fid_inf", value=r["value"], ci_low=r["ci_low"], ci_high=r["ci_high"], n=len(fg),
+                 n_real=len(fr), ci_method=f"ols-t, {len(r['ns'])} points, {ctx.confidence:g}",
+                 note=f"{note}FD_N = FD_inf + {r['slope']:.4g}/N, N = {r['ns'][0]}..{r['ns'][-1]}")]

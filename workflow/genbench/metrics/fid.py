@@ -10,9 +10,15 @@ eigenvalues from round-off are clipped to 0. Statistics are float64 (np.cov with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..errors import GenbenchError
+from .bootstrap import resamples
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 
 class MetricInputError(GenbenchError, ValueError):
@@ -74,3 +80,34 @@ def frechet_distance_features(real: np.ndarray, gen: np.ndarray, real_name: str 
     mu1, s1 = feature_statistics(real, real_name)
     mu2, s2 = feature_statistics(gen, gen_name)
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+def fd_row(ctx: CellContext, fr: np.ndarray, fg: np.ndarray, metric: str, names: tuple[str, str],
+           ) -> tuple[dict[str, Any], np.ndarray, list]:
+    """A Fréchet-distance row with its debiased bootstrap CI (resamples from ``ctx.rng_for(metric)``), plus the
+    replicates and their index sets (which the scaled metrics reuse)."""
+    mu_r, s_r = feature_statistics(fr, names[0])
+    mu_g, s_g = feature_statistics(fg, names[1])
+    idx = resamples(ctx.rng_for(metric), (len(fr), len(fg)), ctx.n_boot)
+    reps = np.array([frechet_distance(fr[ir].mean(0), np.cov(fr[ir], rowvar=False), fg[ig].mean(0),
+                                      np.cov(fg[ig], rowvar=False)) for ir, ig in idx])
+    row = dict(metric=metric, n=len(fg), n_real=len(fr),
+               **ctx.debiased(frechet_distance(mu_r, s_r, mu_g, s_g), reps))
+    return row, reps, idx
+
+
+def fid_bootstrap(ctx: CellContext) -> tuple[dict[str, Any], np.ndarray, list]:
+    """The cell's FID row, its bootstrap replicates and their (real, generated) index sets, computed once per cell
+    (the fid, csfid and psfid rows share them)."""
+    return ctx.shared("fid", lambda: fd_row(ctx, *ctx.features, "fid", ctx.names))
+
+
+def fid_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``fid``: FD on the scoring extractor's features."""
+    return [dict(fid_bootstrap(ctx)[0])]
+
+
+def fd_dinov2_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``fd_dinov2``: FD on the DINOv2 features (``scoring.dinov2``)."""
+    dr, dg, extractor, names = ctx.dinov2_features()
+    return [dict(fd_row(ctx, dr, dg, "fd_dinov2", names)[0], extractor=extractor)]

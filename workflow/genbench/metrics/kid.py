@@ -14,9 +14,14 @@ Below ``m`` samples torch-fidelity refuses; genbench either refuses too (``small
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .fid import MetricInputError, check_features
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 
 def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> float:
@@ -51,3 +56,38 @@ def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, subsets: int = 
         ys = y[rng.choice(len(y), m, replace=False)]
         values[i] = polynomial_mmd2_unbiased(xs, ys)
     return float(values.mean()), float(values.std()), m
+
+
+def kid_protocol_rows(ctx: CellContext, fr: np.ndarray, fg: np.ndarray, metric: str, names: tuple[str, str],
+                      **extra: Any) -> list[dict[str, Any]]:
+    """The KID protocol's mean and std rows (``metric`` and ``metric_std``) with the settings of ``scoring.kid``,
+    the subset size in the note."""
+    kid = ctx.kid
+    subsets, requested = kid.get("subsets", 100), kid.get("subset_size", 1000)
+    mean, std, m = kernel_inception_distance(fr, fg, subsets=subsets, subset_size=requested,
+                                             small_sample=kid.get("small_sample", "error"), real_name=names[0],
+                                             gen_name=names[1])
+    note = f"{subsets} subsets of {m}" + (f" (shrunk from {requested})" if m < requested else "")
+    sizes = dict(n=len(fg), n_real=len(fr), ci_low=np.nan, ci_high=np.nan, ci_method="none", **extra)
+    whole = m == len(fr) == len(fg)  # every subset is a permutation of both whole sets: all rounds are equal
+    if whole:
+        std_row = dict(metric=f"{metric}_std", value=np.nan, note=(
+            f"{note}: every subset is the whole set, so the std over subsets is 0 by construction and says nothing "
+            f"about sampling; not shown"), **sizes)
+    else:
+        std_row = dict(metric=f"{metric}_std", value=std, note=(
+            f"{note}: population std of the {subsets} subset values (subset-to-subset spread, not a CI of "
+            f"{metric})"), **sizes)
+    return [dict(metric=metric, value=mean, note=note, **sizes),
+            std_row]
+
+
+def kid_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``kid`` and ``kid_std`` on the scoring extractor's features."""
+    return kid_protocol_rows(ctx, *ctx.features, "kid", ctx.names)
+
+
+def kd_dinov2_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``kd_dinov2`` and ``kd_dinov2_std``: the KID protocol on the DINOv2 features (``scoring.dinov2``)."""
+    dr, dg, extractor, names = ctx.dinov2_features()
+    return kid_protocol_rows(ctx, dr, dg, "kd_dinov2", names, extractor=extractor)

@@ -17,9 +17,15 @@ them (the other set's k-NN balls held fixed).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from .bootstrap import bca_mean_interval, method_label
 from .fid import MetricInputError, check_features
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 BLOCK_ENTRIES = 1 << 24  # float64 entries per distance block (128 MiB)
 
@@ -75,3 +81,22 @@ def per_sample_prdc(real: np.ndarray, gen: np.ndarray, k: int = 3, real_name: st
 
 def prdc(real: np.ndarray, gen: np.ndarray, k: int = 3) -> dict[str, float]:
     return {name: float(v.mean()) for name, v in per_sample_prdc(real, gen, k).items()}
+
+
+def prdc_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``precision``, ``recall``, ``density``, ``coverage`` (those requested) from one pass of
+    :func:`per_sample_prdc` with k = ``scoring.prdc.k``; BCa interval of each mean over its samples, the other
+    set's k-NN balls held fixed."""
+    fr, fg = ctx.features
+    n_boot, conf = ctx.n_boot, ctx.confidence
+    sizes = dict(n=len(fg), n_real=len(fr))
+    per = per_sample_prdc(fr, fg, ctx.prdc_k, *ctx.names)
+    rows = []
+    for m in [m for m in ("precision", "recall", "density", "coverage") if m in metrics]:
+        over = "generated" if m in ("precision", "density") else "real"
+        other = "real" if over == "generated" else "generated"
+        lo, hi, how = bca_mean_interval(per[m], n_boot, conf, ctx.rng_for(m))
+        rows.append(dict(metric=m, value=float(per[m].mean()), ci_low=lo, ci_high=hi, **sizes,
+                         ci_method=method_label(how, n_boot, conf, f"{over} samples, {other} k-NN balls fixed"),
+                         note=f"k = {ctx.prdc_k}"))
+    return rows

@@ -4,6 +4,12 @@ documented. Everything else (the exported tables' column order and headers, figu
 selection, MMHM's utilities, the 3D summary's ``higher_is_better`` column, the config's figure checks) reads it
 from here.
 
+A 2D metric's entry also names the function that computes its rows (``compute="package.module:function"``,
+imported only when the metric is scored): ``score_cell`` builds one :class:`~genbench.metrics.context.CellContext`
+per cell and calls that function for the requested metrics (README, "Adding a metric"). Entries that share a
+function (precision/recall/density/coverage; clip_score/csfid/csis) get one call with all of theirs that are
+requested. ``scope="sweep"`` marks a metric computed over the whole sweep after scoring (MMHM, in the aggregate).
+
 Two tracks, two tables: the 2D metrics (rows of ``gen2d_metrics.parquet``; the ``requestable`` ones are what
 ``scoring.metrics`` may list, in the order the tables show them) and the 3D metrics (rows of
 ``recon3d_summary.parquet``). A few 3D names carry a parameter (``fscore@0.01``, ``voxel_hd95``, ``fd_inception``):
@@ -14,22 +20,33 @@ No heavy imports here: ``genbench.config`` (loaded by every Snakemake run) uses 
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from ..errors import GenbenchError
 
 Direction = Literal["lower", "higher", "none"]
 Track = Literal["2d", "3d"]
+Scope = Literal["cell", "sweep"]
 
 DOCS_2D = "docs/metrics.md"
 DOCS_3D = "docs/metrics3d.md"
+
+
+class MetricRegistryError(GenbenchError, LookupError):
+    """A requested metric the registry cannot compute: unknown, not requestable, or without a compute target."""
 
 
 @dataclass(frozen=True)
 class Metric:
     """One metric: ``name`` as in the tables (or a template with one ``{param}``), ``direction`` ("none" for a
     diagnostic that ranks nothing), ``display`` for tables and figures, ``doc`` the formula's anchor, and for 2D
-    whether ``scoring.metrics`` may request it (companion rows such as ``is_std`` are written with their metric)."""
+    whether ``scoring.metrics`` may request it (companion rows such as ``is_std`` are written with their metric),
+    ``compute`` the "module:function" that computes its rows and ``scope`` when: per cell (``score_cell`` calls
+    ``function(ctx, metrics)``) or over the sweep (the aggregate step)."""
 
     name: str
     direction: Direction
@@ -37,6 +54,8 @@ class Metric:
     doc: str
     track: Track
     requestable: bool = False
+    compute: str = ""
+    scope: Scope = "cell"
 
     @property
     def lower_is_better(self) -> bool:
@@ -57,10 +76,32 @@ class Metric:
         tail = rest.partition("}")[2]
         return re.compile(re.escape(head) + r"(.+)" + re.escape(tail) + r"\Z")
 
+    def compute_function(self) -> Callable[..., Any]:
+        """The function ``compute`` names, imported now; a one-line error naming the metric and the fix when the
+        entry has none or it does not import."""
+        module, _, attr = self.compute.partition(":")
+        where = f"metric '{self.name}' ({self.track})"
+        if not module or not attr:
+            raise MetricRegistryError(
+                f"no compute target{f' ({self.compute!r} is not module:function)' if self.compute else ''}",
+                item=where, fix="add compute='package.module:function' to its entry in genbench.metrics.registry "
+                                "(a function (ctx, metrics) -> rows; README, 'Adding a metric')")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise MetricRegistryError(f"compute target '{self.compute}' does not import ({exc})", item=where,
+                                      fix="fix the module or the entry's compute in genbench.metrics.registry"
+                                      ) from exc
+        if not callable(fn):
+            raise MetricRegistryError(f"compute target '{self.compute}' is not callable", item=where,
+                                      fix="point compute at a function")
+        return fn
 
-def _m(track: Track, name: str, direction: Direction, display: str, anchor: str, requestable: bool = False
-       ) -> Metric:
-    return Metric(name, direction, display, f"{DOCS_2D if track == '2d' else DOCS_3D}#{anchor}", track, requestable)
+
+def _m(track: Track, name: str, direction: Direction, display: str, anchor: str, requestable: bool = False,
+       compute: str = "", scope: Scope = "cell") -> Metric:
+    return Metric(name, direction, display, f"{DOCS_2D if track == '2d' else DOCS_3D}#{anchor}", track, requestable,
+                  compute, scope)
 
 
 _FD = "fréchet-distance-fid-on-inception-features-fd-on-any-extractors-features"
@@ -70,27 +111,28 @@ _PRDC = "precision-recall-density-and-coverage-rows-precision-recall-density-cov
 _TEXT = "clip-score-pickscore-and-the-scaled-metrics"
 _VALID = "metric-validation-on-known-answers-metric_validationparquet-metric_noise_floorparquet"
 
-# 2D, in the order of the exported tables' columns (the requestable ones first)
+# 2D, in the order of the exported tables' columns (the requestable ones first). score_cell writes a cell's rows in
+# this order too, by compute function (the first entry naming a function places all of its rows).
 _METRICS_2D = [
-    _m("2d", "fid", "lower", "FID", _FD, True),
-    _m("2d", "is", "higher", "IS", _IS, True),
-    _m("2d", "kid", "lower", "KID", _KID, True),
-    _m("2d", "fd_dinov2", "lower", "FD-DINOv2", _FD, True),
-    _m("2d", "kd_dinov2", "lower", "KD-DINOv2", _KID, True),
-    _m("2d", "clip_score", "higher", "CLIP Score", _TEXT, True),
-    _m("2d", "pick_score", "higher", "PickScore", _TEXT, True),
-    _m("2d", "csfid", "lower", "csFID", _TEXT, True),
-    _m("2d", "psfid", "lower", "psFID", _TEXT, True),
-    _m("2d", "csis", "higher", "csIS", _TEXT, True),
-    _m("2d", "psis", "higher", "psIS", _TEXT, True),
-    _m("2d", "mmhm", "higher", "MMHM", "mmhm-composite", True),
-    _m("2d", "precision", "higher", "Precision", _PRDC, True),
-    _m("2d", "recall", "higher", "Recall", _PRDC, True),
-    _m("2d", "density", "higher", "Density", _PRDC, True),
-    _m("2d", "coverage", "higher", "Coverage", _PRDC, True),
-    _m("2d", "vendi", "higher", "Vendi", "vendi-score-row-vendi", True),
-    _m("2d", "cmmd", "lower", "CMMD", "cmmd-row-cmmd", True),
-    _m("2d", "fid_inf", "lower", "FID∞", "fid-row-fid_inf", True),
+    _m("2d", "fid", "lower", "FID", _FD, True, "genbench.metrics.fid:fid_rows"),
+    _m("2d", "is", "higher", "IS", _IS, True, "genbench.metrics.inception_score:is_rows"),
+    _m("2d", "kid", "lower", "KID", _KID, True, "genbench.metrics.kid:kid_rows"),
+    _m("2d", "fd_dinov2", "lower", "FD-DINOv2", _FD, True, "genbench.metrics.fid:fd_dinov2_rows"),
+    _m("2d", "kd_dinov2", "lower", "KD-DINOv2", _KID, True, "genbench.metrics.kid:kd_dinov2_rows"),
+    _m("2d", "clip_score", "higher", "CLIP Score", _TEXT, True, "genbench.metrics.text_image:clip_rows"),
+    _m("2d", "pick_score", "higher", "PickScore", _TEXT, True, "genbench.metrics.text_image:pick_rows"),
+    _m("2d", "csfid", "lower", "csFID", _TEXT, True, "genbench.metrics.text_image:clip_rows"),
+    _m("2d", "psfid", "lower", "psFID", _TEXT, True, "genbench.metrics.text_image:pick_rows"),
+    _m("2d", "csis", "higher", "csIS", _TEXT, True, "genbench.metrics.text_image:clip_rows"),
+    _m("2d", "psis", "higher", "psIS", _TEXT, True, "genbench.metrics.text_image:pick_rows"),
+    _m("2d", "mmhm", "higher", "MMHM", "mmhm-composite", True, "genbench.stages:add_mmhm_rows", "sweep"),
+    _m("2d", "precision", "higher", "Precision", _PRDC, True, "genbench.metrics.prdc:prdc_rows"),
+    _m("2d", "recall", "higher", "Recall", _PRDC, True, "genbench.metrics.prdc:prdc_rows"),
+    _m("2d", "density", "higher", "Density", _PRDC, True, "genbench.metrics.prdc:prdc_rows"),
+    _m("2d", "coverage", "higher", "Coverage", _PRDC, True, "genbench.metrics.prdc:prdc_rows"),
+    _m("2d", "vendi", "higher", "Vendi", "vendi-score-row-vendi", True, "genbench.metrics.vendi:vendi_rows"),
+    _m("2d", "cmmd", "lower", "CMMD", "cmmd-row-cmmd", True, "genbench.metrics.cmmd:cmmd_rows"),
+    _m("2d", "fid_inf", "lower", "FID∞", "fid-row-fid_inf", True, "genbench.metrics.fd_infinity:fid_inf_rows"),
     # companions written next to their metric: spreads (not intervals), and the validation table's accuracy
     _m("2d", "is_std", "none", "IS std", _IS),
     _m("2d", "kid_std", "none", "KID std", _KID),
@@ -130,9 +172,9 @@ _METRICS_3D = [
     _m("3d", "voxel_nsd", "higher", "voxel NSD", _GEOM),
     # the protocol-delta knobs' common name for whichever IoU a protocol computed
     _m("3d", "iou", "higher", "IoU", _GEOM),
-    # alignment and sampling diagnostics (summarised like metrics; they rank nothing)
+    # alignment and sampling diagnostics, summarised like metrics (icp_rmse is a residual distance: lower is better)
     _m("3d", "icp_fitness", "none", "ICP fitness", _GEOM),
-    _m("3d", "icp_rmse", "none", "ICP inlier RMSE", _GEOM),
+    _m("3d", "icp_rmse", "lower", "ICP inlier RMSE", _GEOM),
     _m("3d", "sample_spacing", "none", "sample spacing", _CORRECTED),
     # appearance on renders
     _m("3d", "psnr", "higher", "PSNR", _APPEARANCE),
@@ -158,6 +200,34 @@ def metric_info(name: str, track: Track = "2d") -> Metric:
             return m
     raise KeyError(f"metric '{name}' ({track}) is not in genbench.metrics.registry; add its direction, display "
                    "name and formula anchor there")
+
+
+def cell_compute_plan(metrics: list[str] | tuple[str, ...]) -> list[tuple[Callable[..., Any], tuple[str, ...]]]:
+    """(compute function, its requested metrics) for ``score_cell``, in the registry's order of the functions. Every
+    name must be a requestable 2D metric scored per cell with a compute target (a one-line error otherwise, before
+    anything is computed)."""
+    table = METRICS["2d"]
+    for name in metrics:
+        m = table.get(name)
+        if m is None or not m.requestable:
+            problem = "not a 2D metric in genbench.metrics.registry" if m is None else (
+                "not requestable (a companion row, written with its metric)")
+            raise MetricRegistryError(problem, item=f"metric '{name}'", fix=(
+                "add its entry (direction, display name, formula anchor, requestable, compute) to _METRICS_2D"
+                if m is None else "request the metric it belongs to"))
+        if m.scope != "cell":
+            raise MetricRegistryError(f"computed over the whole sweep by {m.compute or '?'}, not per cell",
+                                      item=f"metric '{name}'", fix="leave it out of score_cell's metrics")
+        m.compute_function()  # no target, or one that does not import: say so before anything is computed
+    wanted = set(metrics)
+    groups: dict[str, list[str]] = {}
+    for m in table.values():
+        if m.name in wanted:
+            groups.setdefault(m.compute, []).append(m.name)
+    # the first entry that names a function places it (requested or not), so a cell's rows keep one order whatever
+    # subset of metrics is requested
+    order = dict.fromkeys(m.compute for m in table.values() if m.requestable and m.scope == "cell")
+    return [(table[names[0]].compute_function(), tuple(names)) for target in order if (names := groups.get(target))]
 
 
 def is_registered(name: str, track: Track = "2d") -> bool:

@@ -14,9 +14,17 @@ models themselves live in ``genbench.features``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from .fid import MetricInputError
+from .bootstrap import bca_mean_interval, method_label, resamples
+from .fid import MetricInputError, fid_bootstrap
+from .inception_score import is_bootstrap
+from .registry import display_name
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
@@ -73,3 +81,82 @@ def scaled_metrics(fid: float, inception_score: float, clip_gen: float, clip_rea
                                    "by it, so it must be > 0")
     return {"r_clip": r_clip, "r_pick": r_pick, "csfid": fid / r_clip, "psfid": fid / r_pick,
             "csis": inception_score * r_clip, "psis": inception_score * r_pick}
+
+
+def text_image_scores(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], kind: str,
+                      set_names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample CLIP Score (100 cos) or PickScore (exp(logit_scale) cos) of the real images with their prompts
+    and of the generated images with the prompts of the items they were generated for."""
+    ids = np.asarray(real["item_id"]).astype(str).tolist()
+    texts = real["text_emb"]
+    if "skipped_text_emb" in real:  # real images that could not be decoded still have their prompts
+        ids += np.asarray(real["skipped_item_id"]).astype(str).tolist()
+        texts = np.concatenate([texts, real["skipped_text_emb"]])
+    row_of = {i: k for k, i in enumerate(ids)}
+    try:
+        rows = np.array([row_of[i] for i in np.asarray(gen["item_id"]).astype(str).tolist()])
+    except KeyError as exc:
+        raise MetricInputError(f"{set_names[1]}: item {exc} is not an item of {set_names[0]}; text-image scores "
+                               "need the prompts of the data set the cell was generated for") from None
+    text_r, text_g = real["text_emb"], texts[rows]
+    if kind == "clip":
+        return (clip_score_per_sample(real["image_emb"], text_r, set_names[0]),
+                clip_score_per_sample(gen["image_emb"], text_g, set_names[1]))
+    scale = float(np.asarray(real["logit_scale"]))
+    return (pick_score_per_sample(real["image_emb"], text_r, scale, set_names[0]),
+            pick_score_per_sample(gen["image_emb"], text_g, scale, set_names[1]))
+
+
+def clip_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``clip_score``, ``csfid``, ``csis`` (those requested) from the ``clip`` embeddings."""
+    return _score_and_scaled_rows(ctx, metrics, "clip", "clip_score", "cs")
+
+
+def pick_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``pick_score``, ``psfid``, ``psis`` (those requested) from the ``pick`` embeddings."""
+    return _score_and_scaled_rows(ctx, metrics, "pick", "pick_score", "ps")
+
+
+def _score_and_scaled_rows(ctx: CellContext, metrics: tuple[str, ...], role: str, score_name: str,
+                           prefix: str) -> list[dict[str, Any]]:
+    """The score's row (BCa interval of the mean over the generated samples) and the scaled metrics' rows, whose
+    replicates apply FID's (or IS's) resamples of the generated items to the per-sample scores too."""
+    scaled = [m for m in (f"{prefix}fid", f"{prefix}is") if m in metrics]
+    # FID and IS first: their input errors come before the embeddings' (as when they are requested themselves)
+    fid_row, fid_reps, fid_idx = fid_bootstrap(ctx) if f"{prefix}fid" in scaled else ({}, np.empty(0), [])
+    is_value, _, is_reps, is_idx = is_bootstrap(ctx) if f"{prefix}is" in scaled else (None, None, np.empty(0), [])
+    if role not in ctx.text_image:
+        raise MetricInputError(f"{ctx.gen_name}: '{score_name}' needs the {role} embeddings (scoring.text_image)")
+    per_real, per_gen = text_image_scores(*ctx.text_image[role], role, ctx.names)
+    embedder = ctx.embedder(role)
+    clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
+    gen_score, real_score = clamp(float(per_gen.mean())), clamp(float(per_real.mean()))
+    label = display_name(score_name)
+    real_note = f"real images of {ctx.cell['dataset']}, same prompts: {label} {real_score:.4g}"
+    n_boot, conf = ctx.n_boot, ctx.confidence
+    rows = []
+    if score_name in metrics:  # BCa of the mean; clamping at 0 is monotone, so it maps the bounds
+        lo, hi, how = bca_mean_interval(per_gen, n_boot, conf, ctx.rng_for(score_name))
+        rows.append(dict(metric=score_name, value=gen_score, ci_low=clamp(lo), ci_high=clamp(hi), n=len(per_gen),
+                         n_real=len(per_real), ci_method=method_label(how, n_boot, conf, "generated samples"),
+                         note=real_note, extractor=embedder))
+    if not real_score > 0 or not gen_score > 0:
+        raise MetricInputError(f"{ctx.gen_name}: {label} of the generated ({gen_score:g}) or real ({real_score:g}) "
+                               f"images is not positive, so r = generated / real cannot scale FID or IS")
+    ratio = gen_score / real_score
+    for m in scaled:
+        if m.endswith("fid"):
+            value = fid_row["value"] / ratio
+            reps = np.array([fid_rep / (clamp(float(per_gen[ig].mean())) / clamp(float(per_real[ir].mean())))
+                             for fid_rep, (ir, ig) in zip(fid_reps, fid_idx, strict=True)])
+            n_real = len(ctx.real["features"])
+        else:
+            value = is_value * ratio
+            real_idx = resamples(ctx.rng_for(f"{m}-real"), (len(per_real),), n_boot)
+            reps = np.array([is_rep * clamp(float(per_gen[i].mean())) / clamp(float(per_real[j].mean()))
+                             for is_rep, (i,), (j,) in zip(is_reps, is_idx, real_idx, strict=True)])
+            n_real = len(per_real)
+        rows.append(dict(metric=m, n=len(per_gen), n_real=n_real, **ctx.debiased(value, reps),
+                         note=f"r_{role} = {ratio:.4g} ({real_note})",
+                         extractor=f"{ctx.cell.get('extractor', '?')} + {embedder}"))
+    return rows

@@ -10,9 +10,15 @@ bootstrap replicate needs without copying rows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from .bootstrap import resamples
 from .fid import unit_rows
+
+if TYPE_CHECKING:
+    from .context import CellContext
 
 
 def _from_gram(gram: np.ndarray) -> float:
@@ -32,3 +38,16 @@ def vendi_score(features: np.ndarray, set_name: str = "features") -> float:
     x = unit_rows(features, set_name)
     return _from_gram(x.T @ x / len(x))
 
+
+
+def vendi_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``vendi``: the generated set's Vendi score with a debiased bootstrap interval (the real set's score in
+    the note)."""
+    fr, fg = ctx.features
+    real_name, gen_name = ctx.names
+    unit = unit_rows(fg, gen_name)
+    reps = np.array([vendi_weighted(unit, np.bincount(i, minlength=len(unit)))
+                     for (i,) in resamples(ctx.rng_for("vendi"), (len(unit),), ctx.n_boot)])
+    value = vendi_score(fg, gen_name)
+    return [dict(metric="vendi", n=len(fg), n_real=0, **ctx.debiased(value, reps),
+                 note=f"cosine kernel on the features; real set: {vendi_score(fr, real_name):.4g}")]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..io import atomic_path
 from ..metrics.names import best_settings
-from ..metrics.registry import LABELS
+from ..metrics.registry import LABELS, display_name
 from ..metrics.registry import SCORING_METRICS as ORDER
 from .keys import CELL_KEYS_BY_DATASET
 
@@ -70,7 +70,7 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
                     col.append(f"{_num(v * s)} ± {_num(std * s, 2)}")
             else:
                 col.append(_num(v * s))
-        out[HEADERS.get(m, m)] = col
+        out[HEADERS.get(m) or display_name(m)] = col
     out["cfg"] = out["cfg"].map(lambda c: f"{c:g}")
     return out.rename(columns={"nfe": "NFE"}).reset_index(drop=True)
 
