@@ -295,3 +295,14 @@ def test_legacy_settings_per_data_set():
     bad["recon3d"]["protocols"]["legacy"]["datasets"]["gsoo"] = {"max_corr": 0.1}
     with pytest.raises(ConfigError, match="recon3d.protocols.legacy.datasets: 'gsoo' is not in recon3d.datasets"):
         validate_config(bad)
+
+
+def test_neighbour_queries_use_the_jobs_threads(monkeypatch):
+    """Large k-d tree queries run on the rule's threads (OMP_NUM_THREADS, set by setup_logging), not on every core
+    of a shared node; outside a job, on all cores; small ones on one."""
+    from genbench.recon3d.distances import workers
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert workers(50_000) == 3 and workers(100) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert workers(50_000) == -1

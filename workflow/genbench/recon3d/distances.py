@@ -3,12 +3,13 @@ on voxel masks, normal consistency and EMD. Formulas: docs/metrics3d.md. Every f
 reference implementation in tests/test_metrics3d.py (point-cloud-utils, open3d, MONAI, trimesh, scipy).
 
 The point-set bundle (:func:`distance_bundle`) answers Chamfer (L1 and squared), F-scores at any number of
-thresholds, Hausdorff and HD95 from ONE pair of nearest-neighbour queries (a k-d tree per side, queried on all
-cores), instead of one pair per metric as separate library calls would.
+thresholds, Hausdorff and HD95 from ONE pair of nearest-neighbour queries (a k-d tree per side, queried on the
+job's threads), instead of one pair per metric as separate library calls would.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,8 +35,15 @@ def check_points(pts: np.ndarray, what: str) -> np.ndarray:
 
 
 def workers(n: int) -> int:
-    """All cores for large queries; one for small ones (thread start-up costs more than it saves)."""
-    return -1 if n >= 20_000 else 1
+    """The job's threads for large queries (the rule's ``threads``, which ``stages.setup_logging`` puts into
+    OMP_NUM_THREADS; every core outside a job); one for small ones (thread start-up costs more than it saves).
+    The neighbours found do not depend on it."""
+    if n < 20_000:
+        return 1
+    try:
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    except (KeyError, ValueError):
+        return -1
 
 
 def kdtree(points: np.ndarray) -> cKDTree:
