@@ -241,11 +241,8 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
         fig.suptitle(f"{LABELS.get(metric, metric)} vs guidance scale\n({note})", y=1.0)
         fig.tight_layout()
         save_figure(fig, pdf, png)
-    if pairwise is not None:
-        flags = pd.DataFrame(sig_rows, columns=["dataset", "model", "steps", "cfg", "significant_vs_next"])
-        df = df.merge(flags, on=["dataset", "model", "steps", "cfg"], how="left")
-    save_data(df, data)
-    return df
+    return _save_with_flags(df, sig_rows if pairwise is not None else None, ["dataset", "model", "steps", "cfg"],
+                            data)
 
 
 def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
@@ -304,9 +301,16 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
         fig.suptitle(f"{LABELS.get(metric, metric)} vs sampling cost\n({note})", y=1.0)
         fig.tight_layout()
         save_figure(fig, pdf, png)
-    if pairwise is not None:
-        flags = pd.DataFrame(sig_rows, columns=["dataset", "model", "cfg", "steps", "significant_vs_next"])
-        df = df.merge(flags, on=["dataset", "model", "cfg", "steps"], how="left")
+    return _save_with_flags(df, sig_rows if pairwise is not None else None, ["dataset", "model", "cfg", "steps"],
+                            data)
+
+
+def _save_with_flags(df: pd.DataFrame, sig_rows: list[tuple] | None, keys: list[str], data: str | Path) -> pd.DataFrame:
+    """The figure's data with each point's ``significant_vs_next`` flag (rows ``keys`` + flag; None: no pairwise
+    table was given, so no column), saved next to the figure."""
+    if sig_rows is not None:
+        flags = pd.DataFrame(sig_rows, columns=[*keys, "significant_vs_next"])
+        df = df.merge(flags, on=keys, how="left")
     save_data(df, data)
     return df
 

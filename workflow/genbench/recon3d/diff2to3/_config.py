@@ -15,3 +15,13 @@ def from_known_keys(cls: type[T], d: dict[str, Any], what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} config keys: {', '.join(sorted(unknown))} (known: {sorted(known)})")
     return cls(**d)
+
+
+def check_choice(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+
+
+def check_heads(hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._config import from_known_keys
+from ._config import check_choice, check_heads, from_known_keys
 from .positions import apply_rope, image_positions, rope_angles, sinusoidal_3d, split_head_dim
 
 
@@ -56,12 +56,9 @@ class Diff2to3Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Diff2to3Config:
         cfg = from_known_keys(cls, d, "Diff2to3")
-        if cfg.arch not in ("smdit", "dit"):
-            raise ValueError(f"arch must be 'smdit' or 'dit', got {cfg.arch!r}")
-        if cfg.pos_embed not in ("marope", "absolute"):
-            raise ValueError(f"pos_embed must be 'marope' or 'absolute', got {cfg.pos_embed!r}")
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
+        check_choice(cfg.arch, ("smdit", "dit"), "arch")
+        check_choice(cfg.pos_embed, ("marope", "absolute"), "pos_embed")
+        check_heads(cfg.hidden, cfg.heads)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,19 +247,25 @@ def zero_init_(model: nn.Module) -> None:
             nn.init.zeros_(m.linear.bias)
 
 
+def _token_layers(net: nn.Module, cfg: Diff2to3Config) -> None:
+    """What both variants read and write tokens with: voxel latents in, image patches in, the timestep embedding,
+    and the final (adaLN) layer back to latents. The blocks between them are what the ablation varies."""
+    net.cfg = cfg
+    net.vox_in = nn.Linear(cfg.latent_channels, cfg.hidden)
+    net.img_in = ImagePatchify(cfg.cond_channels, cfg.hidden, cfg.image_patch)
+    net.t_embed = TimestepEmbedder(cfg.hidden)
+    net.final = FinalLayer(cfg.hidden, cfg.latent_channels)
+
+
 class SMDiT(nn.Module):
     """Sparse-structure multi-modal DiT: ``double_blocks`` double-stream blocks, then ``single_blocks``
     single-stream blocks, over [image patch tokens, voxel tokens]; see the module docstring."""
 
     def __init__(self, cfg: Diff2to3Config):
         super().__init__()
-        self.cfg = cfg
-        self.vox_in = nn.Linear(cfg.latent_channels, cfg.hidden)
-        self.img_in = ImagePatchify(cfg.cond_channels, cfg.hidden, cfg.image_patch)
-        self.t_embed = TimestepEmbedder(cfg.hidden)
+        _token_layers(self, cfg)
         self.double_stream = nn.ModuleList(DoubleStreamBlock(cfg) for _ in range(cfg.double_blocks))
         self.single_stream = nn.ModuleList(SingleStreamBlock(cfg) for _ in range(cfg.single_blocks))
-        self.final = FinalLayer(cfg.hidden, cfg.latent_channels)
         self.axes_dim = split_head_dim(cfg.hidden // cfg.heads)
         if cfg.zero_init:
             zero_init_(self)
@@ -339,12 +342,8 @@ class TrellisDiT(nn.Module):
 
     def __init__(self, cfg: Diff2to3Config):
         super().__init__()
-        self.cfg = cfg
-        self.vox_in = nn.Linear(cfg.latent_channels, cfg.hidden)
-        self.img_in = ImagePatchify(cfg.cond_channels, cfg.hidden, cfg.image_patch)
-        self.t_embed = TimestepEmbedder(cfg.hidden)
+        _token_layers(self, cfg)
         self.blocks = nn.ModuleList(CrossBlock(cfg) for _ in range(cfg.depth))
-        self.final = FinalLayer(cfg.hidden, cfg.latent_channels)
         if cfg.zero_init:
             zero_init_(self)
 

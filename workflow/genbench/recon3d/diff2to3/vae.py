@@ -47,7 +47,7 @@ from torch import nn
 from .. import gaussians as gs
 from ..render import View, camera_set
 from ..render import render as render_mesh
-from ._config import from_known_keys
+from ._config import check_choice, check_heads, from_known_keys
 from .positions import sinusoidal_3d
 
 
@@ -81,12 +81,9 @@ class VAEConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
         cfg = from_known_keys(cls, d, "2to3-VAE")
-        if cfg.feature_source not in ("reconstructive", "semantic"):
-            raise ValueError(f"feature_source must be 'reconstructive' or 'semantic', got {cfg.feature_source!r}")
-        if cfg.visibility not in ("occlusion", "all"):
-            raise ValueError(f"visibility must be 'occlusion' or 'all', got {cfg.visibility!r}")
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
+        check_choice(cfg.feature_source, ("reconstructive", "semantic"), "feature_source")
+        check_choice(cfg.visibility, ("occlusion", "all"), "visibility")
+        check_heads(cfg.hidden, cfg.heads)
         if cfg.image_size % 2 or cfg.image_size % cfg.semantic_patch:
             raise ValueError(f"image_size ({cfg.image_size}) must be even and a multiple of semantic_patch")
         return cfg
