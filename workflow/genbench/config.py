@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import jsonschema
 import yaml
 
 from .errors import GenbenchError
+from .layout import Cell, fmt_cfg  # noqa: F401  (one definition, in layout; re-exported here)
 from .plots.registry import FIGURES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -265,30 +265,6 @@ def config_hash(config: dict[str, Any]) -> str:
     """Stable short hash of the validated config (recorded in every table's metadata)."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def fmt_cfg(value: float) -> str:
-    """Canonical text of a guidance scale in paths and wildcards (1.0 -> '1', 1.5 -> '1.5')."""
-    return f"{float(value):g}"
-
-
-@dataclass(frozen=True, order=True)
-class Cell:
-    """One generated image set: a model on a data set at (steps, guidance, seed)."""
-
-    model: str
-    dataset: str
-    steps: int
-    cfg: float
-    seed: int
-
-    @property
-    def setting(self) -> str:
-        return f"steps{self.steps}_cfg{fmt_cfg(self.cfg)}"
-
-    @property
-    def path(self) -> str:
-        return f"{self.model}/{self.dataset}/{self.setting}/seed{self.seed}"
 
 
 def iter_cells(config: dict[str, Any]) -> Iterator[Cell]:

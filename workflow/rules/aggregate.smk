@@ -6,12 +6,12 @@ rule aggregate_gen2d:
         tables=metric_tables(),
         reused_bounds=[config["scoring"]["mmhm"]["bounds"]] if config["scoring"]["mmhm"].get("bounds") else [],
     output:
-        table="results/tables/gen2d_metrics.parquet",
-        mmhm_bounds="results/tables/mmhm_bounds.json",
+        table=layout.table("gen2d_metrics"),
+        mmhm_bounds=layout.table("mmhm_bounds", "json"),
     log:
-        f"{LOGS}/aggregate/gen2d_metrics.log",
+        layout.log("aggregate", "gen2d_metrics"),
     benchmark:
-        f"{BENCH}/aggregate/gen2d_metrics.tsv"
+        layout.benchmark("aggregate", "gen2d_metrics")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -26,11 +26,11 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
     input:
         tables=metric_tables(per_class=True),
     output:
-        table="results/tables/gen2d_per_class.parquet",
+        table=layout.table("gen2d_per_class"),
     log:
-        f"{LOGS}/aggregate/gen2d_per_class.log",
+        layout.log("aggregate", "gen2d_per_class"),
     benchmark:
-        f"{BENCH}/aggregate/gen2d_per_class.tsv"
+        layout.benchmark("aggregate", "gen2d_per_class")
     params:
         config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
         config_hash=config_hash(config),
@@ -40,31 +40,31 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
 # The paper tables (Markdown, LaTeX, HTML) drawn from the tidy table; the HTML versions go into the report.
 rule export_gen2d_tables:
     input:
-        table="results/tables/gen2d_metrics.parquet",
-        pairwise="results/tables/gen2d_pairwise.parquet",  # the best table marks significant choices
+        table=layout.table("gen2d_metrics"),
+        pairwise=layout.table("gen2d_pairwise"),  # the best table marks significant choices
     output:
-        sweep_md="results/tables/gen2d_sweep.md",
-        sweep_tex="results/tables/gen2d_sweep.tex",
+        sweep_md=layout.table("gen2d_sweep", "md"),
+        sweep_tex=layout.table("gen2d_sweep", "tex"),
         sweep_html=report(
-            "results/tables/gen2d_sweep.html",
+            layout.table("gen2d_sweep", "html"),
             caption="../report/tables/gen2d_sweep.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "gen2d_sweep"},
         ),
-        best_md="results/tables/gen2d_best.md",
-        best_tex="results/tables/gen2d_best.tex",
+        best_md=layout.table("gen2d_best", "md"),
+        best_tex=layout.table("gen2d_best", "tex"),
         best_html=report(
-            "results/tables/gen2d_best.html",
+            layout.table("gen2d_best", "html"),
             caption="../report/tables/gen2d_best.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "gen2d_best"},
         ),
     log:
-        f"{LOGS}/aggregate/export_gen2d_tables.log",
+        layout.log("aggregate", "export_gen2d_tables"),
     benchmark:
-        f"{BENCH}/aggregate/export_gen2d_tables.tsv"
+        layout.benchmark("aggregate", "export_gen2d_tables")
     conda:
         "../envs/metrics.yaml"
     script:

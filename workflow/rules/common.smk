@@ -9,6 +9,7 @@ min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)  # workflow/, the Snakefile's folder, holds genbench
 
+from genbench import layout  # noqa: E402
 from genbench.config import (  # noqa: E402
     ConfigError,
     cells,
@@ -18,6 +19,7 @@ from genbench.config import (  # noqa: E402
     select,
     validate_config,
 )
+from genbench.layout import CELL, CELL3D, Cell, Cell3D  # noqa: E402
 from genbench.plots.registry import FIGURES  # noqa: E402
 
 try:
@@ -28,20 +30,10 @@ except ConfigError as exc:
 CELLS = cells(config)
 SCORE_EXTRACTOR = config["scoring"]["extractor"]
 TEXT_IMAGE = config["scoring"].get("text_image", {})  # role (clip, pick) -> embedder
-LOGS = "results/logs"
-BENCH = "results/benchmarks"
 
 
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    extractor=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    steps=r"\d+",
-    cfg=r"\d+(\.\d+)?",
-    seed=r"\d+",
-    shard=r"\d+",
-    dataset3d=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    recon=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    **layout.WILDCARDS,
 
 
 def dataset_config(dataset):
@@ -103,7 +95,7 @@ def embedder_config(name):
 
 def embedder_inputs(name):
     spec = config["embedders"][name]
-    return {"checkpoint": f"results/embedders/{name}/model.safetensors"} if "train" in spec else {}
+    return {"checkpoint": layout.embedder_checkpoint(name)} if "train" in spec else {}
 
 
 def embedder_checkpoint(name, input):
@@ -115,26 +107,25 @@ def dinov2_inputs(wildcards):
     ex = config["scoring"].get("dinov2")
     if not ex:
         return {}
-    cell = f"{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
+    cell = Cell.from_wildcards(wildcards)
     return {
-        "dinov2_real": f"results/features/{ex}/real/{wildcards.dataset}.npz",
-        "dinov2_gen": f"results/features/{ex}/gen/{cell}.npz",
+        "dinov2_real": layout.real_features(ex, cell.dataset),
+        "dinov2_gen": layout.gen_features(ex, cell),
     }
 
 
 def text_image_inputs(wildcards):
     """The real and generated embeddings of each text-image embedder the scoring uses (role: clip, pick)."""
-    cell = f"{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
+    cell = Cell.from_wildcards(wildcards)
     out = {}
     for role, e in TEXT_IMAGE.items():
-        out[f"{role}_real"] = f"results/embeddings/{e}/real/{wildcards.dataset}.npz"
-        out[f"{role}_gen"] = f"results/embeddings/{e}/gen/{cell}.npz"
+        out[f"{role}_real"] = layout.real_embeddings(e, cell.dataset)
+        out[f"{role}_gen"] = layout.gen_embeddings(e, cell)
     return out
 
 
 # ---- features of a generated cell (cell_features in features.smk): the scoring extractor, DINOv2 and the text-image
 # embedders, each by name
-CELL = "{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}"
 GEN_EXTRACTORS = list(
     dict.fromkeys([SCORE_EXTRACTOR] + ([config["scoring"]["dinov2"]] if config["scoring"].get("dinov2") else []))
 )
@@ -142,8 +133,8 @@ GEN_EMBEDDERS = list(dict.fromkeys(TEXT_IMAGE.values()))
 
 
 def cell_feature_outputs():
-    out = {f"ex_{e}": f"results/features/{e}/gen/{CELL}.npz" for e in GEN_EXTRACTORS}
-    out.update({f"em_{e}": f"results/embeddings/{e}/gen/{CELL}.npz" for e in GEN_EMBEDDERS})
+    out = {f"ex_{e}": layout.gen_features(e, CELL) for e in GEN_EXTRACTORS}
+    out.update({f"em_{e}": layout.gen_embeddings(e, CELL) for e in GEN_EMBEDDERS})
     return out
 
 
@@ -181,7 +172,7 @@ def class_name_paths():
 
 
 def manifest_path(dataset):
-    return f"results/data/{dataset}/manifest.parquet"
+    return layout.manifest(dataset)
 
 
 # ---- curated data sets (adapter: curated; rules in curate.smk)
@@ -218,7 +209,7 @@ def curation_config(dataset):
 
 def curation_folder(dataset):
     src = config["datasets"][dataset]["source"]
-    return src["folder"] if src["kind"] == "img2dataset" else f"results/curate/{dataset}/source"
+    return src["folder"] if src["kind"] == "img2dataset" else layout.curate_file(dataset, "source")
 
 
 def curation_source(wildcards):
@@ -250,20 +241,15 @@ def curation_decisions(dataset):
 def curation_targets():
     out = []
     for d in CURATED:
-        out += [f"results/tables/curation_{d}_{t}.parquet" for t in ("classes", "reasons", "agreement", "catch")]
-        out += [f"results/curate/{d}/datasheet.{e}" for e in ("md", "html")]
-        out += [f"results/curate/{d}/review_queue.parquet"]
-        out += [f"results/figures/curation_coverage_{d}.{e}" for e in ("pdf", "png")]
+        out += [layout.table(f"curation_{d}_{t}") for t in ("classes", "reasons", "agreement", "catch")]
+        out += [layout.curate_file(d, f"datasheet.{e}") for e in ("md", "html")]
+        out += [layout.curate_file(d, "review_queue.parquet")]
+        out += [layout.figure(f"curation_coverage_{d}", e) for e in ("pdf", "png")]
     return out
 
 
-def cell_dir(wildcards):
-    return f"results/gen2d/{wildcards.model}/{wildcards.dataset}/steps{wildcards.steps}_cfg{wildcards.cfg}/seed{wildcards.seed}"
-
-
 def cell_shards(wildcards):
-    n = model_shards(config, wildcards.model)
-    return [f"{cell_dir(wildcards)}/shard-{i}.npz" for i in range(n)]
+    return layout.shards(Cell.from_wildcards(wildcards), model_shards(config, wildcards.model))
 
 
 def generator_inputs(wildcards):
@@ -271,9 +257,9 @@ def generator_inputs(wildcards):
     inputs = {"manifest": manifest_path(wildcards.dataset)}
     spec = config["models"][wildcards.model]
     if "train" in spec:
-        inputs["checkpoint"] = f"results/models/{wildcards.model}/model.safetensors"
+        inputs["checkpoint"] = layout.model_checkpoint(wildcards.model)
     elif "convert" in spec:
-        inputs["checkpoint"] = f"results/models/{wildcards.model}/converted.safetensors"
+        inputs["checkpoint"] = layout.converted_checkpoint(wildcards.model)
     return inputs
 
 
@@ -298,8 +284,8 @@ def generator_env(wildcards):
 def extractor_inputs(name):
     spec = config["extractors"][name]
     if "random_init" in spec:
-        return {"checkpoint": f"results/extractors/{name}/random/model.safetensors"}
-    return {"checkpoint": f"results/extractors/{name}/model.safetensors"} if "train" in spec else {}
+        return {"checkpoint": layout.extractor_random_checkpoint(name)}
+    return {"checkpoint": layout.extractor_checkpoint(name)} if "train" in spec else {}
 
 
 def extractor_checkpoint(name, input):
@@ -317,26 +303,19 @@ def train_manifest_extractor(wildcards):
 
 
 def cell_wildcards(wildcards):
-    return dict(
-        model=wildcards.model,
-        dataset=wildcards.dataset,
-        steps=int(wildcards.steps),
-        cfg=float(wildcards.cfg),
-        seed=int(wildcards.seed),
-    )
+    return Cell.from_wildcards(wildcards).as_dict()
 
 
 def metric_tables(per_class=False):
-    kind = "gen2d_per_class" if per_class else "gen2d"
-    return [f"results/metrics/{kind}/{c.path}.parquet" for c in CELLS]
+    return [layout.metric_table(c, per_class) for c in CELLS]
 
 
 def sample_grids():
-    return [f"results/gen2d/{c.path}/grid.png" for c in CELLS]
+    return [layout.grid(c) for c in CELLS]
 
 
 def figure_files():
-    return [f"results/figures/{name}.{ext}" for name in config["figures"] for ext in ("pdf", "png")]
+    return [layout.figure(name, ext) for name in config["figures"] for ext in ("pdf", "png")]
 
 
 def figure_input(fig):
@@ -351,7 +330,7 @@ def figure_params(fig):
 
 
 def table_exports():
-    return [f"results/tables/gen2d_{name}.{ext}" for name in ("sweep", "best") for ext in ("md", "tex", "html")]
+    return [layout.table(f"gen2d_{name}", ext) for name in ("sweep", "best") for ext in ("md", "tex", "html")]
 
 
 # external image-to-3D models run in their own env (workflow/envs/{kind}.yaml) on a GPU; the baselines in
@@ -372,7 +351,7 @@ def recon3d_tables():
     r3 = config.get("recon3d")
     if not r3:
         return []
-    return [f"results/metrics/recon3d/{d}/{m}.parquet" for d in r3["datasets"] for m in r3["models"]]
+    return [layout.recon3d_metrics(Cell3D(d, m)) for d in r3["datasets"] for m in r3["models"]]
 
 
 def appearance_datasets():
@@ -382,10 +361,10 @@ def appearance_datasets():
 def appearance_tables():
     r3 = config.get("recon3d") or {}
     return [
-        f"results/metrics/appearance3d/{d}/{m}{ext}"
+        layout.appearance3d(Cell3D(d, m), sets)
         for d in appearance_datasets()
         for m in r3["models"]
-        for ext in (".parquet", ".sets.parquet")
+        for sets in (False, True)
     ]
 
 
@@ -406,10 +385,11 @@ def appearance_inputs(wildcards):
     """The manifest, the corrected protocol's scores (alignment), the reconstructions, and the checkpoints of the
     shared extractors / embedder the appearance metrics use (ex_{name}, embedder)."""
     spec = config["recon3d"]["appearance"]
+    cell = Cell3D.from_wildcards(wildcards)
     out = {
-        "manifest": f"results/data3d/{wildcards.dataset3d}/manifest.parquet",
-        "scores": f"results/metrics/recon3d/{wildcards.dataset3d}/{wildcards.recon}.parquet",
-        "recon": f"results/recon3d/{wildcards.dataset3d}/{wildcards.recon}/reconstructions.parquet",
+        "manifest": layout.manifest3d(cell.dataset),
+        "scores": layout.recon3d_metrics(cell),
+        "recon": layout.reconstructions(cell),
     }
     for name in spec.get("extractors", []):
         ckpt = extractor_inputs(name).get("checkpoint")
@@ -425,28 +405,24 @@ def appearance_inputs(wildcards):
 def recon3d_targets():
     if not config.get("recon3d"):
         return []
-    figs = [
-        f"results/figures/{n}.{e}"
-        for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid")
-        for e in ("pdf", "png")
-    ]
-    exports = [f"results/tables/recon3d_summary.{e}" for e in ("md", "tex", "html")]
-    return ["results/tables/recon3d_summary.parquet", *exports, *figs]
+    figs = [layout.figure(n, e) for n in ("recon3d_bars", "recon3d_protocols", "recon3d_grid") for e in ("pdf", "png")]
+    exports = [layout.table("recon3d_summary", e) for e in ("md", "tex", "html")]
+    return [layout.table("recon3d_summary"), *exports, *figs]
 
 
 def protocol_delta_parts():
-    parts = ["results/protocol_delta/2d.parquet"] if CELLS else []
+    parts = [layout.protocol_delta_2d()] if CELLS else []
     r3 = config.get("recon3d")
-    return parts + ([f"results/protocol_delta/3d/{d}.parquet" for d in r3["datasets"]] if r3 else [])
+    return parts + ([layout.protocol_delta_3d(d) for d in r3["datasets"]] if r3 else [])
 
 
 def protocol_delta_targets():
     if not protocol_delta_parts():
         return []
     return [
-        "results/tables/protocol_delta.parquet",
-        "results/tables/protocol_delta.html",
-        *[f"results/figures/protocol_delta.{e}" for e in ("pdf", "png", "csv")],
+        layout.table("protocol_delta"),
+        layout.table("protocol_delta", "html"),
+        *[layout.figure("protocol_delta", e) for e in ("pdf", "png", "csv")],
     ]
 
 
@@ -455,45 +431,32 @@ STAT_DATASETS = sorted({c.dataset for c in CELLS})
 
 
 def cell_dicts():
-    return [dict(model=c.model, dataset=c.dataset, steps=c.steps, cfg=c.cfg, seed=c.seed) for c in CELLS]
+    return [c.as_dict() for c in CELLS]
 
 
 def stats_inputs(text_image=False):
     def inputs(wildcards):
         out = {
-            "gen": [f"results/features/{SCORE_EXTRACTOR}/gen/{c.path}.npz" for c in CELLS],
-            "real": [f"results/features/{SCORE_EXTRACTOR}/real/{d}.npz" for d in STAT_DATASETS],
+            "gen": [layout.gen_features(SCORE_EXTRACTOR, c) for c in CELLS],
+            "real": [layout.real_features(SCORE_EXTRACTOR, d) for d in STAT_DATASETS],
         }
         if text_image:
             for role, e in TEXT_IMAGE.items():
-                out[f"{role}_real"] = [f"results/embeddings/{e}/real/{d}.npz" for d in STAT_DATASETS]
-                out[f"{role}_gen"] = [f"results/embeddings/{e}/gen/{c.path}.npz" for c in CELLS]
+                out[f"{role}_real"] = [layout.real_embeddings(e, d) for d in STAT_DATASETS]
+                out[f"{role}_gen"] = [layout.gen_embeddings(e, c) for c in CELLS]
         return out
 
     return inputs
 
 
 def statistics_targets():
-    out = [
-        "results/tables/gen2d_pairwise.parquet",
-        "results/tables/gen2d_pairwise.html",
-        "results/tables/gen2d_selection_stability.parquet",
-        "results/tables/gen2d_selection_stability.html",
-        *[
-            f"results/figures/{n}.{e}"
-            for n in ("selection_stability", "metric_correlation")
-            for e in ("pdf", "png", "csv")
-        ],
-    ]
+    tables = ["gen2d_pairwise", "gen2d_selection_stability"]
+    out = [layout.table(t, e) for t in tables for e in ("parquet", "html")]
+    out += [layout.figure(n, e) for n in ("selection_stability", "metric_correlation") for e in ("pdf", "png", "csv")]
     if config.get("recon3d"):
-        out += ["results/tables/recon3d_pairwise.parquet", "results/tables/recon3d_pairwise.html"]
+        out += [layout.table("recon3d_pairwise", e) for e in ("parquet", "html")]
     if VALIDATION_DATASETS:
-        out += [
-            "results/tables/metric_validation.parquet",
-            "results/tables/metric_validation.html",
-            "results/tables/metric_noise_floor.parquet",
-            "results/tables/metric_noise_floor.html",
-        ]
+        out += [layout.table(t, e) for t in ("metric_validation", "metric_noise_floor") for e in ("parquet", "html")]
     return out
 
 
@@ -505,11 +468,11 @@ VALIDATION_DATASETS = [
 
 def all_targets():
     manifests = [manifest_path(d) for d in config["datasets"]]
-    manifests += [f"results/data3d/{d}/manifest.parquet" for d in config.get("datasets3d", {})]
+    manifests += [layout.manifest3d(d) for d in config.get("datasets3d", {})]
     return [
         *manifests,
-        "results/tables/gen2d_metrics.parquet",
-        "results/tables/gen2d_per_class.parquet",
+        layout.table("gen2d_metrics"),
+        layout.table("gen2d_per_class"),
         *table_exports(),
         *figure_files(),
         *sample_grids(),

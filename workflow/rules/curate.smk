@@ -4,11 +4,11 @@
 
 rule prepare_dataset:
     output:
-        manifest="results/data/{dataset}/manifest.parquet",
+        manifest=layout.manifest("{dataset}"),
     log:
-        f"{LOGS}/prepare_dataset/{{dataset}}.log",
+        layout.log("prepare_dataset", "{dataset}"),
     benchmark:
-        f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
+        layout.benchmark("prepare_dataset", "{dataset}")
     wildcard_constraints:
         dataset=PREPARED_DATASETS,
     conda:
@@ -23,11 +23,11 @@ rule laion_miniworld:
     input:
         eval_manifest=lambda wc: manifest_path(config["datasets"][wc.dataset]["source"]["eval"]),
     output:
-        folder=directory("results/curate/{dataset}/source"),
+        folder=directory(layout.curate_file("{dataset}", "source")),
     log:
-        f"{LOGS}/laion_miniworld/{{dataset}}.log",
+        layout.log("laion_miniworld", "{dataset}"),
     benchmark:
-        f"{BENCH}/laion_miniworld/{{dataset}}.tsv"
+        layout.benchmark("laion_miniworld", "{dataset}")
     wildcard_constraints:
         dataset=curated_datasets("miniworld"),
     conda:
@@ -45,11 +45,11 @@ localrules:
 
 rule laion_download:
     output:
-        folder=directory("results/curate/{dataset}/source"),
+        folder=directory(layout.curate_file("{dataset}", "source")),
     log:
-        f"{LOGS}/laion_download/{{dataset}}.log",
+        layout.log("laion_download", "{dataset}"),
     benchmark:
-        f"{BENCH}/laion_download/{{dataset}}.tsv"
+        layout.benchmark("laion_download", "{dataset}")
     wildcard_constraints:
         dataset=curated_datasets("download"),
     conda:
@@ -64,11 +64,11 @@ rule curate_ingest:
     input:
         source=curation_source,
     output:
-        candidates="results/curate/{dataset}/candidates.parquet",
+        candidates=layout.curate_file("{dataset}", "candidates.parquet"),
     log:
-        f"{LOGS}/curate_ingest/{{dataset}}.log",
+        layout.log("curate_ingest", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_ingest/{{dataset}}.tsv"
+        layout.benchmark("curate_ingest", "{dataset}")
     conda:
         "../envs/data.yaml"
     params:
@@ -80,13 +80,13 @@ rule curate_ingest:
 
 rule curate_match:
     input:
-        candidates="results/curate/{dataset}/candidates.parquet",
+        candidates=layout.curate_file("{dataset}", "candidates.parquet"),
     output:
-        matched="results/curate/{dataset}/matched.parquet",
+        matched=layout.curate_file("{dataset}", "matched.parquet"),
     log:
-        f"{LOGS}/curate_match/{{dataset}}.log",
+        layout.log("curate_match", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_match/{{dataset}}.tsv"
+        layout.benchmark("curate_match", "{dataset}")
     conda:
         "../envs/data.yaml"
     params:
@@ -98,13 +98,13 @@ rule curate_match:
 rule curate_text_filter:
     input:
         unpack(lambda wc: curation_embedder_inputs(wc.dataset, "text_filter")),
-        matched="results/curate/{dataset}/matched.parquet",
+        matched=layout.curate_file("{dataset}", "matched.parquet"),
     output:
-        text="results/curate/{dataset}/text_filter.parquet",
+        text=layout.curate_file("{dataset}", "text_filter.parquet"),
     log:
-        f"{LOGS}/curate_text_filter/{{dataset}}.log",
+        layout.log("curate_text_filter", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_text_filter/{{dataset}}.tsv"
+        layout.benchmark("curate_text_filter", "{dataset}")
     conda:
         "../envs/metrics.yaml"
     resources:
@@ -118,15 +118,15 @@ rule curate_text_filter:
 rule curate_checks:
     input:
         unpack(lambda wc: curation_embedder_inputs(wc.dataset, "checks")),
-        text="results/curate/{dataset}/text_filter.parquet",
+        text=layout.curate_file("{dataset}", "text_filter.parquet"),
         evals=lambda wc: list(curation_eval_sets(wc.dataset).values()),
     output:
-        checks="results/curate/{dataset}/checks.parquet",
-        queue="results/curate/{dataset}/review_queue.parquet",
+        checks=layout.curate_file("{dataset}", "checks.parquet"),
+        queue=layout.curate_file("{dataset}", "review_queue.parquet"),
     log:
-        f"{LOGS}/curate_checks/{{dataset}}.log",
+        layout.log("curate_checks", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_checks/{{dataset}}.tsv"
+        layout.benchmark("curate_checks", "{dataset}")
     conda:
         "../envs/metrics.yaml"
     resources:
@@ -143,16 +143,16 @@ rule curate_checks:
 # decision files this rule reads (config datasets.<dataset>.review.decisions)
 rule curate_final:
     input:
-        text="results/curate/{dataset}/text_filter.parquet",
-        checks="results/curate/{dataset}/checks.parquet",
+        text=layout.curate_file("{dataset}", "text_filter.parquet"),
+        checks=layout.curate_file("{dataset}", "checks.parquet"),
         decisions=lambda wc: curation_decisions(wc.dataset),
     output:
-        manifest="results/data/{dataset}/manifest.parquet",
-        status="results/curate/{dataset}/status.parquet",
+        manifest=layout.manifest("{dataset}"),
+        status=layout.curate_file("{dataset}", "status.parquet"),
     log:
-        f"{LOGS}/curate_final/{{dataset}}.log",
+        layout.log("curate_final", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_final/{{dataset}}.tsv"
+        layout.benchmark("curate_final", "{dataset}")
     wildcard_constraints:
         dataset=curated_datasets(),
     conda:
@@ -166,36 +166,36 @@ rule curate_final:
 
 rule curate_datasheet:
     input:
-        text="results/curate/{dataset}/text_filter.parquet",
-        checks="results/curate/{dataset}/checks.parquet",
-        status="results/curate/{dataset}/status.parquet",
+        text=layout.curate_file("{dataset}", "text_filter.parquet"),
+        checks=layout.curate_file("{dataset}", "checks.parquet"),
+        status=layout.curate_file("{dataset}", "status.parquet"),
         decisions=lambda wc: curation_decisions(wc.dataset),
     output:
-        classes="results/tables/curation_{dataset}_classes.parquet",
-        reasons="results/tables/curation_{dataset}_reasons.parquet",
-        agreement="results/tables/curation_{dataset}_agreement.parquet",
-        catch="results/tables/curation_{dataset}_catch.parquet",
-        md="results/curate/{dataset}/datasheet.md",
+        classes=layout.table("curation_{dataset}_classes"),
+        reasons=layout.table("curation_{dataset}_reasons"),
+        agreement=layout.table("curation_{dataset}_agreement"),
+        catch=layout.table("curation_{dataset}_catch"),
+        md=layout.curate_file("{dataset}", "datasheet.md"),
         html=report(
-            "results/curate/{dataset}/datasheet.html",
+            layout.curate_file("{dataset}", "datasheet.html"),
             caption="../report/curation/datasheet.rst",
             category="Curation",
             subcategory="Datasheets",
             labels={"datasheet": "{dataset}"},
         ),
-        pdf="results/figures/curation_coverage_{dataset}.pdf",
+        pdf=layout.figure("curation_coverage_{dataset}", "pdf"),
         png=report(
-            "results/figures/curation_coverage_{dataset}.png",
+            layout.figure("curation_coverage_{dataset}", "png"),
             caption="../report/curation/coverage.rst",
             category="Curation",
             subcategory="Figures",
             labels={"figure": "curation_coverage_{dataset}"},
         ),
-        csv="results/figures/curation_coverage_{dataset}.csv",
+        csv=layout.figure("curation_coverage_{dataset}", "csv"),
     log:
-        f"{LOGS}/curate_datasheet/{{dataset}}.log",
+        layout.log("curate_datasheet", "{dataset}"),
     benchmark:
-        f"{BENCH}/curate_datasheet/{{dataset}}.tsv"
+        layout.benchmark("curate_datasheet", "{dataset}")
     conda:
         "../envs/plots.yaml"
     params:

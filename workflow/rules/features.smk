@@ -6,12 +6,12 @@ rule train_extractor:
     input:
         manifest=train_manifest_extractor,
     output:
-        checkpoint="results/extractors/{extractor}/model.safetensors",
-        meta="results/extractors/{extractor}/train.json",
+        checkpoint=layout.extractor_checkpoint("{extractor}"),
+        meta=layout.extractor_train_meta("{extractor}"),
     log:
-        f"{LOGS}/train_extractor/{{extractor}}.log",
+        layout.log("train_extractor", "{extractor}"),
     benchmark:
-        f"{BENCH}/train_extractor/{{extractor}}.tsv"
+        layout.benchmark("train_extractor", "{extractor}")
     conda:
         "../envs/metrics.yaml"
     threads: lambda wc: config["extractors"][wc.extractor]["train"]["threads"]
@@ -27,12 +27,12 @@ rule train_extractor:
 
 rule init_extractor:
     output:
-        checkpoint="results/extractors/{extractor}/random/model.safetensors",
-        config="results/extractors/{extractor}/random/config.json",
+        checkpoint=layout.extractor_random_checkpoint("{extractor}"),
+        config=layout.extractor_random_config("{extractor}"),
     log:
-        f"{LOGS}/init_extractor/{{extractor}}.log",
+        layout.log("init_extractor", "{extractor}"),
     benchmark:
-        f"{BENCH}/init_extractor/{{extractor}}.tsv"
+        layout.benchmark("init_extractor", "{extractor}")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -46,11 +46,11 @@ rule features_real:
         unpack(lambda wc: extractor_inputs(wc.extractor)),
         manifest=lambda wc: manifest_path(wc.dataset),
     output:
-        features="results/features/{extractor}/real/{dataset}.npz",
+        features=layout.real_features("{extractor}", "{dataset}"),
     log:
-        f"{LOGS}/features_real/{{extractor}}/{{dataset}}.log",
+        layout.log("features_real", "{extractor}/{dataset}"),
     benchmark:
-        f"{BENCH}/features_real/{{extractor}}/{{dataset}}.tsv"
+        layout.benchmark("features_real", "{extractor}/{dataset}")
     conda:
         "../envs/metrics.yaml"
     threads: FEATURE_THREADS
@@ -75,9 +75,9 @@ rule cell_features:
     output:
         **cell_feature_outputs(),
     log:
-        f"{LOGS}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+        layout.log("cell_features", CELL),
     benchmark:
-        f"{BENCH}/cell_features/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+        layout.benchmark("cell_features", CELL)
     conda:
         "../envs/metrics.yaml"
     threads: FEATURE_THREADS
@@ -88,7 +88,7 @@ rule cell_features:
     params:
         config=cell_feature_config,
         checkpoints=cell_feature_checkpoints,
-        set_name=lambda wc: f"{wc.model}/{wc.dataset}/steps{wc.steps}_cfg{wc.cfg}/seed{wc.seed}",
+        set_name=lambda wc: Cell.from_wildcards(wc).path,
     script:
         "../scripts/cell_features.py"
 
@@ -99,12 +99,12 @@ rule train_embedder:
         manifest=lambda wc: manifest_path(config["embedders"][wc.embedder]["train"]["dataset"]),
         extra=lambda wc: [manifest_path(d) for d in config["embedders"][wc.embedder]["train"].get("extra", [])],
     output:
-        checkpoint="results/embedders/{embedder}/model.safetensors",
-        meta="results/embedders/{embedder}/train.json",
+        checkpoint=layout.embedder_checkpoint("{embedder}"),
+        meta=layout.embedder_train_meta("{embedder}"),
     log:
-        f"{LOGS}/train_embedder/{{embedder}}.log",
+        layout.log("train_embedder", "{embedder}"),
     benchmark:
-        f"{BENCH}/train_embedder/{{embedder}}.tsv"
+        layout.benchmark("train_embedder", "{embedder}")
     conda:
         "../envs/metrics.yaml"
     threads: lambda wc: config["embedders"][wc.embedder]["train"]["threads"]
@@ -123,11 +123,11 @@ rule embed_real:
         unpack(lambda wc: embedder_inputs(wc.embedder)),
         manifest=lambda wc: manifest_path(wc.dataset),
     output:
-        embeddings="results/embeddings/{embedder}/real/{dataset}.npz",
+        embeddings=layout.real_embeddings("{embedder}", "{dataset}"),
     log:
-        f"{LOGS}/embed_real/{{embedder}}/{{dataset}}.log",
+        layout.log("embed_real", "{embedder}/{dataset}"),
     benchmark:
-        f"{BENCH}/embed_real/{{embedder}}/{{dataset}}.tsv"
+        layout.benchmark("embed_real", "{embedder}/{dataset}")
     conda:
         "../envs/metrics.yaml"
     threads: FEATURE_THREADS

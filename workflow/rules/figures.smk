@@ -13,19 +13,19 @@ for fig in FIGURES.values():
         input:
             **figure_input(fig),
         output:
-            pdf=f"results/figures/{fig.name}.pdf",
+            pdf=layout.figure(fig.name, "pdf"),
             png=report(
-                f"results/figures/{fig.name}.png",
+                layout.figure(fig.name, "png"),
                 caption=f"../report/figures/{fig.name}.rst",
                 category="2D track",
                 subcategory="Figures",
                 labels={"figure": fig.name},
             ),
-            data=f"results/figures/{fig.name}.csv",
+            data=layout.figure(fig.name, "csv"),
         log:
-            f"{LOGS}/figures/{fig.name}.log",
+            layout.log("figures", fig.name),
         benchmark:
-            f"{BENCH}/figures/{fig.name}.tsv"
+            layout.benchmark("figures", fig.name)
         conda:
             "../envs/plots.yaml"
         params:

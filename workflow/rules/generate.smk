@@ -5,12 +5,12 @@ rule train_generator:
     input:
         manifest=train_manifest_model,
     output:
-        checkpoint="results/models/{model}/model.safetensors",
-        meta="results/models/{model}/train.json",
+        checkpoint=layout.model_checkpoint("{model}"),
+        meta=layout.model_train_meta("{model}"),
     log:
-        f"{LOGS}/train_generator/{{model}}.log",
+        layout.log("train_generator", "{model}"),
     benchmark:
-        f"{BENCH}/train_generator/{{model}}.tsv"
+        layout.benchmark("train_generator", "{model}")
     conda:
         "../envs/gen2d.yaml"
     threads: lambda wc: config["models"][wc.model]["train"]["threads"]
@@ -28,12 +28,12 @@ rule convert_weights:
     # official weights in a foreign format (the model's `convert:` entry, e.g. MeanFlow's Flax checkpoints);
     # the source is read at run time, like other official weights, so a dry run lists the job without the files
     output:
-        checkpoint="results/models/{model}/converted.safetensors",
-        meta="results/models/{model}/converted.json",
+        checkpoint=layout.converted_checkpoint("{model}"),
+        meta=layout.converted_meta("{model}"),
     log:
-        f"{LOGS}/convert_weights/{{model}}.log",
+        layout.log("convert_weights", "{model}"),
     benchmark:
-        f"{BENCH}/convert_weights/{{model}}.tsv"
+        layout.benchmark("convert_weights", "{model}")
     conda:
         "../envs/flax.yaml"
     threads: 1
@@ -50,11 +50,11 @@ rule generate:
     input:
         unpack(generator_inputs),
     output:
-        shard="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/shard-{shard}.npz",
+        shard=layout.shard(CELL, "{shard}"),
     log:
-        f"{LOGS}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.log",
+        layout.log("generate", layout.shard_name(CELL, "{shard}")),
     benchmark:
-        f"{BENCH}/generate/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}/shard-{{shard}}.tsv"
+        layout.benchmark("generate", layout.shard_name(CELL, "{shard}"))
     conda:
         generator_env
     threads: 2
@@ -76,11 +76,11 @@ rule sample_grid:
     input:
         shards=cell_shards,
     output:
-        grid="results/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}/grid.png",
+        grid=layout.grid(CELL),
     log:
-        f"{LOGS}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+        layout.log("sample_grid", CELL),
     benchmark:
-        f"{BENCH}/sample_grid/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+        layout.benchmark("sample_grid", CELL)
     conda:
         "../envs/gen2d.yaml"
     params:

@@ -4,12 +4,12 @@
 
 rule prepare_3d:
     output:
-        manifest="results/data3d/{dataset3d}/manifest.parquet",
-        item_dir=directory("results/data3d/{dataset3d}/items"),
+        manifest=layout.manifest3d("{dataset3d}"),
+        item_dir=directory(layout.items3d("{dataset3d}")),
     log:
-        f"{LOGS}/prepare_3d/{{dataset3d}}.log",
+        layout.log("prepare_3d", "{dataset3d}"),
     benchmark:
-        f"{BENCH}/prepare_3d/{{dataset3d}}.tsv"
+        layout.benchmark("prepare_3d", "{dataset3d}")
     conda:
         "../envs/mesh.yaml"
     threads: 1

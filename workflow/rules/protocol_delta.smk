@@ -5,14 +5,14 @@
 
 rule protocol_delta_2d:
     input:
-        real=[f"results/features/{SCORE_EXTRACTOR}/real/{d}.npz" for d in sorted({c.dataset for c in CELLS})],
-        gen=[f"results/features/{SCORE_EXTRACTOR}/gen/{c.path}.npz" for c in CELLS],
+        real=[layout.real_features(SCORE_EXTRACTOR, d) for d in sorted({c.dataset for c in CELLS})],
+        gen=[layout.gen_features(SCORE_EXTRACTOR, c) for c in CELLS],
     output:
-        table="results/protocol_delta/2d.parquet",
+        table=layout.protocol_delta_2d(),
     log:
-        f"{LOGS}/protocol_delta/2d.log",
+        layout.log("protocol_delta", "2d"),
     benchmark:
-        f"{BENCH}/protocol_delta/2d.tsv"
+        layout.benchmark("protocol_delta", "2d")
     conda:
         "../envs/metrics.yaml"
     resources:
@@ -28,17 +28,15 @@ rule protocol_delta_2d:
 
 rule protocol_delta_3d:
     input:
-        manifest="results/data3d/{dataset3d}/manifest.parquet",
-        recon=lambda wc: [
-            f"results/recon3d/{wc.dataset3d}/{m}/reconstructions.parquet" for m in config["recon3d"]["models"]
-        ],
-        scores=lambda wc: [f"results/metrics/recon3d/{wc.dataset3d}/{m}.parquet" for m in config["recon3d"]["models"]],
+        manifest=layout.manifest3d("{dataset3d}"),
+        recon=lambda wc: [layout.reconstructions(Cell3D(wc.dataset3d, m)) for m in config["recon3d"]["models"]],
+        scores=lambda wc: [layout.recon3d_metrics(Cell3D(wc.dataset3d, m)) for m in config["recon3d"]["models"]],
     output:
-        table="results/protocol_delta/3d/{dataset3d}.parquet",
+        table=layout.protocol_delta_3d("{dataset3d}"),
     log:
-        f"{LOGS}/protocol_delta/3d/{{dataset3d}}.log",
+        layout.log("protocol_delta", "3d/{dataset3d}"),
     benchmark:
-        f"{BENCH}/protocol_delta/3d/{{dataset3d}}.tsv"
+        layout.benchmark("protocol_delta", "3d/{dataset3d}")
     conda:
         "../envs/mesh.yaml"
     threads: 1
@@ -55,18 +53,18 @@ rule protocol_delta:
     input:
         parts=protocol_delta_parts(),
     output:
-        table="results/tables/protocol_delta.parquet",
+        table=layout.table("protocol_delta"),
         html=report(
-            "results/tables/protocol_delta.html",
+            layout.table("protocol_delta", "html"),
             caption="../report/tables/protocol_delta.rst",
             category="Protocols",
             subcategory="Tables",
             labels={"table": "protocol_delta"},
         ),
     log:
-        f"{LOGS}/protocol_delta/table.log",
+        layout.log("protocol_delta", "table"),
     benchmark:
-        f"{BENCH}/protocol_delta/table.tsv"
+        layout.benchmark("protocol_delta", "table")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -77,21 +75,21 @@ rule protocol_delta:
 
 rule figure_protocol_delta:
     input:
-        table="results/tables/protocol_delta.parquet",
+        table=layout.table("protocol_delta"),
     output:
-        pdf="results/figures/protocol_delta.pdf",
+        pdf=layout.figure("protocol_delta", "pdf"),
         png=report(
-            "results/figures/protocol_delta.png",
+            layout.figure("protocol_delta", "png"),
             caption="../report/figures/protocol_delta.rst",
             category="Protocols",
             subcategory="Figures",
             labels={"figure": "protocol_delta"},
         ),
-        data="results/figures/protocol_delta.csv",
+        data=layout.figure("protocol_delta", "csv"),
     log:
-        f"{LOGS}/figures/protocol_delta.log",
+        layout.log("figures", "protocol_delta"),
     benchmark:
-        f"{BENCH}/figures/protocol_delta.tsv"
+        layout.benchmark("figures", "protocol_delta")
     conda:
         "../envs/plots.yaml"
     params:

@@ -4,13 +4,13 @@
 
 rule reconstruct_3d:
     input:
-        manifest="results/data3d/{dataset3d}/manifest.parquet",
+        manifest=layout.manifest3d("{dataset3d}"),
     output:
-        table="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
+        table=layout.reconstructions(CELL3D),
     log:
-        f"{LOGS}/reconstruct_3d/{{dataset3d}}/{{recon}}.log",
+        layout.log("reconstruct_3d", CELL3D),
     benchmark:
-        f"{BENCH}/reconstruct_3d/{{dataset3d}}/{{recon}}.tsv"
+        layout.benchmark("reconstruct_3d", CELL3D)
     conda:
         reconstructor_env
     threads: 1
@@ -26,14 +26,14 @@ rule reconstruct_3d:
 
 rule score_3d:
     input:
-        manifest="results/data3d/{dataset3d}/manifest.parquet",
-        recon="results/recon3d/{dataset3d}/{recon}/reconstructions.parquet",
+        manifest=layout.manifest3d("{dataset3d}"),
+        recon=layout.reconstructions(CELL3D),
     output:
-        table="results/metrics/recon3d/{dataset3d}/{recon}.parquet",
+        table=layout.recon3d_metrics(CELL3D),
     log:
-        f"{LOGS}/score_3d/{{dataset3d}}/{{recon}}.log",
+        layout.log("score_3d", CELL3D),
     benchmark:
-        f"{BENCH}/score_3d/{{dataset3d}}/{{recon}}.tsv"
+        layout.benchmark("score_3d", CELL3D)
     conda:
         "../envs/mesh.yaml"
     threads: 1
@@ -51,12 +51,12 @@ rule aggregate_3d:
         tables=recon3d_tables(),
         appearance=appearance_tables(),
     output:
-        per_item="results/tables/recon3d_items.parquet",
-        summary="results/tables/recon3d_summary.parquet",
+        per_item=layout.table("recon3d_items"),
+        summary=layout.table("recon3d_summary"),
     log:
-        f"{LOGS}/aggregate/recon3d.log",
+        layout.log("aggregate", "recon3d"),
     benchmark:
-        f"{BENCH}/aggregate/recon3d.tsv"
+        layout.benchmark("aggregate", "recon3d")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -69,21 +69,21 @@ rule aggregate_3d:
 # the summary as a paper table (Markdown, LaTeX) and, for the report, HTML
 rule export_recon3d_table:
     input:
-        table="results/tables/recon3d_summary.parquet",
+        table=layout.table("recon3d_summary"),
     output:
-        md="results/tables/recon3d_summary.md",
-        tex="results/tables/recon3d_summary.tex",
+        md=layout.table("recon3d_summary", "md"),
+        tex=layout.table("recon3d_summary", "tex"),
         html=report(
-            "results/tables/recon3d_summary.html",
+            layout.table("recon3d_summary", "html"),
             caption="../report/tables/recon3d_summary.rst",
             category="3D track",
             subcategory="Tables",
             labels={"table": "recon3d_summary"},
         ),
     log:
-        f"{LOGS}/aggregate/export_recon3d_table.log",
+        layout.log("aggregate", "export_recon3d_table"),
     benchmark:
-        f"{BENCH}/aggregate/export_recon3d_table.tsv"
+        layout.benchmark("aggregate", "export_recon3d_table")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -94,21 +94,21 @@ rule export_recon3d_table:
 
 rule figure_recon3d_bars:
     input:
-        table="results/tables/recon3d_summary.parquet",
+        table=layout.table("recon3d_summary"),
     output:
-        pdf="results/figures/recon3d_bars.pdf",
+        pdf=layout.figure("recon3d_bars", "pdf"),
         png=report(
-            "results/figures/recon3d_bars.png",
+            layout.figure("recon3d_bars", "png"),
             caption="../report/figures/recon3d_bars.rst",
             category="3D track",
             subcategory="Figures",
             labels={"figure": "recon3d_bars"},
         ),
-        data="results/figures/recon3d_bars.csv",
+        data=layout.figure("recon3d_bars", "csv"),
     log:
-        f"{LOGS}/figures/recon3d_bars.log",
+        layout.log("figures", "recon3d_bars"),
     benchmark:
-        f"{BENCH}/figures/recon3d_bars.tsv"
+        layout.benchmark("figures", "recon3d_bars")
     conda:
         "../envs/plots.yaml"
     params:
@@ -120,21 +120,21 @@ rule figure_recon3d_bars:
 
 use rule figure_recon3d_bars as figure_recon3d_protocols with:
     input:
-        table="results/tables/recon3d_items.parquet",
+        table=layout.table("recon3d_items"),
     output:
-        pdf="results/figures/recon3d_protocols.pdf",
+        pdf=layout.figure("recon3d_protocols", "pdf"),
         png=report(
-            "results/figures/recon3d_protocols.png",
+            layout.figure("recon3d_protocols", "png"),
             caption="../report/figures/recon3d_protocols.rst",
             category="3D track",
             subcategory="Figures",
             labels={"figure": "recon3d_protocols"},
         ),
-        data="results/figures/recon3d_protocols.csv",
+        data=layout.figure("recon3d_protocols", "csv"),
     log:
-        f"{LOGS}/figures/recon3d_protocols.log",
+        layout.log("figures", "recon3d_protocols"),
     benchmark:
-        f"{BENCH}/figures/recon3d_protocols.tsv"
+        layout.benchmark("figures", "recon3d_protocols")
     params:
         name="recon3d_protocols",
         confidence=lambda wc: config["recon3d"]["bootstrap"]["confidence"],
@@ -142,22 +142,22 @@ use rule figure_recon3d_bars as figure_recon3d_protocols with:
 
 rule figure_recon3d_grid:
     input:
-        table="results/tables/recon3d_items.parquet",
-        manifests=expand("results/data3d/{d}/manifest.parquet", d=config.get("recon3d", {}).get("datasets", [])),
+        table=layout.table("recon3d_items"),
+        manifests=[layout.manifest3d(d) for d in config.get("recon3d", {}).get("datasets", [])],
     output:
-        pdf="results/figures/recon3d_grid.pdf",
+        pdf=layout.figure("recon3d_grid", "pdf"),
         png=report(
-            "results/figures/recon3d_grid.png",
+            layout.figure("recon3d_grid", "png"),
             caption="../report/figures/recon3d_grid.rst",
             category="3D track",
             subcategory="Figures",
             labels={"figure": "recon3d_grid"},
         ),
-        data="results/figures/recon3d_grid.csv",
+        data=layout.figure("recon3d_grid", "csv"),
     log:
-        f"{LOGS}/figures/recon3d_grid.log",
+        layout.log("figures", "recon3d_grid"),
     benchmark:
-        f"{BENCH}/figures/recon3d_grid.tsv"
+        layout.benchmark("figures", "recon3d_grid")
     conda:
         "../envs/plots.yaml"
     params:
@@ -174,12 +174,12 @@ rule appearance_3d:
     input:
         unpack(appearance_inputs),
     output:
-        table="results/metrics/appearance3d/{dataset3d}/{recon}.parquet",
-        sets="results/metrics/appearance3d/{dataset3d}/{recon}.sets.parquet",
+        table=layout.appearance3d(CELL3D),
+        sets=layout.appearance3d(CELL3D, sets=True),
     log:
-        f"{LOGS}/appearance_3d/{{dataset3d}}/{{recon}}.log",
+        layout.log("appearance_3d", CELL3D),
     benchmark:
-        f"{BENCH}/appearance_3d/{{dataset3d}}/{{recon}}.tsv"
+        layout.benchmark("appearance_3d", CELL3D)
     conda:
         "../envs/metrics.yaml"
     threads: 1

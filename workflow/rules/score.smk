@@ -5,16 +5,16 @@ rule score_cell:
     input:
         unpack(text_image_inputs),
         unpack(dinov2_inputs),
-        real=f"results/features/{SCORE_EXTRACTOR}/real/{{dataset}}.npz",
-        gen=f"results/features/{SCORE_EXTRACTOR}/gen/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.npz",
+        real=layout.real_features(SCORE_EXTRACTOR, "{dataset}"),
+        gen=layout.gen_features(SCORE_EXTRACTOR, CELL),
         manifest=lambda wc: manifest_path(wc.dataset),
     output:
-        table="results/metrics/gen2d/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
-        per_class="results/metrics/gen2d_per_class/{model}/{dataset}/steps{steps}_cfg{cfg}/seed{seed}.parquet",
+        table=layout.metric_table(CELL),
+        per_class=layout.metric_table(CELL, per_class=True),
     log:
-        f"{LOGS}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.log",
+        layout.log("score_cell", CELL),
     benchmark:
-        f"{BENCH}/score_cell/{{model}}/{{dataset}}/steps{{steps}}_cfg{{cfg}}/seed{{seed}}.tsv"
+        layout.benchmark("score_cell", CELL)
     conda:
         "../envs/metrics.yaml"
     params:

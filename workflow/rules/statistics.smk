@@ -8,18 +8,18 @@ rule pairwise_gen2d:
     input:
         unpack(stats_inputs()),
     output:
-        table="results/tables/gen2d_pairwise.parquet",
+        table=layout.table("gen2d_pairwise"),
         html=report(
-            "results/tables/gen2d_pairwise.html",
+            layout.table("gen2d_pairwise", "html"),
             caption="../report/tables/gen2d_pairwise.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "gen2d_pairwise"},
         ),
     log:
-        f"{LOGS}/statistics/gen2d_pairwise.log",
+        layout.log("statistics", "gen2d_pairwise"),
     benchmark:
-        f"{BENCH}/statistics/gen2d_pairwise.tsv"
+        layout.benchmark("statistics", "gen2d_pairwise")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -35,18 +35,18 @@ rule selection_stability_gen2d:
     input:
         unpack(stats_inputs(text_image=True)),
     output:
-        table="results/tables/gen2d_selection_stability.parquet",
+        table=layout.table("gen2d_selection_stability"),
         html=report(
-            "results/tables/gen2d_selection_stability.html",
+            layout.table("gen2d_selection_stability", "html"),
             caption="../report/tables/gen2d_selection_stability.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "gen2d_selection_stability"},
         ),
     log:
-        f"{LOGS}/statistics/gen2d_selection_stability.log",
+        layout.log("statistics", "gen2d_selection_stability"),
     benchmark:
-        f"{BENCH}/statistics/gen2d_selection_stability.tsv"
+        layout.benchmark("statistics", "gen2d_selection_stability")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -61,21 +61,21 @@ rule selection_stability_gen2d:
 
 rule figure_selection_stability:
     input:
-        table="results/tables/gen2d_selection_stability.parquet",
+        table=layout.table("gen2d_selection_stability"),
     output:
-        pdf="results/figures/selection_stability.pdf",
+        pdf=layout.figure("selection_stability", "pdf"),
         png=report(
-            "results/figures/selection_stability.png",
+            layout.figure("selection_stability", "png"),
             caption="../report/figures/selection_stability.rst",
             category="2D track",
             subcategory="Figures",
             labels={"figure": "selection_stability"},
         ),
-        data="results/figures/selection_stability.csv",
+        data=layout.figure("selection_stability", "csv"),
     log:
-        f"{LOGS}/figures/selection_stability.log",
+        layout.log("figures", "selection_stability"),
     benchmark:
-        f"{BENCH}/figures/selection_stability.tsv"
+        layout.benchmark("figures", "selection_stability")
     conda:
         "../envs/plots.yaml"
     script:
@@ -84,20 +84,20 @@ rule figure_selection_stability:
 
 rule pairwise_3d:
     input:
-        per_item="results/tables/recon3d_items.parquet",
+        per_item=layout.table("recon3d_items"),
     output:
-        table="results/tables/recon3d_pairwise.parquet",
+        table=layout.table("recon3d_pairwise"),
         html=report(
-            "results/tables/recon3d_pairwise.html",
+            layout.table("recon3d_pairwise", "html"),
             caption="../report/tables/recon3d_pairwise.rst",
             category="3D track",
             subcategory="Tables",
             labels={"table": "recon3d_pairwise"},
         ),
     log:
-        f"{LOGS}/statistics/recon3d_pairwise.log",
+        layout.log("statistics", "recon3d_pairwise"),
     benchmark:
-        f"{BENCH}/statistics/recon3d_pairwise.tsv"
+        layout.benchmark("statistics", "recon3d_pairwise")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -112,26 +112,26 @@ rule metric_validation:
         unpack(lambda wc: extractor_inputs(SCORE_EXTRACTOR)),
         manifest=lambda wc: manifest_path(VALIDATION_DATASETS[0]),
     output:
-        table="results/tables/metric_validation.parquet",
-        noise_floor="results/tables/metric_noise_floor.parquet",
+        table=layout.table("metric_validation"),
+        noise_floor=layout.table("metric_noise_floor"),
         noise_floor_html=report(
-            "results/tables/metric_noise_floor.html",
+            layout.table("metric_noise_floor", "html"),
             caption="../report/tables/metric_noise_floor.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "metric_noise_floor"},
         ),
         html=report(
-            "results/tables/metric_validation.html",
+            layout.table("metric_validation", "html"),
             caption="../report/tables/metric_validation.rst",
             category="2D track",
             subcategory="Tables",
             labels={"table": "metric_validation"},
         ),
     log:
-        f"{LOGS}/statistics/metric_validation.log",
+        layout.log("statistics", "metric_validation"),
     benchmark:
-        f"{BENCH}/statistics/metric_validation.tsv"
+        layout.benchmark("statistics", "metric_validation")
     conda:
         "../envs/metrics.yaml"
     params:
@@ -145,21 +145,21 @@ rule metric_validation:
 
 rule figure_metric_correlation:
     input:
-        table="results/tables/gen2d_metrics.parquet",
+        table=layout.table("gen2d_metrics"),
     output:
-        pdf="results/figures/metric_correlation.pdf",
+        pdf=layout.figure("metric_correlation", "pdf"),
         png=report(
-            "results/figures/metric_correlation.png",
+            layout.figure("metric_correlation", "png"),
             caption="../report/figures/metric_correlation.rst",
             category="2D track",
             subcategory="Figures",
             labels={"figure": "metric_correlation"},
         ),
-        data="results/figures/metric_correlation.csv",
+        data=layout.figure("metric_correlation", "csv"),
     log:
-        f"{LOGS}/figures/metric_correlation.log",
+        layout.log("figures", "metric_correlation"),
     benchmark:
-        f"{BENCH}/figures/metric_correlation.tsv"
+        layout.benchmark("figures", "metric_correlation")
     conda:
         "../envs/plots.yaml"
     script:

@@ -1,6 +1,6 @@
 """The key columns of genbench's tables, defined once.
 
-A 2D cell is :class:`genbench.config.Cell` (model, data set, steps, guidance, seed): its fields are the cell key
+A 2D cell is :class:`genbench.layout.Cell` (model, data set, steps, guidance, seed): its fields are the cell key
 columns, in the order the per-cell score tables write them. The aggregated tables, exports and figures sort and
 show cells data set first (``CELL_KEYS_BY_DATASET``, the same columns). The 3D summary is keyed by (data set,
 reconstructor, protocol[, metric]) and its per-item table by item as well.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..config import Cell
+from ..layout import Cell
 
 CELL_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Cell))  # model, dataset, steps, cfg, seed
 CELL_KEYS_BY_DATASET: tuple[str, ...] = ("dataset", "model", *(k for k in CELL_KEYS if k not in ("dataset", "model")))
