@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from genbench.config import FIGURE_METRICS, ConfigError, validate_config
+from genbench.layout import Cell
 from genbench.plots.figures import DRAW, best_settings, draw_figure
 from genbench.plots.registry import FIGURES
 from genbench.tables.export import best_table, export_tables, latex_escape, to_html, to_markdown, wide_table
@@ -123,7 +124,7 @@ def test_sample_grid_figure_reads_cell_grids(tmp_path):
         for cfg in (1.0, 2.0, 4.0):
             p = tmp_path / f"grid_{steps}_{cfg:g}.png"
             Image.fromarray(np.full((20, 60, 3), 40 * steps, np.uint8)).save(p)
-            grids[f"a/zeta/steps{steps}_cfg{cfg:g}/seed0"] = p
+            grids[str(Cell("a", "zeta", steps, cfg, 0))] = p
     out = draw_figure("sample_grids", t, tmp_path / "s.pdf", tmp_path / "s.png", tmp_path / "s.csv", grids=grids,
                       confidence=0.9)
     assert len(out) == 6 and Image.open(tmp_path / "s.png").width > 300
@@ -317,7 +318,7 @@ def test_every_figure_with_intervals_states_its_confidence_level(tmp_path, drawn
     for r in t[t["metric"] == "fid"].itertuples():
         p = tmp_path / f"g_{r.model}_{r.dataset}_{r.steps}_{r.cfg:g}.png"
         Image.fromarray(np.full((20, 60, 3), 80, np.uint8)).save(p)
-        grids[f"{r.model}/{r.dataset}/steps{r.steps}_cfg{r.cfg:g}/seed0"] = p
+        grids[str(Cell(r.model, r.dataset, r.steps, r.cfg, 0))] = p
     level = f"{100 * confidence:g}% bootstrap CI"
     for name, fig in FIGURES.items():
         src = per_class_rows(2) if fig.table == "gen2d_per_class" else t
@@ -477,11 +478,11 @@ def test_report_includes_datasheet_coverage_and_3d_summary():
     import re
 
     rules = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
-    marked = dict(re.findall(r'report\(\s*"([^"]+)",\s*caption="\.\./report/([^"]+)"', rules))
-    for path in ("results/curate/{dataset}/datasheet.html", "results/figures/curation_coverage_{dataset}.png",
-                 "results/tables/recon3d_summary.html"):
+    marked = dict(re.findall(r'report\(\s*(layout\.\w+\([^)]*\)),\s*caption="\.\./report/([^"]+)"', rules))
+    for path in ('layout.curate_file("{dataset}", "datasheet.html")',
+                 'layout.figure("curation_coverage_{dataset}", "png")', 'layout.table("recon3d_summary", "html")'):
         assert path in marked, path
         assert (REPORT / marked[path]).is_file(), marked[path]
     common = (ROOT / "workflow/rules/common.smk").read_text()
-    assert 'datasheet.{e}" for e in ("md", "html")' in common
-    assert 'recon3d_summary.{e}" for e in ("md", "tex", "html")' in common
+    assert 'layout.curate_file(d, f"datasheet.{e}") for e in ("md", "html")' in common
+    assert 'layout.table("recon3d_summary", e) for e in ("md", "tex", "html")' in common

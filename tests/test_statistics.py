@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from genbench.layout import Cell
 from genbench.metrics.fid import MetricInputError, frechet_distance_features
 from genbench.metrics.pairwise import (
     benjamini_hochberg,
@@ -161,8 +162,7 @@ def test_selection_stability_with_text_image_scores_selects_by_mmhm_and_rejects_
              for c, s in ((1.0, 0.0), (2.0, 1.0))]
     ti = {}
     for c in cells:
-        name = f"a/steps1_cfg{c['cfg']:g}"
-        ti[name] = {"clip": np.full(80, 30.0 - c["cfg"]), "pick": np.full(80, 20.0 - c["cfg"])}
+        ti[str(Cell.from_mapping(c))] = {"clip": np.full(80, 30.0 - c["cfg"]), "pick": np.full(80, 20.0 - c["cfg"])}
     df = selection_stability(real, cells, ti, n_boot=20, seed=0, is_splits=1)
     mm = df[df["criterion"] == "mmhm"].set_index("cfg")
     assert mm.loc[1.0, "frequency"] == 1.0  # best on every metric

@@ -29,15 +29,17 @@ LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
 # what each wildcard of the rules matches (common.smk's wildcard_constraints; Cell.parse): names start with a letter
-# or digit; a guidance scale is written as fmt_cfg writes it (no trailing zeros, no exponent)
+# or digit; a cell's numbers are written as the cell writes them (no leading zeros; the guidance scale as fmt_cfg
+# writes it: no trailing zeros, no exponent), so that a cell has one path
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+INTEGER = r"(?:0|[1-9]\d*)"
 WILDCARDS: dict[str, str] = {
     "dataset": NAME,
     "model": NAME,
     "extractor": NAME,
-    "steps": r"\d+",
-    "cfg": r"\d+(\.\d*[1-9])?",
-    "seed": r"\d+",
+    "steps": INTEGER,
+    "cfg": INTEGER + r"(?:\.\d*[1-9])?",
+    "seed": INTEGER,
     "shard": r"\d+",
     "dataset3d": NAME,
     "recon": NAME,
@@ -108,9 +110,10 @@ class Cell:
     def parse(cls, text: str) -> Cell:
         """The cell whose text form (:attr:`path`) is ``text``; a ValueError for anything else."""
         m = _CELL_RE.fullmatch(text)
-        if m is None or fmt_cfg(m["cfg"]) != m["cfg"]:
+        cell = None if m is None else cls.from_mapping(m.groupdict())
+        if cell is None or cell.path != text:
             raise ValueError(f"not a cell path (model/dataset/stepsS_cfgG/seedK): {text!r}")
-        return cls.from_mapping(m.groupdict())
+        return cell
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import layout
 from .config import model_shards
 from .errors import GenbenchError
 
@@ -182,9 +183,9 @@ def dataset_sizes(config: dict[str, Any], directory: str | Path,
     if unknown:
         raise PlanError(f"--items {unknown[0]}: no such data set in the config; use a name under datasets or "
                         "datasets3d")
-    for section, folder in (("datasets", "data"), ("datasets3d", "data3d")):
+    for section, where in (("datasets", layout.manifest), ("datasets3d", layout.manifest3d)):
         for name, spec in (config.get(section) or {}).items():
-            manifest = Path(directory) / "results" / folder / name / "manifest.parquet"
+            manifest = Path(directory) / where(name)
             declared = _declared_size(section, spec or {}, config)
             if name in given:
                 out[name] = (int(given[name]), "--items")

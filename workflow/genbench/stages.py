@@ -21,6 +21,7 @@ from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
 from .io import atomic_path, load_npz, save_npz, write_json
 from .jobinfo import report_at_exit
+from .layout import Cell
 from .metrics.registry import higher_is_better
 from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
@@ -622,9 +623,9 @@ def stage_protocol_delta_2d(config: dict[str, Any], real: dict[str, str | Path],
     boot = config["scoring"]["bootstrap"]
     real_f = {d: load_npz(p)["features"] for d, p in real.items()}
     gen_f: dict[str, dict[str, np.ndarray]] = {}
-    for cell, p in gen.items():
-        model, dataset, setting, seed = cell.split("/")
-        gen_f.setdefault(dataset, {})[f"{model} {setting} {seed}"] = load_npz(p)["features"]
+    for path, p in gen.items():
+        cell = Cell.parse(path)
+        gen_f.setdefault(cell.dataset, {})[f"{cell.model} {cell.setting} seed{cell.seed}"] = load_npz(p)["features"]
     seed = int(boot.get("seed", config.get("seed", 0)))
     n_boot = int((config.get("protocol_delta") or {}).get("bootstrap", boot["n"]))
     df = precision_deltas_2d(real_f, gen_f, n_boot, float(boot["confidence"]),
@@ -740,7 +741,7 @@ def stage_selection_stability(cells: list[dict[str, Any]], gen: list[str | Path]
         loaded, ti = [], {}
         for k in ks:
             c = cells[k]
-            name = f"{c['model']}/steps{int(c['steps'])}_cfg{float(c['cfg']):g}"
+            name = str(Cell.from_mapping(c))
             loaded.append({**c, **load_npz(gen[k])})
             for role, (real_emb, gen_emb) in text_image.items():
                 kind = "clip" if role == "clip" else "pick"

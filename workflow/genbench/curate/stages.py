@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import layout
 from ..config import config_hash
 from ..data.classes import class_table
 from ..data.manifest import read_manifest, write_manifest
@@ -59,7 +60,7 @@ def stage_laion_download(dataset: str, config: dict[str, Any], out_dir: str | Pa
 def source_dir(dataset: str, spec: dict[str, Any]) -> str:
     """Where the img2dataset layout of a curated data set lives."""
     src = spec["source"]
-    return src["folder"] if src["kind"] == "img2dataset" else f"results/curate/{dataset}/source"
+    return src["folder"] if src["kind"] == "img2dataset" else layout.curate_file(dataset, "source")
 
 
 def stage_ingest(dataset: str, config: dict[str, Any], folder: str | Path, out: str | Path) -> None:
@@ -128,7 +129,7 @@ def stage_final(dataset: str, config: dict[str, Any], text: str | Path, checks: 
     if not status["accepted"].any():
         counts = status["reason"].value_counts().to_dict()
         raise ValueError(f"{dataset}: no candidate is accepted ({counts}). Review the queue with `genbench review "
-                         f"results/curate/{dataset} --decisions FILE --reviewer NAME` and list the files under "
+                         f"{layout.curate_dir(dataset)} --decisions FILE --reviewer NAME` and list the files under "
                          f"datasets.{dataset}.review.decisions, or set review.policy: accept_if_checks_pass")
     df = finalize.build_manifest(t, status, classes, Path(folder), out_dir,
                                  spec.get("prompt_template", "a photo of a {class}"), spec["source"]["kind"])

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..layout import Cell
 from ..seeding import derive_seed
 from ..tables.keys import CELL_KEYS as _CELL_KEYS
 from .bootstrap import method_label, paired_difference
@@ -93,7 +94,7 @@ def gen2d_comparisons(cells: pd.DataFrame) -> list[tuple[str, dict[str, Any], di
 
 
 def cell_name(c: dict[str, Any]) -> str:
-    return f"{c['model']}/{c['dataset']}/steps{int(c['steps'])}_cfg{float(c['cfg']):g}/seed{int(c['seed'])}"
+    return str(Cell.from_mapping(c))
 
 
 def _finish(df: pd.DataFrame, correction: str, confidence: float, family_cols: list[str]) -> pd.DataFrame:

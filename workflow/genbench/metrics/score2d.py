@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..layout import Cell
 from ..seeding import derive_seed
 from ..tables.keys import GEN2D_KEYS, GEN2D_PER_CLASS_KEYS
 from .bootstrap import (
@@ -39,7 +40,7 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
     (``text_image_names``) goes into the rows' ``extractor`` column. Any row whose interval excludes its estimate
     gets a note saying so."""
     real_name = f"real {cell['dataset']}"
-    gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
+    gen_name = str(Cell.from_mapping(cell))  # the cell's text form: its name and its bootstrap seed key
     plan = cell_compute_plan(metrics)  # unknown or uncomputable names fail here, before any work
     ctx = CellContext(real, gen, cell=cell, real_name=real_name, gen_name=gen_name, n_boot=bootstrap["n"],
                       confidence=bootstrap["confidence"], bootstrap_seed=bootstrap["seed"], is_splits=is_splits,
@@ -75,7 +76,7 @@ def score_per_class(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, 
     generated images with their prompts. Classes with fewer than ``min_samples`` images on either side are skipped
     with a row per metric whose ``note`` says why (never a silent gap). Bootstrap CIs as for the cell, with
     ``bootstrap['n']`` resamples (0 disables them)."""
-    gen_name = f"{cell['model']}/{cell['dataset']}/steps{cell['steps']}_cfg{cell['cfg']}/seed{cell['seed']}"
+    gen_name = str(Cell.from_mapping(cell))  # the cell's text form: its name and its bootstrap seed key
     n_boot, conf = bootstrap["n"], bootstrap["confidence"]
     lr, lg = np.asarray(real["label_id"]), np.asarray(gen["label_id"])
     per_sample = {}  # clip_score / pick_score of every generated image (in the cell's order)

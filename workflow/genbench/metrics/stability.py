@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..layout import Cell
 from ..seeding import derive_seed
 from .composite import MMHM_METRICS, mmhm
 from .fid import MetricInputError, frechet_distance
@@ -81,16 +82,16 @@ def selection_stability(real: dict[str, np.ndarray], cells: list[dict[str, Any]]
                         is_splits: int) -> pd.DataFrame:
     """Rows (dataset, seed, model, criterion, steps, cfg, frequency, selected_full, n_boot) for one data set and
     seed. ``cells``: dicts with model, dataset, steps, cfg, seed and the cell's features (features, logits,
-    item_id); ``text_image``: per cell name, per role ('clip'/'pick'), the per-item scores in the cell's row
-    order."""
+    item_id); ``text_image``: per cell name (``str(Cell)``), per role ('clip'/'pick'), the per-item scores in the
+    cell's row order."""
     if not cells:
         return pd.DataFrame()
     items = np.asarray(real["item_id"]).astype(str)
     dataset, cell_seed = cells[0]["dataset"], int(cells[0]["seed"])
     prepared, meta = {}, []
     for c in sorted(cells, key=lambda c: (c["model"], int(c["steps"]), float(c["cfg"]))):
-        name = f"{c['model']}/steps{int(c['steps'])}_cfg{float(c['cfg']):g}"
-        rows = _rows_for(items, c["item_id"], f"{c['model']}/{dataset}/steps{c['steps']}_cfg{c['cfg']}")
+        name = str(Cell.from_mapping(c))
+        rows = _rows_for(items, c["item_id"], name)
         p = {"rows": rows, "features": c["features"], "logits": c["logits"]}
         for role, per_row in (text_image or {}).get(name, {}).items():
             p[role] = np.asarray(per_row, dtype=np.float64)[rows]  # into the real set's item order

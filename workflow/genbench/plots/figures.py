@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from ..layout import Cell  # noqa: E402
 from ..metrics.names import best_settings as _best  # noqa: E402
 from ..metrics.registry import LABELS, lower_is_better  # noqa: E402
 from ..tables.keys import CELL_KEYS, CELL_KEYS_BY_DATASET  # noqa: E402
@@ -381,8 +382,7 @@ def sample_grids(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
     from PIL import Image
 
     df = _rows(table, metric, "sample_grids")
-    df = df.assign(cell=[f"{m}/{d}/steps{s}_cfg{c:g}/seed{sd}" for m, d, s, c, sd in
-                         zip(df["model"], df["dataset"], df["steps"], df["cfg"], df["seed"], strict=True)])
+    df = df.assign(cell=[str(Cell.from_mapping(r)) for r in df[list(CELL_KEYS)].to_dict("records")])
     df = df[df["cell"].isin(grids.keys())].drop_duplicates(["model", "dataset", "steps", "cfg"])
     if df.empty:
         raise ValueError("figure sample_grids: none of the table's cells has a sample grid")

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PAIRWISE_TABLE = "results/tables/gen2d_pairwise.parquet"  # significance marks (statistics.smk)
+from .. import layout
+
+PAIRWISE_TABLE = layout.table("gen2d_pairwise")  # significance marks (statistics.smk)
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Figure:
     name: str
     draw: str  # a function of genbench.plots.figures (its DRAW table)
     metric: str
-    table: str = "gen2d_metrics"  # results/tables/{table}.parquet
+    table: str = "gen2d_metrics"  # layout.table(table)
     needs_grids: bool = False  # also reads the cells' sample grids
     intervals: bool = True  # draws CIs, so it states their confidence level
     pairwise: bool = False  # marks significant differences between neighbouring points (gen2d_pairwise)
@@ -35,7 +37,7 @@ class Figure:
     def inputs(self, grids: list[str]) -> dict[str, Any]:
         """The rule's named inputs: the table, the pairwise table when it marks significance, the sample grids
         (``grids``: one PNG per cell, in the cells' order) when it shows samples."""
-        out: dict[str, Any] = {"table": f"results/tables/{self.table}.parquet"}
+        out: dict[str, Any] = {"table": layout.table(self.table)}
         if self.pairwise:
             out["pairwise"] = PAIRWISE_TABLE
         if self.needs_grids:
