@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
+from genbench import layout  # noqa: E402
 from genbench.repro import metric_deviations, other_machine_config, other_machine_env, simd_level  # noqa: E402
 from genbench.tables.keys import GEN2D_TABLE_KEYS  # noqa: E402
 
@@ -44,13 +45,13 @@ def run(workdir: Path, config: dict, target: str, cores: int, env: dict[str, str
     (workdir / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), target], cwd=workdir, check=True,
                    env=dict(os.environ, **env))
-    return workdir / "results/tables/gen2d_metrics.parquet"
+    return workdir / layout.table("gen2d_metrics")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "config/config.yaml"))
-    ap.add_argument("--target", default="results/tables/gen2d_metrics.parquet",
+    ap.add_argument("--target", default=layout.table("gen2d_metrics"),
                     help="what both runs build (a file or a rule, e.g. 'all'); it must include the 2D metrics table")
     ap.add_argument("--workdir", default="/tmp/cross_machine")
     ap.add_argument("--cores", type=int, default=2)
