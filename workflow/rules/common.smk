@@ -171,10 +171,6 @@ def class_name_paths():
     return [f"datasets.{d}.{k}" for d in config["datasets"] for k in ("adapter", "class_names")]
 
 
-def manifest_path(dataset):
-    return layout.manifest(dataset)
-
-
 # ---- curated data sets (adapter: curated; rules in curate.smk)
 def _names_regex(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
@@ -230,7 +226,7 @@ def curation_embedder_inputs(dataset, stage):
 def curation_eval_sets(dataset):
     """Evaluation sets whose images must not leak into the curated set: name -> manifest."""
     against = config["datasets"][dataset].get("checks", {}).get("near_duplicates", {}).get("against", [])
-    return {d: manifest_path(d) for d in against}
+    return {d: layout.manifest(d) for d in against}
 
 
 def curation_decisions(dataset):
@@ -254,7 +250,7 @@ def cell_shards(wildcards):
 
 def generator_inputs(wildcards):
     """The manifest, plus the checkpoint when the pipeline trains the model itself."""
-    inputs = {"manifest": manifest_path(wildcards.dataset)}
+    inputs = {"manifest": layout.manifest(wildcards.dataset)}
     spec = config["models"][wildcards.model]
     if "train" in spec:
         inputs["checkpoint"] = layout.model_checkpoint(wildcards.model)
@@ -295,11 +291,11 @@ def extractor_checkpoint(name, input):
 
 
 def train_manifest_model(wildcards):
-    return manifest_path(config["models"][wildcards.model]["train"]["dataset"])
+    return layout.manifest(config["models"][wildcards.model]["train"]["dataset"])
 
 
 def train_manifest_extractor(wildcards):
-    return manifest_path(config["extractors"][wildcards.extractor]["train"]["dataset"])
+    return layout.manifest(config["extractors"][wildcards.extractor]["train"]["dataset"])
 
 
 def cell_wildcards(wildcards):
@@ -467,7 +463,7 @@ VALIDATION_DATASETS = [
 
 
 def all_targets():
-    manifests = [manifest_path(d) for d in config["datasets"]]
+    manifests = [layout.manifest(d) for d in config["datasets"]]
     manifests += [layout.manifest3d(d) for d in config.get("datasets3d", {})]
     return [
         *manifests,

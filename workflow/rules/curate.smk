@@ -21,7 +21,7 @@ rule prepare_dataset:
 
 rule laion_miniworld:
     input:
-        eval_manifest=lambda wc: manifest_path(config["datasets"][wc.dataset]["source"]["eval"]),
+        eval_manifest=lambda wc: layout.manifest(config["datasets"][wc.dataset]["source"]["eval"]),
     output:
         folder=directory(layout.curate_file("{dataset}", "source")),
     log:

@@ -44,7 +44,7 @@ rule init_extractor:
 rule features_real:
     input:
         unpack(lambda wc: extractor_inputs(wc.extractor)),
-        manifest=lambda wc: manifest_path(wc.dataset),
+        manifest=lambda wc: layout.manifest(wc.dataset),
     output:
         features=layout.real_features("{extractor}", "{dataset}"),
     log:
@@ -96,8 +96,8 @@ rule cell_features:
 # Text-image embedders (CLIP Score, PickScore): the mini-world's tiny CLIP is trained here; real ones are loaded.
 rule train_embedder:
     input:
-        manifest=lambda wc: manifest_path(config["embedders"][wc.embedder]["train"]["dataset"]),
-        extra=lambda wc: [manifest_path(d) for d in config["embedders"][wc.embedder]["train"].get("extra", [])],
+        manifest=lambda wc: layout.manifest(config["embedders"][wc.embedder]["train"]["dataset"]),
+        extra=lambda wc: [layout.manifest(d) for d in config["embedders"][wc.embedder]["train"].get("extra", [])],
     output:
         checkpoint=layout.embedder_checkpoint("{embedder}"),
         meta=layout.embedder_train_meta("{embedder}"),
@@ -121,7 +121,7 @@ rule train_embedder:
 rule embed_real:
     input:
         unpack(lambda wc: embedder_inputs(wc.embedder)),
-        manifest=lambda wc: manifest_path(wc.dataset),
+        manifest=lambda wc: layout.manifest(wc.dataset),
     output:
         embeddings=layout.real_embeddings("{embedder}", "{dataset}"),
     log:

@@ -7,7 +7,7 @@ rule score_cell:
         unpack(dinov2_inputs),
         real=layout.real_features(SCORE_EXTRACTOR, "{dataset}"),
         gen=layout.gen_features(SCORE_EXTRACTOR, CELL),
-        manifest=lambda wc: manifest_path(wc.dataset),
+        manifest=lambda wc: layout.manifest(wc.dataset),
     output:
         table=layout.metric_table(CELL),
         per_class=layout.metric_table(CELL, per_class=True),

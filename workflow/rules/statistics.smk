@@ -110,7 +110,7 @@ rule pairwise_3d:
 rule metric_validation:
     input:
         unpack(lambda wc: extractor_inputs(SCORE_EXTRACTOR)),
-        manifest=lambda wc: manifest_path(VALIDATION_DATASETS[0]),
+        manifest=lambda wc: layout.manifest(VALIDATION_DATASETS[0]),
     output:
         table=layout.table("metric_validation"),
         noise_floor=layout.table("metric_noise_floor"),
