@@ -33,6 +33,7 @@ import yaml
 from . import __version__
 from .config import ConfigError, cells, config_hash, load_config
 from .errors import GenbenchError
+from .layout import fmt_cfg
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 UNUSABLE = "2  unusable input: a missing or unreadable file, YAML that does not parse, a wrong file type, bad arguments"
@@ -176,7 +177,7 @@ def _config_commands(args: argparse.Namespace) -> int:
     else:
         print("model\tdataset\tsteps\tcfg\tseed")
         for c in cells(config):
-            print(f"{c.model}\t{c.dataset}\t{c.steps}\t{c.cfg:g}\t{c.seed}")
+            print(f"{c.model}\t{c.dataset}\t{c.steps}\t{fmt_cfg(c.cfg)}\t{c.seed}")
     return 0
 
 
