@@ -84,7 +84,8 @@ class Registry(dict[str, Plugin], Generic[T]):
         def deco(obj: T) -> T:
             if name in self:
                 raise DuplicateNameError(f"{self.what} '{name}' is registered twice")
-            self[name] = Plugin(f"{obj.__module__}:{obj.__qualname__}", env, gpus)
+            named = obj if hasattr(obj, "__qualname__") else type(obj)
+            self[name] = Plugin(f"{named.__module__}:{named.__qualname__}", env, gpus)
             self._loaded[name] = obj
             return obj
 
