@@ -35,7 +35,6 @@ class UpstreamMissingError(GenbenchError, ImportError):
 
 
 class UpstreamReconstructor(Reconstructor):
-    requires_gpu = True
     entry: ClassVar[str]  # dotted path of the upstream class
     import_root: ClassVar[str] = ""  # sub-folder of the checkout that holds the package
     repo: ClassVar[str]

@@ -66,9 +66,9 @@ class Reconstruction:
 
 
 class Reconstructor(ABC):
-    """Subclasses set ``requires_gpu`` (declared to the scheduler) and implement :meth:`reconstruct`."""
+    """Subclasses implement :meth:`reconstruct`; the GPUs and env a kind's jobs get are its entry's in
+    genbench.catalog.RECONSTRUCTORS."""
 
-    requires_gpu: ClassVar[bool] = False
     uses_ground_truth: ClassVar[bool] = False
 
     def __init__(self, name: str, spec: dict[str, Any]):
