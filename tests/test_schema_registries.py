@@ -1,4 +1,4 @@
-"""The schema's name enums come from the registries (DESIGN.md, Wiring): the schema file lists no generator family,
+"""The schema's name enums come from the registries: the schema file lists no generator family,
 extractor, embedder, reconstructor, data set adapter, requestable metric or figure; validate_config fills each enum
 from its registry, so adding one is one registry entry, and an unknown name fails naming the available ones."""
 
