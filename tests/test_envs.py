@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 import importlib.metadata
 import os
 import re
@@ -14,7 +15,6 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -52,12 +52,13 @@ def test_make_run_needs_no_test_only_debian_package(root, tmp_path):
 
 # --- every rule's conda env holds what its script imports -----------------------------------------------------
 #
-# A static walk (nothing is imported): from the rule's script, follow what runs: a genbench module's top-level code
-# when it is imported (its imports, class bodies, assignments), a function's or class's whole body when code that
-# runs names it (including imports inside functions), and the classes of a registry (generator families,
-# extractors, reconstructors, ...) when code that runs looks the registry up. For a rule whose env is chosen per
-# model (generate, reconstruct_3d), each registered family or kind is checked against its own env, with the
-# other families' classes left out. Third-party modules map to distributions through the installed metadata; a
+# A static walk (nothing but the light registry modules is imported): from the rule's script, follow what runs: a
+# genbench module's top-level code when it is imported (its imports, class bodies, assignments), a function's or
+# class's whole body when code that runs names it (including imports inside functions), and the import targets of a
+# registry's entries (genbench.catalog's generator families, extractors, reconstructors, ...; the figures' drawing
+# functions) when code that runs looks the registry up. For a rule whose env is chosen per entry (generate,
+# reconstruct_3d: plugin_env in common.smk), each catalog entry is checked against its own env, with the other
+# entries' targets left out. Third-party modules map to distributions through the installed metadata; a
 # third-party submodule genbench imports (trimesh.ray.ray_pyembree, safetensors.torch) also needs what that
 # submodule imports beyond its distribution's own required dependencies (embreex, torch).
 
@@ -206,15 +207,27 @@ def _submodule_needs(dotted: str) -> frozenset[str]:
     return frozenset(out)
 
 
+# maps of import targets that are not genbench.registry.Registry objects: the figures (each names its drawing function)
+TARGET_MAPS = {("genbench.plots.registry", "FIGURES"): "draw"}
+
+
+def _registry_targets(module: str, name: str) -> dict[str, str]:
+    """{key: "module:attribute"} of a registry's entries that genbench itself declares (tests register stand-ins of
+    their own at run time; the registry modules are light: genbench.catalog, genbench.plots.registry)."""
+    registry = getattr(importlib.import_module(module), name)
+    field = TARGET_MAPS.get((module, name), "target")
+    targets = {key: getattr(entry, field) for key, entry in registry.items()}
+    return {key: target for key, target in targets.items() if _is_genbench(target.partition(":")[0])}
+
+
 class Closure:
     """What a rule's script needs: ``needs`` maps a distribution (or its alternatives) to where it is imported.
-    ``only``: {registry module: the one key whose registered classes may run} (per-family envs)."""
+    ``only``: {"module:REGISTRY": the one key whose entry's target may run} (per-entry envs)."""
 
     def __init__(self, only: dict[str, str] | None = None):
         self.only = only or {}
         self.needs: dict[frozenset[str], str] = {}
         self.done: set = set()
-        self.registered: dict[tuple[str, str], list[tuple[str, str, ast.AST]]] = {}  # registry -> (key, mod, node)
         self.used_registries: set[tuple[str, str]] = set()
         self.keys: dict[tuple[str, str], set[str]] = {}
         self.stack: list[str] = []  # what is running, outermost first (for the messages)
@@ -260,14 +273,12 @@ class Closure:
         elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             for d in stmt.decorator_list + stmt.args.defaults:
                 self.calls(d, module)
-            self._registration(stmt, module)
         elif isinstance(stmt, ast.ClassDef):
             for d in stmt.decorator_list + stmt.bases + [k.value for k in stmt.keywords]:
                 self.calls(d, module)
             for s in stmt.body:  # the class body runs at import; its methods only when called
                 if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef):
                     self.calls(s, module)
-            self._registration(stmt, module)
         elif isinstance(stmt, ast.If | ast.Try | ast.With):
             type_checking = isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
             for s in ([] if type_checking else stmt.body) + getattr(stmt, "orelse", []) + \
@@ -278,35 +289,6 @@ class Closure:
                     self._top_level(s, module, guarded)
         else:
             self.calls(stmt, module)
-
-    def _registration(self, node, module) -> None:
-        """``@register("key")`` / ``@REGISTRY.register("key")``: the node runs when its registry is looked up."""
-        for d in node.decorator_list:
-            if not (isinstance(d, ast.Call) and d.args and isinstance(d.args[0], ast.Constant)):
-                continue
-            registry = self._registry_of(d.func, module)
-            if registry is None:
-                continue
-            key = d.args[0].value
-            self.keys.setdefault(registry, set()).add(key)
-            if self.only.get(registry[0], key) != key:
-                continue
-            self.registered.setdefault(registry, []).append((key, module, node))
-            if registry in self.used_registries:
-                self.body(node, module)
-
-    def _registry_of(self, func, module) -> tuple[str, str] | None:
-        """The (module, name) of the Registry object behind a decorator: ``register`` = ``X.register``."""
-        if isinstance(func, ast.Attribute) and func.attr == "register" and isinstance(func.value, ast.Name):
-            return self._final(module, func.value.id)
-        if isinstance(func, ast.Name):
-            found = self._final(module, func.id)
-            if found:
-                kind = _namespace(found[0]).get(found[1])
-                value = kind[1][-1] if kind and kind[0] == "assign" and kind[1] else None
-                if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name):
-                    return self._final(found[0], value.value.id)
-        return None
 
     def _final(self, module: str, name: str, depth: int = 0) -> tuple[str, str] | None:
         """Follow ``from x import name`` re-exports to the module that assigns or defines ``name``."""
@@ -341,11 +323,19 @@ class Closure:
             self.resolve_import(b[1], module, optional=False)
 
     def use_registry(self, registry: tuple[str, str]) -> None:
+        """Code that runs looks ``registry`` up: its entries' import targets run (with ``only``, one entry's)."""
         if registry in self.used_registries:
             return
         self.used_registries.add(registry)
-        for _, module, node in self.registered.get(registry, []):
-            self.body(node, module)
+        targets = _registry_targets(*registry)
+        self.keys[registry] = set(targets)
+        for key, target in targets.items():
+            if self.only.get(":".join(registry), key) != key:
+                continue
+            module, _, attr = target.partition(":")
+            self.stack.append(f"{':'.join(registry)}[{key}]")
+            self.symbol(module, attr.split(".")[0])
+            self.stack.pop()
 
     def body(self, node, module) -> None:
         """A function's or class's whole body runs (a class: all its methods)."""
@@ -396,6 +386,8 @@ class Closure:
 
     @staticmethod
     def _is_registry(module: str, name: str) -> bool:
+        if (module, name) in TARGET_MAPS:
+            return True
         b = _namespace(module).get(name)
         return bool(b and b[0] == "assign" and any(isinstance(v, ast.Call) and getattr(v.func, "id", "") ==
                                                    "Registry" for v in b[1]))
@@ -511,20 +503,27 @@ def smk_rules() -> dict[str, dict[str, str | None]]:
     return out
 
 
-def env_function(name: str):
-    """A Snakemake input function choosing a rule's env (common.smk), with the constants it reads, compiled on
-    its own (the .smk is not Python as a whole)."""
+def plugin_env_function():
+    """common.smk's plugin_env (a rule's env chosen per catalog entry), compiled on its own with the function and the
+    PLUGINS table it reads (the .smk is not Python as a whole), and the catalog name behind each config section."""
+    import genbench.catalog
+
     text = (RULES / "common.smk").read_text()
-    fn = re.search(rf"^def {name}\(.*?(?=^\S)", text, re.M | re.S)
-    assert fn, f"common.smk has no function {name}"
-    namespace = {}
-    for m in re.finditer(r"^([A-Z][A-Z0-9_]*) = (.+)$", text, re.M):
-        try:
-            namespace[m.group(1)] = ast.literal_eval(m.group(2))
-        except (ValueError, SyntaxError):
-            pass
-    exec(fn.group(0), namespace)
-    return namespace[name], namespace
+    namespace = dict(vars(genbench.catalog))
+    plugins = re.search(r"^PLUGINS = (.+)$", text, re.M)
+    assert plugins, "common.smk has no PLUGINS table"
+    exec(plugins.group(0), namespace)
+    for name in ("plugin", "plugin_env"):
+        fn = re.search(rf"^def {name}\(.*?(?=^\S)", text, re.M | re.S)
+        assert fn, f"common.smk has no function {name}"
+        exec(fn.group(0), namespace)
+    sections = {section: next(n for n, v in vars(genbench.catalog).items() if v is registry)
+                for section, (registry, _) in namespace["PLUGINS"].items()}
+    return namespace, sections
+
+
+# a rule whose env is its catalog entry's: `conda: lambda wc: plugin_env("models", wc.model)`
+PLUGIN_ENV = re.compile(r'^lambda wc: plugin_env\("(\w+)", wc\.(\w+)\),?$')
 
 
 def env_packages(env: str | None) -> tuple[set[str], str | None]:
@@ -565,18 +564,18 @@ def rule_checks() -> list[tuple[str, str, str | None, dict[str, str]]]:
         if conda is None or conda.startswith('"'):
             out.append((rule, script, conda and conda.strip('"'), {}))
             continue
-        fn, _ = env_function(conda)
-        # the registry the env function dispatches on: generate -> generator families, reconstruct_3d -> kinds
-        section, registry = {"generator_env": ("models", "genbench.gen2d.registry"),
-                             "reconstructor_env": ("reconstructors", "genbench.recon3d.reconstructors")}[conda]
+        m = PLUGIN_ENV.match(conda)
+        assert m, f"rule {rule}: conda: {conda} is neither an env file nor plugin_env(section, wildcard)"
+        namespace, sections = plugin_env_function()
+        section, registry = m.group(1), f"genbench.catalog:{sections[m.group(1)]}"
+        # the script looks the registry up (else the per-entry env would check nothing)
         everything = Closure().script(Path(script), rule)
-        keys = everything.keys[(registry, next(n for m, n in everything.keys if m == registry))]
-        assert keys, f"rule {rule}: found no registered {section} kinds"
+        keys = everything.keys.get(tuple(registry.split(":")), set())
+        assert keys, f"rule {rule}: its script looks up no entry of {registry}"
+        field = namespace["PLUGINS"][section][1]
         for key in sorted(keys):
-            field = "family" if section == "models" else "kind"
-            config = {section: {"x": {field: key}}}
-            fn.__globals__["config"] = config
-            env = fn(SimpleNamespace(model="x", recon="x"))
+            namespace["config"] = {section: {"x": {field: key}}}
+            env = namespace["plugin_env"](section, "x")
             out.append((f"{rule}[{key}]", script, env, {registry: key}))
     return out
 
@@ -617,10 +616,11 @@ def test_the_import_walk_follows_what_runs():
     checks = _closure("curate_checks")  # curate.py runs one stage per rule
     assert "imagehash" in checks and "imagehash" not in _closure("curate_match")
     assert "torch" not in _closure("score_3d")  # the external reconstructors' torch code runs in their own envs
-    assert "torch" in _closure("reconstruct_3d", {"genbench.recon3d.reconstructors": "trellis"})
-    assert "torch" not in _closure("reconstruct_3d", {"genbench.recon3d.reconstructors": "ellipsoid"})
-    assert "diffusers" in _closure("generate", {"genbench.gen2d.registry": "sd35"})
-    assert "diffusers" not in _closure("generate", {"genbench.gen2d.registry": "rae"})
+    assert "torch" in _closure("reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "trellis"})
+    assert "torch" not in _closure("reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "ellipsoid"})
+    assert "diffusers" in _closure("generate", {"genbench.catalog:GENERATORS": "sd35"})
+    assert "diffusers" not in _closure("generate", {"genbench.catalog:GENERATORS": "rae"})
+    assert "matplotlib" in _closure("figure_fid_vs_cfg")  # the drawing function, by its import target
     assert {rule for rule, *_ in rule_checks() if rule.startswith("reconstruct_3d[")} >= {
         f"reconstruct_3d[{k}]" for k in ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d",
                                          "ellipsoid")}

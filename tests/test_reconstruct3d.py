@@ -283,7 +283,7 @@ def test_external_adapter_contract(standin, kind):
     root, log = standin
     spec = _checkout(root, kind)
     rec = load_reconstructor(f"my_{kind}", spec)
-    assert rec.requires_gpu
+    assert RECONSTRUCTORS.plugin(kind).gpus == 1  # its jobs ask for a GPU (reconstruct_3d's gpu resource)
     rgba = disc()
     out = rec.reconstruct(rgba, None, 1234, {"item_id": "x"})
     out2 = rec.reconstruct(rgba, None, 99, {"item_id": "y"})

@@ -1,106 +1,65 @@
-"""The schema's name enums equal the registries' keys (DESIGN.md, Wiring): adding a generator family, extractor,
-embedder, reconstructor, data set adapter, metric or figure is one registry entry plus its schema enum, and this
-test says when the two disagree."""
+"""The schema's name enums come from the registries: the schema file lists no generator family,
+extractor, embedder, reconstructor, data set adapter, requestable metric or figure; validate_config fills each enum
+from its registry, so adding one is one registry entry, and an unknown name fails naming the available ones."""
 
 from pathlib import Path
 
 import pytest
-import yaml
+
+from genbench import catalog
+from genbench.config import CURATED_ADAPTER, ConfigError, load_schema, registry_enums, validate_config
+from genbench.metrics.registry import SCORING_METRICS
+from genbench.plots.registry import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-
-
-def _enum(path: str) -> list:
-    node = SCHEMA
-    for part in path.split("/"):
-        node = node[part]
-    return node["enum"]
-
-
-def _generators():
-    from genbench.gen2d import families, pipelines, scale_rae, upstream  # noqa: F401  (importing registers them)
-    from genbench.gen2d.registry import GENERATORS
-    return GENERATORS
-
-
-def _extractors():
-    from genbench.features.registry import EXTRACTORS
-    return EXTRACTORS
-
-
-def _embedders():
-    from genbench.features.text_image import EMBEDDERS
-    return EMBEDDERS
-
-
-def _reconstructors():
-    from genbench.recon3d.reconstructors import RECONSTRUCTORS
-    return RECONSTRUCTORS
-
-
-def _adapters2d():
-    from genbench.data.registry import ADAPTERS
-    return ADAPTERS
-
-
-def _adapters3d():
-    from genbench.recon3d.medical import ADAPTERS
-    from genbench.recon3d.objects import OBJECT_ADAPTERS
-    return {**ADAPTERS, **OBJECT_ADAPTERS}
-
-
-def _metrics():
-    from genbench.metrics.registry import SCORING_METRICS
-    return SCORING_METRICS
-
-
-def _figures():
-    from genbench.plots.figures import FIGURES
-    return FIGURES
-
 
 CASES = {
-    "generator families": ("properties/models/additionalProperties/properties/family", _generators),
-    "feature extractors": ("properties/extractors/additionalProperties/properties/kind", _extractors),
-    "text-image embedders": ("properties/embedders/additionalProperties/properties/kind", _embedders),
-    "reconstructors": ("properties/reconstructors/additionalProperties/properties/kind", _reconstructors),
-    "2D data set adapters": ("properties/datasets/additionalProperties/properties/adapter", _adapters2d),
-    "3D data set adapters": ("properties/datasets3d/additionalProperties/properties/adapter", _adapters3d),
-    "metrics": ("properties/scoring/properties/metrics/items", _metrics),
-    "figures": ("properties/figures/items", _figures),
+    "generator families": ("properties/models/additionalProperties/properties/family", catalog.GENERATORS),
+    "feature extractors": ("properties/extractors/additionalProperties/properties/kind", catalog.EXTRACTORS),
+    "text-image embedders": ("properties/embedders/additionalProperties/properties/kind", catalog.EMBEDDERS),
+    "reconstructors": ("properties/reconstructors/additionalProperties/properties/kind", catalog.RECONSTRUCTORS),
+    "2D data set adapters": ("properties/datasets/additionalProperties/properties/adapter",
+                             [*catalog.ADAPTERS, CURATED_ADAPTER]),
+    "3D data set adapters": ("properties/datasets3d/additionalProperties/properties/adapter",
+                             [*catalog.OBJECT_ADAPTERS, *catalog.MEDICAL_ADAPTERS]),
+    "metrics": ("properties/scoring/properties/metrics/items", SCORING_METRICS),
+    "figures": ("properties/figures/items", FIGURES),
 }
 
 
-# schema values that are deliberately not registry keys, and why
-EXTRA = {
-    # a curated data set's manifest is written by the curation stages (curate_final), not by prepare_dataset
-    "2D data set adapters": {"curated"},
-}
-
-
-def _package_entries(registry) -> set[str]:
-    """The registry's names that genbench itself registers: other test modules register stand-ins of their own
-    (e.g. test_reconstruct3d's "_test_flaky"), and the whole suite imports them before this test runs."""
-    if not isinstance(registry, dict):
-        return set(registry)
-    return {name for name, obj in registry.items()
-            if getattr(obj, "__module__", "genbench").split(".")[0] == "genbench"}
+def _node(schema: dict, path: str) -> dict:
+    for part in path.split("/"):
+        schema = schema[part]
+    return schema
 
 
 @pytest.mark.parametrize("kind", CASES)
-def test_schema_enum_equals_the_registry(kind):
-    path, registry = CASES[kind]
-    enum = _enum(path)
-    assert len(enum) == len(set(enum)), f"{kind}: duplicates in the schema enum {path}"
-    assert sorted(enum) == sorted({*_package_entries(registry()), *EXTRA.get(kind, ())}), \
-        f"{kind}: schema {path} vs registry"
+def test_the_schema_file_lists_no_names_and_validation_takes_the_registrys(kind):
+    path, names = CASES[kind]
+    assert "enum" not in _node(load_schema(), path), f"{kind}: {path} lists names by hand"
+    assert sorted(registry_enums()[path]) == sorted(names), kind
 
 
-def test_entries_registered_by_tests_are_not_taken_for_the_packages():
-    from genbench.registry import Registry
+def test_every_registry_enum_is_a_schema_node():
+    """registry_enums covers exactly the cases above (a new name field gets a case here too)."""
+    assert set(registry_enums()) == {path for path, _ in CASES.values()}
+    for path in registry_enums():
+        assert _node(load_schema(), path)["type"] == "string", path
 
-    reg: Registry = Registry("thing")
-    reg["mine"] = _enum  # a function of this test module
-    reg["theirs"] = Registry.register
-    assert _package_entries(reg) == {"theirs"}
+
+def test_an_unknown_family_fails_in_one_line_naming_the_available_ones(default_config):
+    default_config["models"]["sit_mini"]["family"] = "sitt"
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    assert "\n" not in str(err.value)
+    assert "models.sit_mini.family: 'sitt' is not one of ['flux1', 'imeanflow', 'meanflow', 'rae', 'scale_rae', " \
+           "'sd35', 'sit', 'soflow']" in str(err.value)
+
+
+def test_an_entry_added_to_a_registry_is_a_valid_name(default_config, monkeypatch):
+    """What makes adding a kind one entry: validation reads the registry at call time."""
+    from genbench.registry import Plugin
+
+    monkeypatch.setitem(catalog.GENERATORS, "widget", Plugin("genbench.gen2d.families:SiTGenerator", "gen2d", 1))
+    default_config["models"]["sit_mini"]["family"] = "widget"
+    validate_config(default_config)

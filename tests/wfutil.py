@@ -1,5 +1,6 @@
 """Helpers for tests that run Snakemake on a temporary copy of the workflow."""
 
+import json
 import os
 import re
 import shutil
@@ -160,3 +161,16 @@ def planned_jobs(output: str) -> dict[str, int]:
         if m.group(1) != "total":
             jobs[m.group(1)] = int(m.group(2))
     return jobs
+
+
+def planned_job_details(cwd: Path, *args: str) -> list[dict]:
+    """A dry run's planned jobs with what the printout leaves out: each job's rule, wildcards, conda env file,
+    resources, threads, inputs and outputs (tests/dryrun_jobs.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "jobs.jsonl"
+        script = Path(__file__).with_name("dryrun_jobs.py")
+        run = subprocess.run([sys.executable, str(script), str(out), *args], cwd=cwd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise AssertionError(f"snakemake -n {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-4000:]}\n"
+                                 f"{run.stderr[-4000:]}")
+        return [json.loads(line) for line in out.read_text().splitlines()]

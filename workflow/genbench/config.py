@@ -16,8 +16,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import catalog
 from .errors import GenbenchError
 from .layout import Cell, fmt_cfg  # noqa: F401  (one definition, in layout; re-exported here)
+from .metrics.registry import SCORING_METRICS
 from .plots.registry import FIGURES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -40,6 +42,38 @@ class ConfigError(GenbenchError, ValueError):
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)
+
+
+# a data set the curation rules write (curate_final), not an adapter of genbench.catalog.ADAPTERS
+CURATED_ADAPTER = "curated"
+
+
+def registry_enums() -> dict[str, list[str]]:
+    """The names the schema's enums take from the registries (the schema file lists none of them), by the path
+    (``/``-separated) of the schema node that gets the enum."""
+    entry = "additionalProperties/properties"
+    return {
+        f"properties/models/{entry}/family": sorted(catalog.GENERATORS),
+        f"properties/extractors/{entry}/kind": sorted(catalog.EXTRACTORS),
+        f"properties/embedders/{entry}/kind": sorted(catalog.EMBEDDERS),
+        f"properties/reconstructors/{entry}/kind": sorted(catalog.RECONSTRUCTORS),
+        f"properties/datasets/{entry}/adapter": sorted([*catalog.ADAPTERS, CURATED_ADAPTER]),
+        f"properties/datasets3d/{entry}/adapter": sorted([*catalog.OBJECT_ADAPTERS, *catalog.MEDICAL_ADAPTERS]),
+        "properties/scoring/properties/metrics/items": list(SCORING_METRICS),
+        "properties/figures/items": list(FIGURES),
+    }
+
+
+def with_registry_enums(schema: dict) -> dict:
+    """A copy of ``schema`` whose name fields (generator family, extractor kind, ...) accept the registries' names
+    only, so that an unknown one fails validation naming the available ones."""
+    schema = copy.deepcopy(schema)
+    for path, names in registry_enums().items():
+        node = schema
+        for part in path.split("/"):
+            node = node[part]
+        node["enum"] = names
+    return schema
 
 
 def _with_defaults(validator_class):
@@ -71,7 +105,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
     """Validate ``config`` in place (filling schema defaults) and return it; raise :class:`ConfigError`."""
-    schema = load_schema() if schema is None else schema
+    schema = with_registry_enums(load_schema() if schema is None else schema)
     _string_step_keys(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -107,7 +141,7 @@ def _string_step_keys(config: dict[str, Any]) -> None:
 
 
 # families whose sampler honours sampler.per_steps (genbench.gen2d.families.DiTFamily)
-PER_STEPS_FAMILIES = ("sit", "meanflow", "imeanflow", "soflow")
+PER_STEPS_FAMILIES = tuple(catalog.GENERATORS.with_trait("per_steps"))
 
 
 def expand_per_steps(config: dict[str, Any]) -> None:

@@ -115,8 +115,9 @@ def stage_prepare_dataset(dataset: str, config: dict[str, Any], manifest_path: s
 def stage_prepare_3d(dataset: str, config: dict[str, Any], manifest_path: str | Path) -> None:
     """A 3D-track data set -> single-slice / render inputs, ground truth and a manifest (skipped items included,
     with their reasons)."""
+    from .catalog import OBJECT_ADAPTERS
     from .recon3d.medical import prepare_medical
-    from .recon3d.objects import OBJECT_ADAPTERS, prepare_objects
+    from .recon3d.objects import prepare_objects
 
     spec = {"seed": config.get("seed", 0), **config["datasets3d"][dataset]}
     prepare = prepare_objects if spec["adapter"] in OBJECT_ADAPTERS else prepare_medical
@@ -421,7 +422,7 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
 
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
                     out: str | Path, per_class: bool = False, bounds_out: str | Path | None = None) -> None:
-    from .features.registry import EXTRACTORS  # the extractor's preprocessing goes into the metadata
+    from .catalog import EXTRACTORS  # the extractor's preprocessing goes into the metadata
 
     keys = [*CELL_KEYS_BY_DATASET, *(["label_id"] if per_class else []), "metric"]
     frames = [pd.read_parquet(t) for t in tables]
@@ -446,7 +447,8 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     ex = config["scoring"]["extractor"]
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)
-    meta["extractors"] = {ex: {"kind": kind, "preprocessing": EXTRACTORS[kind].describe(config["extractors"][ex])}}
+    described = EXTRACTORS.lookup(kind).describe(config["extractors"][ex])
+    meta["extractors"] = {ex: {"kind": kind, "preprocessing": described}}
     for role, name in config["scoring"].get("text_image", {}).items():
         spec = config["embedders"][name]
         meta["extractors"][name] = {"kind": spec["kind"], "role": role, "model": spec.get("model", ""),

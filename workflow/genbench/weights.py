@@ -290,7 +290,7 @@ def reconstructor_weights(config: dict[str, Any]) -> list[tuple[str, dict[str, A
     entries = []
     recons = config.get("reconstructors", {})
     if recons:
-        from .recon3d.reconstructors import RECONSTRUCTORS
+        from .catalog import RECONSTRUCTORS
 
         for name, spec in recons.items():
             cls = RECONSTRUCTORS.lookup(spec["kind"])

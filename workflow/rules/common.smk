@@ -19,6 +19,7 @@ from genbench.config import (  # noqa: E402
     select,
     validate_config,
 )
+from genbench.catalog import GENERATORS, RECONSTRUCTORS  # noqa: E402
 from genbench.layout import CELL, CELL3D, Cell, Cell3D  # noqa: E402
 from genbench.plots.registry import FIGURES  # noqa: E402
 
@@ -267,14 +268,20 @@ def generator_checkpoint(wildcards, input):
     return config["models"][wildcards.model]["weights"].get("path")
 
 
-# families that run through upstream code pinned to a commit get that code's own environment
-# (workflow/envs/{family}.yaml)
-UPSTREAM_ENVS = {"rae": "../envs/rae.yaml", "scale_rae": "../envs/scale_rae.yaml"}
+# ---- the rules that run one catalog entry per job (genbench.catalog) take its env and GPUs from the entry:
+# generate (a model's generator family) and reconstruct_3d (a reconstructor's kind)
+PLUGINS = {"models": (GENERATORS, "family"), "reconstructors": (RECONSTRUCTORS, "kind")}
 
 
-def generator_env(wildcards):
-    """The conda environment of a generation job (used with --use-conda): the model family's own, if it has one."""
-    return UPSTREAM_ENVS.get(config["models"][wildcards.model]["family"], "../envs/gen2d.yaml")
+def plugin(section, name):
+    """The catalog entry behind the config entry ``section.name``."""
+    registry, field = PLUGINS[section]
+    return registry.plugin(config[section][name][field])
+
+
+def plugin_env(section, name):
+    """The conda environment (used with --use-conda) of a job running ``section.name``: workflow/envs/{env}.yaml."""
+    return f"../envs/{plugin(section, name).env}.yaml"
 
 
 def extractor_inputs(name):
@@ -327,20 +334,6 @@ def figure_params(fig):
 
 def table_exports():
     return [layout.table(f"gen2d_{name}", ext) for name in ("sweep", "best") for ext in ("md", "tex", "html")]
-
-
-# external image-to-3D models run in their own env (workflow/envs/{kind}.yaml) on a GPU; the baselines in
-# workflow/envs/mesh.yaml
-EXTERNAL_3D = ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d")
-
-
-def reconstructor_env(wildcards):
-    kind = config["reconstructors"][wildcards.recon]["kind"]
-    return f"../envs/{kind}.yaml" if kind in EXTERNAL_3D else "../envs/mesh.yaml"
-
-
-def reconstructor_gpus(name):
-    return 1 if config["reconstructors"][name]["kind"] in EXTERNAL_3D else 0
 
 
 def recon3d_tables():

@@ -56,10 +56,10 @@ rule generate:
     benchmark:
         layout.benchmark("generate", layout.shard_name(CELL, "{shard}"))
     conda:
-        generator_env
+        lambda wc: plugin_env("models", wc.model)
     threads: 2
     resources:
-        gpu=1,
+        gpu=lambda wc: plugin("models", wc.model).gpus,
         mem_mb=8000,
         runtime=240,
     params:

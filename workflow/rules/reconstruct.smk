@@ -12,12 +12,12 @@ rule reconstruct_3d:
     benchmark:
         layout.benchmark("reconstruct_3d", CELL3D)
     conda:
-        reconstructor_env
+        lambda wc: plugin_env("reconstructors", wc.recon)
     threads: 1
     resources:
-        gpu=lambda wc: reconstructor_gpus(wc.recon),
+        gpu=lambda wc: plugin("reconstructors", wc.recon).gpus,
         mem_mb=16000,
-        runtime=lambda wc: 720 if reconstructor_gpus(wc.recon) else 60,
+        runtime=lambda wc: 720 if plugin("reconstructors", wc.recon).gpus else 60,
     params:
         config=lambda wc: select(config, "seed", f"reconstructors.{wc.recon}"),
     script:

@@ -1,4 +1,5 @@
-"""Data set adapters: a name -> function that writes a data set's manifest (and files) into a folder."""
+"""Data set adapters: a name -> function that writes a data set's manifest (and files) into a folder (the names are
+genbench.catalog.ADAPTERS's entries)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..registry import Registry
+from ..catalog import ADAPTERS
 from . import miniworld
 
 Adapter = Callable[[str, dict[str, Any], dict[str, Any], Path], pd.DataFrame]
-ADAPTERS: Registry[Adapter] = Registry("data set adapter")
-register = ADAPTERS.register
 
 
-@register("miniworld")
-def _miniworld(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
+def miniworld_adapter(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
     mw = config["miniworld"]
     split = spec["split"]
     noise = mw.get("laion_noise", {})
@@ -25,26 +23,6 @@ def _miniworld(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir:
         out_dir, split, seed=config["seed"], classes=mw["classes"], per_class=mw["per_class"][split],
         image_size=mw["image_size"], dataset=name, laion_wrong=noise.get("wrong", 0.15),
         laion_ambiguous=noise.get("ambiguous", 0.10), prompt_template=spec["prompt_template"])
-
-
-def _real(fn_name: str) -> Adapter:
-    def adapter(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
-        from . import imagenet
-
-        return getattr(imagenet, fn_name)(name, spec, config, out_dir)
-
-    return adapter
-
-
-for _kind in ("imagenet_val", "imagenetv2", "relaionet"):
-    register(_kind)(_real(_kind))
-
-
-@register("adm_ref")
-def _adm_ref(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Path) -> pd.DataFrame:
-    from .adm import adm_ref
-
-    return adm_ref(name, spec, config, out_dir)
 
 
 def prepare_dataset(name: str, config: dict[str, Any], out_dir: str | Path) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""Feature-extractor registry: kind -> loader. Every extractor maps uint8 NHWC images to float64 features and
-(if it has a classifier head) logits, and states its preprocessing, which is recorded in the tables' metadata."""
+"""Feature extractors (the kinds are genbench.catalog.EXTRACTORS's entries: kind -> class). Every extractor maps
+uint8 NHWC images to float64 features and (if it has a classifier head) logits, and states its
+preprocessing, which is recorded in the tables' metadata."""
 
 from __future__ import annotations
 
@@ -11,15 +12,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..catalog import EXTRACTORS
 from ..data.stream import ImageSet, StreamResult, map_batches
 from ..errors import GenbenchError
-from ..registry import Registry
 from ..runtime import Runtime, resolve_runtime
 from ..weights import WeightSpec, resolve
 from .classifier import MiniClassifier
-
-EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor kind")
-register = EXTRACTORS.register
 
 
 class FeatureInputError(GenbenchError, ValueError):
@@ -106,7 +104,6 @@ def check_images(images: np.ndarray, set_name: str) -> None:
         raise FeatureInputError(f"image set '{set_name}' is empty")
 
 
-@register("miniworld_classifier")
 class MiniworldClassifierExtractor(Extractor):
     preprocessing = "native resolution (no resize), (x - 127.5) / 127.5; features: 64-d pooled CNN activations"
 
@@ -149,7 +146,6 @@ class MiniworldClassifierExtractor(Extractor):
         return {"features": _np(f), "logits": _np(logits)}
 
 
-@register("inception_tf")
 class InceptionTFExtractor(Extractor):
     """TF-FID Inception (pt_inception-2015-12-05): 2048-d pool3 features and 1008 unbiased logits."""
 
@@ -195,7 +191,6 @@ class InceptionTFExtractor(Extractor):
         return self._net(np.concatenate([resize_to_299(im[None], self.resize) for im in images]))
 
 
-@register("dinov2")
 class DinoV2Extractor(Extractor):
     """DINOv2 (transformers Dinov2Model) CLS features after the final LayerNorm, preprocessed as dgm-eval: PIL
     bicubic resize to 224 x 224 (no crop), ImageNet mean/std. For FD/KD-DINOv2; no logits."""

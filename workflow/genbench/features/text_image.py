@@ -19,13 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..catalog import EMBEDDERS
 from ..data.stream import ImageSet, StreamResult, map_batches
-from ..registry import Registry
 from ..runtime import Runtime, resolve_runtime
 from ..weights import WeightSpec, resolve
 from .registry import check_images
-
-EMBEDDERS: Registry[type[TextImageEmbedder]] = Registry("text-image embedder kind")
 
 
 class TextImageEmbedder(ABC):
@@ -72,7 +70,6 @@ class TextImageEmbedder(ABC):
         return torch.cat(out).numpy()
 
 
-@EMBEDDERS.register("open_clip")
 class OpenCLIPEmbedder(TextImageEmbedder):
     preprocessing = "open_clip eval transform of {model}: resize shortest side to {size}, center crop, normalise"
 
@@ -104,7 +101,6 @@ class OpenCLIPEmbedder(TextImageEmbedder):
         return self.model.encode_text(self.runtime.inputs(self.tokenizer(texts)))
 
 
-@EMBEDDERS.register("hf_clip")
 class HFCLIPEmbedder(TextImageEmbedder):
     preprocessing = "transformers CLIPProcessor: image processor of the processor folder; text padded/truncated to 77"
 

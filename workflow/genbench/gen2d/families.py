@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..weights import WeightSpec, resolve
-from .registry import Generator, NoiseSource, WeightsMissingError, register
+from .registry import Generator, NoiseSource, WeightsMissingError
 from .samplers import (
     Counted,
     SampleResult,
@@ -216,7 +216,6 @@ class DiTFamily(Generator):
         return SampleResult(x=x, nfe=nfe, forward_passes=passes)
 
 
-@register("sit")
 class SiTGenerator(DiTFamily):
     """SiT (official architecture) in pixel space (mini-world) or latent space (official checkpoints + VAE)."""
 
@@ -235,7 +234,6 @@ class SiTGenerator(DiTFamily):
         return self.finish(res.x, res.nfe, res.forward_passes)
 
 
-@register("meanflow")
 class MeanFlowGenerator(DiTFamily):
     """MeanFlow: u(z, t, h = t - r, y), t = 1 noise, steps z_r = z_t - (t - r) u on linspace(1, 0, N + 1).
 
@@ -303,7 +301,6 @@ class SoFlowNet(nn.Module):
         return x + (s - t).view(-1, 1, 1, 1) * raw
 
 
-@register("soflow")
 class SoFlowGenerator(DiTFamily):
     """SoFlow: one step f(e, 1, 0); N steps jump to s = 0 and re-noise (per-item noise streams). cfg = 1 is the
     paper's sampler (guidance fixed in training); cfg != 1 adds classifier-free guidance on the solution at
@@ -339,7 +336,6 @@ def _no_noise(i: int) -> torch.Tensor:
     raise AssertionError("one-step SoFlow draws no noise")
 
 
-@register("imeanflow")
 class IMeanFlowGenerator(DiTFamily):
     """Improved MeanFlow (genbench.gen2d.imf): guidance scale omega (= the sweep's cfg) and the guidance interval
     (``sampler.guidance_interval``, default [0, 1]) are network inputs; one evaluation per step."""

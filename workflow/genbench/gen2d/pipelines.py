@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..weights import WeightSpec, resolve
-from .registry import Generator, NoiseSource, register
+from .registry import Generator, NoiseSource
 from .samplers import SampleResult
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -102,7 +102,6 @@ class PipelineGenerator(Generator):
         return SampleResult(x=x, nfe=self.counter.calls, forward_passes=self.counter.rows // len(noise))
 
 
-@register("sd35")
 class SD35Generator(PipelineGenerator):
     pipeline_class = "StableDiffusion3Pipeline"
 
@@ -110,7 +109,6 @@ class SD35Generator(PipelineGenerator):
         return (self.pipe.transformer.config.in_channels, self.latent_hw, self.latent_hw)
 
 
-@register("flux1")
 class Flux1Generator(PipelineGenerator):
     pipeline_class = "FluxPipeline"
 

@@ -1,4 +1,5 @@
-"""The generator registry: family name -> class. Adding a model family is one module plus one config entry.
+"""The generators' base class and loading. The families are the entries of genbench.catalog.GENERATORS (name ->
+class, imported on look-up): adding a model family is one module plus one catalog entry.
 
 Every generator turns (labels, per-item noise, steps, guidance) into images in [-1, 1] (N, 3, H, W); the one
 generation rule and the one evaluation path serve them all.
@@ -12,14 +13,11 @@ from typing import Any
 
 import torch
 
-from ..registry import Registry
+from ..catalog import GENERATORS
 from ..weights import WeightsMissingError, WeightSpec, resolve
 from .samplers import NoiseSource, SampleResult
 
-__all__ = ["GENERATORS", "Generator", "NoiseSource", "WeightsMissingError", "load_generator", "register"]
-
-GENERATORS: Registry[type[Generator]] = Registry("generator family")
-register = GENERATORS.register
+__all__ = ["GENERATORS", "Generator", "NoiseSource", "WeightsMissingError", "load_generator"]
 
 
 class Generator(ABC):
@@ -51,9 +49,6 @@ class Generator(ABC):
 
 
 def get_generator_class(family: str) -> type[Generator]:
-    # importing the families registers them
-    from . import families, pipelines, scale_rae, upstream  # noqa: F401
-
     return GENERATORS.lookup(family)
 
 

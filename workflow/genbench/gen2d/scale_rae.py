@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ..weights import WeightSpec, resolve
-from .registry import Generator, NoiseSource, WeightsMissingError, register
+from .registry import Generator, NoiseSource, WeightsMissingError
 from .samplers import SampleResult
 from .upstream import checkout, import_from, offline_hub
 
@@ -60,7 +60,6 @@ class _HeadCounter:
         self.calls = self.rows = 0
 
 
-@register("scale_rae")
 class ScaleRAEGenerator(Generator):
     methods = ("pipeline",)
 

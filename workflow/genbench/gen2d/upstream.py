@@ -35,7 +35,7 @@ import yaml
 from ..errors import GenbenchError
 from ..weights import WeightSpec, resolve
 from .families import load_state_dict
-from .registry import Generator, NoiseSource, WeightsMissingError, register
+from .registry import Generator, NoiseSource, WeightsMissingError
 from .samplers import Counted, SampleResult, batch_scalar, classifier_free
 
 RAE_REPO = "https://github.com/bytetriper/RAE"
@@ -92,7 +92,6 @@ class offline_hub:
             os.environ["HF_HUB_OFFLINE"] = self.old
 
 
-@register("rae")
 class RAEGenerator(Generator):
     def __init__(self, name: str, spec: dict[str, Any], stage1: torch.nn.Module, stage2: torch.nn.Module,
                  misc: dict[str, Any]):

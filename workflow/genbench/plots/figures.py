@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -557,13 +556,6 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
     return df
 
 
-# the drawing functions the registry's figures name (genbench.plots.registry.FIGURES: the list of figures)
-DRAW: dict[str, Callable[..., pd.DataFrame]] = {
-    f.__name__: f
-    for f in (metric_vs_cfg, step_scaling, dataset_comparison, sample_grids, per_class_fid, mmhm_heatmap, scaled_vs_raw)
-}
-
-
 def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
                 grids: dict[str, str | Path] | None = None, *, confidence: float,
                 pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -578,4 +570,4 @@ def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path
     if fig.intervals:
         ci_text(confidence)  # a bad level fails here, before anything is drawn
         extra["confidence"] = confidence
-    return DRAW[fig.draw](table, pdf, png, data, **fig.kwargs, **extra)
+    return fig.load_draw()(table, pdf, png, data, **fig.kwargs, **extra)

@@ -27,7 +27,7 @@ import trimesh
 
 from ..errors import GenbenchError
 from ..weights import WeightSpec, resolve
-from .reconstructors import Reconstruction, ReconstructionError, Reconstructor, alpha_mask, register
+from .reconstructors import Reconstruction, ReconstructionError, Reconstructor, alpha_mask
 
 
 class UpstreamMissingError(GenbenchError, ImportError):
@@ -35,7 +35,6 @@ class UpstreamMissingError(GenbenchError, ImportError):
 
 
 class UpstreamReconstructor(Reconstructor):
-    requires_gpu = True
     entry: ClassVar[str]  # dotted path of the upstream class
     import_root: ClassVar[str] = ""  # sub-folder of the checkout that holds the package
     repo: ClassVar[str]
@@ -158,7 +157,6 @@ def _on_background(image, colour: tuple[float, float, float]):
     return Image.alpha_composite(bg, image).convert("RGB")
 
 
-@register("trellis")
 class TrellisReconstructor(UpstreamReconstructor):
     """microsoft/TRELLIS: TrellisImageTo3DPipeline.run(image, seed, sparse-structure and SLAT sampler params);
     its preprocessing crops to the alpha and composites; outputs a mesh (MeshExtractResult) and Gaussians."""
@@ -185,7 +183,6 @@ class TrellisReconstructor(UpstreamReconstructor):
         return Reconstruction("mesh", "model", mesh=as_trimesh(out["mesh"][0], self.name))
 
 
-@register("hi3dgen")
 class Hi3DGenReconstructor(TrellisReconstructor):
     """Stable-X/Hi3DGen: a normal map from StableNormal (torch.hub entry ``StableNormal_turbo`` of a local
     hugoycj/StableNormal checkout), then Hi3DGenPipeline.run on the normal image (TRELLIS-style sampler params)."""
@@ -218,7 +215,6 @@ class Hi3DGenReconstructor(TrellisReconstructor):
                         slat_sampler_params={"steps": s["slat_steps"], "cfg_strength": s["slat_cfg"]})
 
 
-@register("hunyuan3d21")
 class Hunyuan3DReconstructor(UpstreamReconstructor):
     """Tencent-Hunyuan/Hunyuan3D-2.1 (shape stage): Hunyuan3DDiTFlowMatchingPipeline(image=RGBA, steps,
     guidance, octree resolution, generator) -> list of trimesh."""
@@ -239,7 +235,6 @@ class Hunyuan3DReconstructor(UpstreamReconstructor):
                     octree_resolution=s["octree_resolution"], generator=self.generator(seed))[0]
 
 
-@register("direct3d")
 class Direct3DReconstructor(UpstreamReconstructor):
     """DreamTechAI/Direct3D: Direct3dPipeline(image, remove_background=False, mc_threshold, guidance_scale,
     num_inference_steps)['meshes'][0] (seeded through torch's global RNG)."""
@@ -256,7 +251,6 @@ class Direct3DReconstructor(UpstreamReconstructor):
                     num_inference_steps=s["steps"], **kw)["meshes"][0]
 
 
-@register("triposg")
 class TripoSGReconstructor(UpstreamReconstructor):
     """VAST-AI-Research/TripoSG: TripoSGPipeline(image=RGB on a white background, generator, steps, guidance)
     .samples[0] = (vertices, faces)."""
@@ -273,7 +267,6 @@ class TripoSGReconstructor(UpstreamReconstructor):
         return out.samples[0]
 
 
-@register("sam3d")
 class SAM3DReconstructor(UpstreamReconstructor):
     """facebookresearch/sam-3d-objects: notebook/inference.py's Inference(<weights>/pipeline.yaml) called with
     (RGBA image, mask, seed); output 'gs' (Gaussians: the seed benchmark scores their centres) or the 'glb' mesh."""

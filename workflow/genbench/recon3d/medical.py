@@ -34,9 +34,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ..catalog import MEDICAL_ADAPTERS
 from ..errors import GenbenchError
 from ..io import ArchiveError, safe_extract, save_npz, sha256_file, write_bytes
-from ..registry import Registry
 from .meshes import MeshError, legacy_surface, mask_surface_world, occupancy_grid, surface_samples, unit_cube
 from .phantoms import mini_world_case, save_nifti
 from .volumes import VolumeError, check_same_grid, corrected_input, legacy_input, load_nifti, volume_data
@@ -65,7 +65,6 @@ class Case:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-ADAPTERS: Registry = Registry("3D medical data set adapter")
 
 
 class DataSetLayoutError(GenbenchError, FileNotFoundError):
@@ -80,7 +79,6 @@ def _root(spec: dict[str, Any], what: str) -> Path:
     return root
 
 
-@ADAPTERS.register("nifti_folder")
 def nifti_folder(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     root = _root(spec, name)
     img_dir, lab_dir = root / spec.get("images", "images"), root / spec.get("labels_dir", "labels")
@@ -104,7 +102,6 @@ def verify_and_extract(archive: Path, md5: str | None, target: Path, what: str) 
         raise DataSetLayoutError(str(exc)) from None
 
 
-@ADAPTERS.register("msd")
 def msd(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     task = spec.get("task")
     if not task:
@@ -129,7 +126,6 @@ def msd(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
                  modality, channel) for e in meta.get("training", [])]
 
 
-@ADAPTERS.register("btcv")
 def btcv(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     root = _root(spec, name)
     for img_dir, lab_dir in ((root / "RawData/Training/img", root / "RawData/Training/label"),
@@ -140,7 +136,6 @@ def btcv(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     raise DataSetLayoutError(f"{name}: neither RawData/Training/img nor imagesTr under {root} (BTCV layouts)")
 
 
-@ADAPTERS.register("aeropath")
 def aeropath(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     root = _root(spec, name)
     cases = []
@@ -155,7 +150,6 @@ def aeropath(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     return cases
 
 
-@ADAPTERS.register("duke_cspine")
 def duke_cspine(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     root = _root(spec, name)
     names = {int(k): v for k, v in spec.get("labels", {}).items()}
@@ -166,7 +160,6 @@ def duke_cspine(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     return cases
 
 
-@ADAPTERS.register("phantoms")
 def phantoms(name: str, spec: dict[str, Any], work: Path) -> list[Case]:
     cases = []
     for i in range(int(spec.get("cases", 3))):
@@ -219,7 +212,7 @@ def prepare_medical(name: str, spec: dict[str, Any], out_dir: str | Path) -> pd.
     """All items of one medical data set: inputs (legacy + corrected), GT files and the manifest rows (file paths
     relative to ``out_dir``, the manifest's folder)."""
     out_dir = Path(out_dir)
-    adapter = ADAPTERS.lookup(spec["adapter"])
+    adapter = MEDICAL_ADAPTERS.lookup(spec["adapter"])
     proto = spec.get("protocol", {})
     gt = spec.get("gt", {})
     n_samples, res, seed = int(gt.get("samples", 100_000)), int(gt.get("occupancy_res", 128)), int(spec.get("seed", 0))

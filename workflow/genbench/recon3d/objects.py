@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import trimesh
 
+from ..catalog import OBJECT_ADAPTERS
 from ..io import save_npz, sha256_file, write_bytes, write_json
-from ..registry import Registry
 from ..seeding import derive_seed
 from .meshes import MeshError, Normalisation, check_mesh, occupancy_grid, surface_samples
 from .phantoms import rotation
@@ -46,7 +46,6 @@ from .render import camera_set, render, transforms_json
 
 log = logging.getLogger(__name__)
 
-OBJECT_ADAPTERS: Registry = Registry("3D object data set adapter")
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
@@ -122,7 +121,6 @@ def procedural_solid(index: int, seed: int) -> tuple[str, trimesh.Trimesh]:
     return kind, m
 
 
-@OBJECT_ADAPTERS.register("procedural")
 def procedural(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     seed = int(spec.get("seed", 0))
     items = []
@@ -137,7 +135,6 @@ def procedural(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
 # published data sets
 
 
-@OBJECT_ADAPTERS.register("objaverse")
 def objaverse(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     root = _root(name, spec)
     found = {p.stem: p for p in root.glob("glbs/*/*.glb")}
@@ -156,7 +153,6 @@ def objaverse(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     return items
 
 
-@OBJECT_ADAPTERS.register("toys4k")
 def toys4k(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     root = _root(name, spec)
     folder = root / "toys4k_blend_files" if (root / "toys4k_blend_files").is_dir() else root
@@ -183,7 +179,6 @@ def toys4k(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     return items
 
 
-@OBJECT_ADAPTERS.register("gso")
 def gso(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     root = _root(name, spec)
     items = [ObjectItem(p.parent.parent.name, "gso", p, meta={"licence": "CC BY 4.0"})
@@ -193,7 +188,6 @@ def gso(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     return items
 
 
-@OBJECT_ADAPTERS.register("animal3d")
 def animal3d(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     root = _root(name, spec)
     items = [ObjectItem(p.stem, p.parent.name, p) for p in sorted(root.rglob("*")) if p.suffix in MESH_SUFFIXES]

@@ -35,11 +35,9 @@ import numpy as np
 import trimesh
 from skimage import measure
 
+from ..catalog import RECONSTRUCTORS
 from ..errors import GenbenchError
-from ..registry import Registry
 
-RECONSTRUCTORS: Registry[type[Reconstructor]] = Registry("3D reconstructor kind")
-register = RECONSTRUCTORS.register
 KINDS = ("mesh", "gaussians", "points")
 
 
@@ -68,9 +66,9 @@ class Reconstruction:
 
 
 class Reconstructor(ABC):
-    """Subclasses set ``requires_gpu`` (declared to the scheduler) and implement :meth:`reconstruct`."""
+    """Subclasses implement :meth:`reconstruct`; the GPUs and env a kind's jobs get are its entry's in
+    genbench.catalog.RECONSTRUCTORS."""
 
-    requires_gpu: ClassVar[bool] = False
     uses_ground_truth: ClassVar[bool] = False
 
     def __init__(self, name: str, spec: dict[str, Any]):
@@ -148,7 +146,6 @@ class SilhouetteBaseline(Reconstructor):
     def shape(self, xy: np.ndarray, res: int, what: str) -> trimesh.Trimesh: ...
 
 
-@register("ellipsoid")
 class EllipsoidBaseline(SilhouetteBaseline):
     def shape(self, xy: np.ndarray, res: int, what: str) -> trimesh.Trimesh:
         pix = (np.argwhere(xy) + 0.5) / res * 2 - 1
@@ -165,7 +162,6 @@ class EllipsoidBaseline(SilhouetteBaseline):
         return mesh
 
 
-@register("extrude")
 class ExtrudeBaseline(SilhouetteBaseline):
     def settings(self) -> dict[str, Any]:
         return {"depth_ratio": float(self.spec.get("depth_ratio", 0.5))}
@@ -181,7 +177,6 @@ class ExtrudeBaseline(SilhouetteBaseline):
         return volume_mesh(vol, res, res, what)
 
 
-@register("revolution")
 class RevolutionBaseline(SilhouetteBaseline):
     def shape(self, xy: np.ndarray, res: int, what: str) -> trimesh.Trimesh:
         c = (np.arange(res) + 0.5) / res * 2 - 1
@@ -194,7 +189,6 @@ class RevolutionBaseline(SilhouetteBaseline):
         return volume_mesh(vol, res, res, what)
 
 
-@register("gt_resample")
 class GroundTruthCeiling(Reconstructor):
     """The item's GT surface itself (the protocol's self-score ceiling); the legacy protocol's GT for legacy."""
 
@@ -210,9 +204,6 @@ class GroundTruthCeiling(Reconstructor):
 def load_reconstructor(name: str, spec: dict[str, Any]) -> Reconstructor:
     return RECONSTRUCTORS.lookup(spec["kind"])(name, spec)
 
-
-# the external models register themselves on import
-from . import external  # noqa: E402,F401
 
 __all__ = ["RECONSTRUCTORS", "Reconstruction", "ReconstructionError", "EmptyInputError", "Reconstructor",
            "load_reconstructor", "Path"]

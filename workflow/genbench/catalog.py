@@ -1,0 +1,91 @@
+"""The catalog: one explicit map per kind of plugin, and the one place that lists them.
+
+Each entry names its implementation by import target (loaded when it is looked up, genbench.registry) and declares
+what the workflow's rules need to schedule it. The Snakefile reads this module at parse time (in every job of a
+cluster run too), so it imports nothing but genbench.registry: no torch, no implementation module. The config
+schema's enums of these names are filled from here (genbench.config.validate_config).
+
+Adding a generator family, a feature extractor, a text-image embedder, a reconstructor or a data set adapter: write
+its module, add one entry below (and, for a family or a reconstructor with its own dependencies, its env file under
+workflow/envs). Figures are registered in genbench.plots.registry, metrics in genbench.metrics.registry.
+
+Which entries declare an env and GPUs: the generate rule (generator families) and the reconstruct_3d rule
+(reconstructors) run one entry per job, so they take each entry's ``env`` (workflow/envs/{env}.yaml) and ``gpus``
+(the job's ``gpu`` resource). The other kinds run side by side in jobs whose env and resources the rule fixes
+(extractors and embedders: metrics.yaml; 2D adapters: data.yaml; 3D adapters: mesh.yaml), so their entries declare
+neither (tests/test_envs.py checks every entry's imports against the env that runs it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import Plugin, Registry
+
+# per_steps: the family's sampler honours sampler.per_steps (genbench.gen2d.families.DiTFamily)
+_DIT = frozenset({"per_steps"})
+
+GENERATORS: Registry[Any] = Registry("generator family", {
+    "sit": Plugin("genbench.gen2d.families:SiTGenerator", env="gen2d", gpus=1, traits=_DIT),
+    "meanflow": Plugin("genbench.gen2d.families:MeanFlowGenerator", env="gen2d", gpus=1, traits=_DIT),
+    "imeanflow": Plugin("genbench.gen2d.families:IMeanFlowGenerator", env="gen2d", gpus=1, traits=_DIT),
+    "soflow": Plugin("genbench.gen2d.families:SoFlowGenerator", env="gen2d", gpus=1, traits=_DIT),
+    "sd35": Plugin("genbench.gen2d.pipelines:SD35Generator", env="gen2d", gpus=1),
+    "flux1": Plugin("genbench.gen2d.pipelines:Flux1Generator", env="gen2d", gpus=1),
+    # upstream code pinned to a commit, in that code's own environment
+    "rae": Plugin("genbench.gen2d.upstream:RAEGenerator", env="rae", gpus=1),
+    "scale_rae": Plugin("genbench.gen2d.scale_rae:ScaleRAEGenerator", env="scale_rae", gpus=1),
+})
+
+EXTRACTORS: Registry[Any] = Registry("feature extractor kind", {
+    "miniworld_classifier": Plugin("genbench.features.registry:MiniworldClassifierExtractor"),
+    "inception_tf": Plugin("genbench.features.registry:InceptionTFExtractor"),
+    "dinov2": Plugin("genbench.features.registry:DinoV2Extractor"),
+})
+
+EMBEDDERS: Registry[Any] = Registry("text-image embedder kind", {
+    "open_clip": Plugin("genbench.features.text_image:OpenCLIPEmbedder"),
+    "hf_clip": Plugin("genbench.features.text_image:HFCLIPEmbedder"),
+})
+
+RECONSTRUCTORS: Registry[Any] = Registry("3D reconstructor kind", {
+    # silhouette baselines and the ground-truth ceiling: CPU, the mesh env
+    "ellipsoid": Plugin("genbench.recon3d.reconstructors:EllipsoidBaseline", env="mesh"),
+    "extrude": Plugin("genbench.recon3d.reconstructors:ExtrudeBaseline", env="mesh"),
+    "revolution": Plugin("genbench.recon3d.reconstructors:RevolutionBaseline", env="mesh"),
+    "gt_resample": Plugin("genbench.recon3d.reconstructors:GroundTruthCeiling", env="mesh"),
+    # external image-to-3D models: each in its own env, on a GPU
+    "trellis": Plugin("genbench.recon3d.external:TrellisReconstructor", env="trellis", gpus=1),
+    "hi3dgen": Plugin("genbench.recon3d.external:Hi3DGenReconstructor", env="hi3dgen", gpus=1),
+    "hunyuan3d21": Plugin("genbench.recon3d.external:Hunyuan3DReconstructor", env="hunyuan3d21", gpus=1),
+    "direct3d": Plugin("genbench.recon3d.external:Direct3DReconstructor", env="direct3d", gpus=1),
+    "triposg": Plugin("genbench.recon3d.external:TripoSGReconstructor", env="triposg", gpus=1),
+    "sam3d": Plugin("genbench.recon3d.external:SAM3DReconstructor", env="sam3d", gpus=1),
+})
+
+# 2D data sets (prepare_dataset); the config's "curated" data sets are written by the curation rules instead
+ADAPTERS: Registry[Any] = Registry("data set adapter", {
+    "miniworld": Plugin("genbench.data.registry:miniworld_adapter"),
+    "imagenet_val": Plugin("genbench.data.imagenet:imagenet_val"),
+    "imagenetv2": Plugin("genbench.data.imagenet:imagenetv2"),
+    "relaionet": Plugin("genbench.data.imagenet:relaionet"),
+    "adm_ref": Plugin("genbench.data.adm:adm_ref"),
+})
+
+# 3D data sets (prepare_3d): rendered objects and medical volumes
+OBJECT_ADAPTERS: Registry[Any] = Registry("3D object data set adapter", {
+    "procedural": Plugin("genbench.recon3d.objects:procedural"),
+    "objaverse": Plugin("genbench.recon3d.objects:objaverse"),
+    "toys4k": Plugin("genbench.recon3d.objects:toys4k"),
+    "gso": Plugin("genbench.recon3d.objects:gso"),
+    "animal3d": Plugin("genbench.recon3d.objects:animal3d"),
+})
+
+MEDICAL_ADAPTERS: Registry[Any] = Registry("3D medical data set adapter", {
+    "nifti_folder": Plugin("genbench.recon3d.medical:nifti_folder"),
+    "msd": Plugin("genbench.recon3d.medical:msd"),
+    "btcv": Plugin("genbench.recon3d.medical:btcv"),
+    "aeropath": Plugin("genbench.recon3d.medical:aeropath"),
+    "duke_cspine": Plugin("genbench.recon3d.medical:duke_cspine"),
+    "phantoms": Plugin("genbench.recon3d.medical:phantoms"),
+})
