@@ -36,7 +36,7 @@ import torch
 from ..weights import WeightSpec, resolve
 from .registry import Generator, NoiseSource, WeightsMissingError
 from .samplers import SampleResult
-from .upstream import checkout, import_from, offline_hub
+from .upstream import import_from, offline_hub, upstream_sources
 
 SCALE_RAE_REPO = "https://github.com/ZitengWangNYU/Scale-RAE"
 DEFAULT_REQUEST = "Can you generate {prompt}?"
@@ -84,13 +84,10 @@ class ScaleRAEGenerator(Generator):
 
     @classmethod
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> ScaleRAEGenerator:
-        arch = spec.get("arch", {})
-        for key in ("code", "decoder"):
-            if key not in arch:
-                raise ValueError(f"model '{name}' (scale_rae): arch.{key} is required (the upstream checkout; the "
-                                 f"decoder repository, e.g. {{repo_id: nyu-visionx/siglip2_decoder}})")
-        code = checkout(arch["code"], arch.get("commit"), f"model '{name}'", SCALE_RAE_REPO, marker="scale_rae")
-        files = Path(checkpoint) if checkpoint else resolve(WeightSpec.from_config(f"models.{name}", spec["weights"]))
+        arch, code, files = upstream_sources(
+            name, "scale_rae", spec, checkpoint, ("code", "decoder"),
+            "the upstream checkout; the decoder repository, e.g. {repo_id: nyu-visionx/siglip2_decoder}",
+            SCALE_RAE_REPO, marker="scale_rae")
         dec_dir = resolve(WeightSpec.from_config(f"models.{name}.arch.decoder", arch["decoder"]))
         for f in ("config.json", "model.pt"):
             if not (Path(dec_dir) / f).exists():

@@ -45,6 +45,21 @@ class UpstreamCodeError(GenbenchError, RuntimeError):
     """The pinned upstream checkout is missing or at another commit."""
 
 
+def upstream_sources(name: str, family: str, spec: dict[str, Any], checkpoint: str | Path | None,
+                     required: tuple[str, ...], hint: str, repo: str = RAE_REPO,
+                     marker: str = "src") -> tuple[dict[str, Any], Path, Path]:
+    """An upstream adapter's model ``arch`` (``required`` keys checked, the first missing named with ``hint``), its
+    checked-out code (``arch.code`` at ``arch.commit``) and its weights: the pipeline's checkpoint, else the
+    configured local files."""
+    arch = spec.get("arch", {})
+    missing = [k for k in required if k not in arch]
+    if missing:
+        raise ValueError(f"model '{name}' ({family}): arch.{missing[0]} is required ({hint})")
+    code = checkout(arch["code"], arch.get("commit"), f"model '{name}'", repo, marker=marker)
+    files = Path(checkpoint) if checkpoint else resolve(WeightSpec.from_config(f"models.{name}", spec["weights"]))
+    return arch, code, files
+
+
 def checkout(code: str | Path, commit: str | None, what: str, repo: str = RAE_REPO, marker: str = "src") -> Path:
     """The upstream checkout at ``code``: it must hold ``marker`` (its package folder) and, when ``commit`` is
     given, be a git checkout at that commit (a prefix of HEAD's hash)."""
@@ -109,14 +124,10 @@ class RAEGenerator(Generator):
 
     @classmethod
     def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> RAEGenerator:
-        arch = spec.get("arch", {})
-        for key in ("code", "config"):
-            if key not in arch:
-                raise ValueError(f"model '{name}' (rae): arch.{key} is required (the upstream checkout and its "
-                                 f"sampling YAML, e.g. configs/stage2/sampling/ImageNet256/DiTDHXL-DINOv2-B.yaml)")
-        code = checkout(arch["code"], arch.get("commit"), f"model '{name}'")
-        files = Path(checkpoint) if checkpoint else resolve(WeightSpec.from_config(f"models.{name}",
-                                                                                   spec["weights"]))
+        arch, code, files = upstream_sources(
+            name, "rae", spec, checkpoint, ("code", "config"),
+            "the upstream checkout and its sampling YAML, "
+            "e.g. configs/stage2/sampling/ImageNet256/DiTDHXL-DINOv2-B.yaml")
         cfg = yaml.safe_load((code / arch["config"]).read_text())
 
         def local(p: str | None, base: Path) -> str | None:

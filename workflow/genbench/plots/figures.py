@@ -236,11 +236,7 @@ def metric_vs_cfg(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
             if zero.any():
                 note += ("; none drawn where the std is 0: every subset is the whole set" if spread
                          else "; none drawn where the interval has zero width")
-        if marked:
-            note += f";\n{SIGNIFICANCE_NOTE}"
-        fig.suptitle(f"{LABELS.get(metric, metric)} vs guidance scale\n({note})", y=1.0)
-        fig.tight_layout()
-        save_figure(fig, pdf, png)
+        _title_and_save(fig, f"{LABELS.get(metric, metric)} vs guidance scale", note, marked, pdf, png)
     return _save_with_flags(df, sig_rows if pairwise is not None else None, ["dataset", "model", "steps", "cfg"],
                             data)
 
@@ -296,13 +292,18 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
         fig.legend(handles=by_cfg, title="guidance scale (line style)", loc="upper center", bbox_to_anchor=(0.5, 0.0),
                    ncol=min(len(by_cfg), 6), frameon=False, handlelength=3.5)
         note = f"bars: {ci_text(confidence)}" if df["ci_low"].notna().any() else "no CI: the bootstrap is off"
-        if marked:
-            note += f";\n{SIGNIFICANCE_NOTE}"
-        fig.suptitle(f"{LABELS.get(metric, metric)} vs sampling cost\n({note})", y=1.0)
-        fig.tight_layout()
-        save_figure(fig, pdf, png)
+        _title_and_save(fig, f"{LABELS.get(metric, metric)} vs sampling cost", note, marked, pdf, png)
     return _save_with_flags(df, sig_rows if pairwise is not None else None, ["dataset", "model", "cfg", "steps"],
                             data)
+
+
+def _title_and_save(fig: Any, title: str, note: str, marked: bool, pdf: str | Path, png: str | Path) -> None:
+    """The sweep figures' title: what is drawn, then the interval note (and the significance marks' legend)."""
+    if marked:
+        note += f";\n{SIGNIFICANCE_NOTE}"
+    fig.suptitle(f"{title}\n({note})", y=1.0)
+    fig.tight_layout()
+    save_figure(fig, pdf, png)
 
 
 def _save_with_flags(df: pd.DataFrame, sig_rows: list[tuple] | None, keys: list[str], data: str | Path) -> pd.DataFrame:
