@@ -290,3 +290,34 @@ def test_per_class_clip_and_pick_scores():
     expected = clip_score(gen_ti["image_emb"][mask], real_ti["text_emb"][np.array(order)[mask]])
     assert row["value"] == pytest.approx(expected, rel=1e-12) and row["extractor"] == "clipper"
     assert df[df["metric"] == "fid"]["extractor"].eq("cls").all()
+
+
+def test_scaled_metrics_leave_out_resamples_where_r_is_undefined():
+    """CLIP Score is clamped at 0 (torchmetrics): a resample of the real images whose mean cosine is negative has
+    r_CLIP = generated / 0, undefined. Such resamples are left out of csFID's and csIS's intervals and counted in
+    the note (it was a ZeroDivisionError that killed the scoring job)."""
+    from genbench.metrics.score2d import score_cell
+
+    rng = np.random.default_rng(0)
+    n = 12
+    cos_real = np.array([0.5, -0.45, 0.4, -0.42, 0.3, -0.35, 0.25, -0.2, 0.1, -0.05, 0.02, -0.04])  # mean > 0
+    cos_gen = rng.uniform(0.2, 0.6, n)
+    items = np.array([f"i{k}" for k in range(n)])
+    text = np.tile(np.eye(4)[0], (n, 1))
+
+    def emb(c):
+        return np.stack([c, np.sqrt(1 - c ** 2), np.zeros(n), np.zeros(n)], axis=1)
+
+    real_ti = {"item_id": items, "image_emb": emb(cos_real), "text_emb": text, "logit_scale": np.float64(0.0)}
+    gen_ti = {"item_id": items, "image_emb": emb(cos_gen)}
+    real = {"features": rng.normal(size=(n, 3))}
+    gen = {"features": rng.normal(size=(n, 3)) + 0.5, "logits": rng.normal(size=(n, 4))}
+    df = score_cell(real, gen, cell=dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0),
+                    metrics=["fid", "is", "clip_score", "csfid", "csis"], is_splits=2,
+                    bootstrap={"n": 200, "confidence": 0.9, "seed": 0}, text_image={"clip": (real_ti, gen_ti)})
+    rows = df.set_index("metric")
+    for m in ("csfid", "csis"):
+        note = rows.loc[m, "note"]
+        left_out = int(note.split("; ")[1].split(" of ")[0])
+        assert 0 < left_out < 200 and "r is undefined there" in note, note
+        assert np.isfinite(rows.loc[m, ["value", "ci_low", "ci_high"]].astype(float)).all()

@@ -144,19 +144,31 @@ def _score_and_scaled_rows(ctx: CellContext, metrics: tuple[str, ...], role: str
         raise MetricInputError(f"{ctx.gen_name}: {label} of the generated ({gen_score:g}) or real ({real_score:g}) "
                                f"images is not positive, so r = generated / real cannot scale FID or IS")
     ratio = gen_score / real_score
+
+    def means(gen_idx: np.ndarray, real_idx: np.ndarray) -> tuple[float, float]:
+        """A resample's (generated, real) mean scores; NaN for both where either is not positive (r is undefined
+        there)."""
+        g, r = clamp(float(per_gen[gen_idx].mean())), clamp(float(per_real[real_idx].mean()))
+        return (g, r) if g > 0 and r > 0 else (float("nan"), float("nan"))
+
     for m in scaled:
         if m.endswith("fid"):
             value = fid_row["value"] / ratio
-            reps = np.array([fid_rep / (clamp(float(per_gen[ig].mean())) / clamp(float(per_real[ir].mean())))
-                             for fid_rep, (ir, ig) in zip(fid_reps, fid_idx, strict=True)])
+            reps = np.array([fid_rep / (g / r) for fid_rep, (ir, ig) in zip(fid_reps, fid_idx, strict=True)
+                             for g, r in [means(ig, ir)]])
             n_real = len(ctx.real["features"])
         else:
             value = is_value * ratio
             real_idx = resamples(ctx.rng_for(f"{m}-real"), (len(per_real),), n_boot)
-            reps = np.array([is_rep * clamp(float(per_gen[i].mean())) / clamp(float(per_real[j].mean()))
-                             for is_rep, (i,), (j,) in zip(is_reps, is_idx, real_idx, strict=True)])
+            reps = np.array([is_rep * g / r for is_rep, (i,), (j,) in zip(is_reps, is_idx, real_idx, strict=True)
+                             for g, r in [means(i, j)]])
             n_real = len(per_real)
-        rows.append(dict(metric=m, n=len(per_gen), n_real=n_real, **ctx.debiased(value, reps),
-                         note=f"r_{role} = {ratio:.4g} ({real_note})",
+        note = f"r_{role} = {ratio:.4g} ({real_note})"
+        undefined = int(np.isnan(reps).sum())
+        if undefined:  # the interval is over the resamples where r is defined, and says how many were not
+            reps = reps[~np.isnan(reps)]
+            note += (f"; {undefined} of {undefined + len(reps)} resamples left out: their mean {label} was not "
+                     f"positive, so r is undefined there")
+        rows.append(dict(metric=m, n=len(per_gen), n_real=n_real, **ctx.debiased(value, reps), note=note,
                          extractor=f"{ctx.cell.get('extractor', '?')} + {embedder}"))
     return rows
