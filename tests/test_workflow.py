@@ -220,6 +220,35 @@ def test_paper_tables_exported(tiny_run):
     assert html.count("<tr>") == 1 + CELLS
 
 
+# the rules whose stages run a network (and so import torch), by their log folder under results/logs; every
+# other job (scoring, statistics, 3D geometry, aggregation, figures, curation bookkeeping) must not import it
+TORCH_LOGS = {"generate", "cell_features", "features_real", "embed_real", "train_generator", "train_extractor",
+              "train_embedder", "init_extractor", "convert_weights", "curate_text_filter", "curate_checks",
+              "appearance_3d", "statistics/metric_validation.log"}
+
+
+def test_only_network_rules_import_torch(tiny_run):
+    """Every job ends its log with its cost line (genbench.jobinfo), and a job imports torch only when its rule
+    runs a network: the others start in about a second, which matters in a DAG of thousands of jobs."""
+    from genbench.jobinfo import parse
+
+    logs = tiny_run / "results/logs"
+    seen, wrong, missing = 0, [], []
+    for path in sorted(logs.rglob("*.log")):
+        rel = path.relative_to(logs)
+        info = parse(path.read_text(errors="replace"))
+        if info is None:
+            missing.append(str(rel))
+            continue
+        seen += 1
+        allowed = rel.parts[0] in TORCH_LOGS or rel.as_posix() in TORCH_LOGS
+        if info["torch"] and not allowed:
+            wrong.append(str(rel))
+    assert not missing, f"jobs without a cost line: {missing}"
+    assert not wrong, f"these jobs imported torch without running a network: {wrong}"
+    assert seen >= 100
+
+
 def test_second_run_is_noop(tiny_run):
     out = smk(tiny_run, "-n", "--cores", "2")
     assert planned_jobs(out.stdout + out.stderr) == {}
