@@ -57,7 +57,7 @@ def test_make_run_needs_no_test_only_debian_package(root, tmp_path):
 # class's whole body when code that runs names it (including imports inside functions), and the import targets of a
 # registry's entries (genbench.catalog's generator families, extractors, reconstructors, ...; the figures' drawing
 # functions) when code that runs looks the registry up. For a rule whose env is chosen per entry (generate,
-# reconstruct_3d: plugin_env in common.smk), each catalog entry is checked against its own env, with the other
+# reconstruct_3d: genbench.wiring.plugin_env), each catalog entry is checked against its own env, with the other
 # entries' targets left out. Third-party modules map to distributions through the installed metadata; a
 # third-party submodule genbench imports (trimesh.ray.ray_pyembree, safetensors.torch) also needs what that
 # submodule imports beyond its distribution's own required dependencies (embreex, torch).
@@ -503,27 +503,18 @@ def smk_rules() -> dict[str, dict[str, str | None]]:
     return out
 
 
-def plugin_env_function():
-    """common.smk's plugin_env (a rule's env chosen per catalog entry), compiled on its own with the function and the
-    PLUGINS table it reads (the .smk is not Python as a whole), and the catalog name behind each config section."""
+def plugin_sections() -> dict[str, str]:
+    """The catalog's name behind each config section whose entries choose their rule's env (genbench.wiring's
+    PLUGINS table, read by its plugin_env; the wiring module is light: the catalog holds import targets)."""
     import genbench.catalog
+    from genbench.wiring import PLUGINS
 
-    text = (RULES / "common.smk").read_text()
-    namespace = dict(vars(genbench.catalog))
-    plugins = re.search(r"^PLUGINS = (.+)$", text, re.M)
-    assert plugins, "common.smk has no PLUGINS table"
-    exec(plugins.group(0), namespace)
-    for name in ("plugin", "plugin_env"):
-        fn = re.search(rf"^def {name}\(.*?(?=^\S)", text, re.M | re.S)
-        assert fn, f"common.smk has no function {name}"
-        exec(fn.group(0), namespace)
-    sections = {section: next(n for n, v in vars(genbench.catalog).items() if v is registry)
-                for section, (registry, _) in namespace["PLUGINS"].items()}
-    return namespace, sections
+    return {section: next(n for n, v in vars(genbench.catalog).items() if v is registry)
+            for section, (registry, _) in PLUGINS.items()}
 
 
-# a rule whose env is its catalog entry's: `conda: lambda wc: plugin_env("models", wc.model)`
-PLUGIN_ENV = re.compile(r'^lambda wc: plugin_env\("(\w+)", wc\.(\w+)\),?$')
+# a rule whose env is its catalog entry's: `conda: lambda wc: wiring.plugin_env("models", wc.model)`
+PLUGIN_ENV = re.compile(r'^lambda wc: wiring\.plugin_env\("(\w+)", wc\.(\w+)\),?$')
 
 
 def env_packages(env: str | None) -> tuple[set[str], str | None]:
@@ -555,6 +546,8 @@ def closure_needs(script: str, rule: str, only: tuple[tuple[str, str], ...] = ()
 def rule_checks() -> list[tuple[str, str, str | None, dict[str, str]]]:
     """(rule, script, env, registry restriction): one per rule, or one per family / kind where the rule's env
     is chosen per model."""
+    from genbench.wiring import PLUGINS, plugin_env
+
     out = []
     for rule, r in smk_rules().items():
         if not r["script"]:
@@ -566,16 +559,14 @@ def rule_checks() -> list[tuple[str, str, str | None, dict[str, str]]]:
             continue
         m = PLUGIN_ENV.match(conda)
         assert m, f"rule {rule}: conda: {conda} is neither an env file nor plugin_env(section, wildcard)"
-        namespace, sections = plugin_env_function()
-        section, registry = m.group(1), f"genbench.catalog:{sections[m.group(1)]}"
+        section, registry = m.group(1), f"genbench.catalog:{plugin_sections()[m.group(1)]}"
         # the script looks the registry up (else the per-entry env would check nothing)
         everything = Closure().script(Path(script), rule)
         keys = everything.keys.get(tuple(registry.split(":")), set())
         assert keys, f"rule {rule}: its script looks up no entry of {registry}"
-        field = namespace["PLUGINS"][section][1]
+        field = PLUGINS[section][1]
         for key in sorted(keys):
-            namespace["config"] = {section: {"x": {field: key}}}
-            env = namespace["plugin_env"](section, "x")
+            env = plugin_env({section: {"x": {field: key}}}, section, "x")  # the env a job of this entry gets
             out.append((f"{rule}[{key}]", script, env, {registry: key}))
     return out
 

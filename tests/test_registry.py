@@ -45,8 +45,9 @@ def test_an_entry_loads_its_module_on_lookup_only(tmp_path, monkeypatch):
 
 
 def test_the_catalog_and_the_config_check_import_no_torch():
-    """What the Snakefile imports at parse time (common.smk): the catalog, the config check, the figure registry."""
-    code = ("import sys, genbench.catalog, genbench.config, genbench.plots.registry; "
+    """What the Snakefile imports at parse time (common.smk): the catalog, the config check, the figure registry,
+    the wiring."""
+    code = ("import sys, genbench.catalog, genbench.config, genbench.plots.registry, genbench.wiring; "
             "heavy = {'torch', 'numpy', 'matplotlib', 'trimesh'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT / "workflow", check=True)
 

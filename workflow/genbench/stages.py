@@ -27,6 +27,7 @@ from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
 from .tables import provenance, write_parquet
 from .tables.keys import CELL_KEYS_BY_DATASET, RECON3D_SUMMARY_KEYS
+from .wiring import EXTRACTOR, feature_key, parse_feature_key
 
 # torch, matplotlib and the model code are imported inside the stages that need them: the light stages (grids,
 # scoring, aggregation) then start in well under a second, which matters for a DAG of thousands of small jobs.
@@ -257,9 +258,10 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
 def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Path | None],
                         shards: list[str | Path], set_name: str, outputs: dict[str, str | Path],
                         threads: int | None = None, model: str | None = None) -> None:
-    """Features of one generated cell for every extractor (``ex_{name}``) and image embeddings for every
-    text-image embedder (``em_{name}``) named in ``outputs``. The shards are memory-mapped and streamed in each
-    model's batches (genbench.data.stream), so memory does not grow with the cell; each model is loaded once."""
+    """Features of one generated cell for every extractor and image embeddings for every text-image embedder named
+    in ``outputs`` (keyed as genbench.wiring.feature_key writes: ``ex_{name}``, ``em_{name}``). The shards are
+    memory-mapped and streamed in each model's batches (genbench.data.stream), so memory does not grow with the
+    cell; each model is loaded once."""
     from .data.stream import ShardImages, workers_for
     from .features.registry import load_extractor
 
@@ -268,11 +270,9 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
     shard_runtime = read_runtime_records({f"shard {i}": p for i, p in enumerate(shards)})
     generate = list({json_key(r["generate"]): r["generate"] for r in shard_runtime.values()}.values())
     for key, out in outputs.items():
-        kind, name = key.split("_", 1)
-        if kind not in ("ex", "em"):
-            raise ValueError(f"cell features: unknown output '{key}' (expected ex_<extractor> or em_<embedder>)")
+        kind, name = parse_feature_key(key)
         stage = f"rule cell_features ({name} on {set_name})"
-        if kind == "ex":
+        if kind == EXTRACTOR:
             rt = extractor_runtime(config, name, stage)
             ex = load_extractor(name, config["extractors"][name], checkpoints.get(key), rt)
             res = ex.extract_set(cell, set_name, workers_for(threads))
@@ -280,7 +280,7 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
             rt = embedder_runtime(config, name, stage)
             emb = _embedder(name, config, checkpoints.get(key), rt)
             res = emb.embed_set(cell, set_name, workers_for(threads))
-        cols = {k: v[res.index] for k, v in cell.columns.items() if kind == "ex" or k in ("item_id", "label_id")}
+        cols = {k: v[res.index] for k, v in cell.columns.items() if kind == EXTRACTOR or k in ("item_id", "label_id")}
         _write_runtime(out, {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
                              **({"generate": generate} if generate else {})})
         save_npz(out, **cols, **res.outputs)
@@ -569,7 +569,8 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
     extractors = {}
     for name in spec.get("extractors", []):
         runtimes[f"extractor {name}"] = rt = extractor_runtime(config, name, stage)
-        extractors[name] = load_extractor(name, config["extractors"][name], inputs.get(f"ex_{name}"), rt)
+        checkpoint = inputs.get(feature_key(EXTRACTOR, name))  # appearance_inputs' key of a stand-in's checkpoint
+        extractors[name] = load_extractor(name, config["extractors"][name], checkpoint, rt)
     emb = None
     if spec.get("embedder"):
         runtimes[f"embedder {spec['embedder']}"] = rt = embedder_runtime(config, spec["embedder"], stage)

@@ -3,7 +3,7 @@
 
 rule aggregate_gen2d:
     input:
-        tables=metric_tables(),
+        tables=wiring.metric_tables(),
         reused_bounds=[config["scoring"]["mmhm"]["bounds"]] if config["scoring"]["mmhm"].get("bounds") else [],
     output:
         table=layout.table("gen2d_metrics"),
@@ -15,7 +15,7 @@ rule aggregate_gen2d:
     conda:
         "../envs/metrics.yaml"
     params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
+        config=wiring.aggregate_config(),
         config_hash=config_hash(config),
         per_class=False,
     script:
@@ -24,7 +24,7 @@ rule aggregate_gen2d:
 
 use rule aggregate_gen2d as aggregate_gen2d_per_class with:
     input:
-        tables=metric_tables(per_class=True),
+        tables=wiring.metric_tables(per_class=True),
     output:
         table=layout.table("gen2d_per_class"),
     log:
@@ -32,7 +32,7 @@ use rule aggregate_gen2d as aggregate_gen2d_per_class with:
     benchmark:
         layout.benchmark("aggregate", "gen2d_per_class")
     params:
-        config=select(config, "scoring", "extractors", "embedders", "sweep", *class_name_paths()),
+        config=wiring.aggregate_config(),
         config_hash=config_hash(config),
         per_class=True,
 

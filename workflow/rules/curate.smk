@@ -10,11 +10,11 @@ rule prepare_dataset:
     benchmark:
         layout.benchmark("prepare_dataset", "{dataset}")
     wildcard_constraints:
-        dataset=PREPARED_DATASETS,
+        dataset=wiring.prepared_datasets,
     conda:
         "../envs/data.yaml"
     params:
-        config=lambda wc: dataset_config(wc.dataset),
+        config=lambda wc: wiring.dataset_config(wc.dataset),
     script:
         "../scripts/prepare_dataset.py"
 
@@ -29,11 +29,11 @@ rule laion_miniworld:
     benchmark:
         layout.benchmark("laion_miniworld", "{dataset}")
     wildcard_constraints:
-        dataset=curated_datasets("miniworld"),
+        dataset=wiring.curated_datasets("miniworld"),
     conda:
         "../envs/data.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -51,18 +51,18 @@ rule laion_download:
     benchmark:
         layout.benchmark("laion_download", "{dataset}")
     wildcard_constraints:
-        dataset=curated_datasets("download"),
+        dataset=wiring.curated_datasets("download"),
     conda:
         "../envs/curate.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
 
 rule curate_ingest:
     input:
-        source=curation_source,
+        source=lambda wc: wiring.curation_source(wc.dataset),
     output:
         candidates=layout.curate_file("{dataset}", "candidates.parquet"),
     log:
@@ -72,8 +72,8 @@ rule curate_ingest:
     conda:
         "../envs/data.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
+        folder=lambda wc: wiring.curation_folder(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -90,14 +90,14 @@ rule curate_match:
     conda:
         "../envs/data.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
 
 rule curate_text_filter:
     input:
-        unpack(lambda wc: curation_embedder_inputs(wc.dataset, "text_filter")),
+        unpack(lambda wc: wiring.curation_embedder_inputs(wc.dataset, "text_filter")),
         matched=layout.curate_file("{dataset}", "matched.parquet"),
     output:
         text=layout.curate_file("{dataset}", "text_filter.parquet"),
@@ -110,16 +110,16 @@ rule curate_text_filter:
     resources:
         gpu=1,
     params:
-        config=lambda wc: curation_config(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
     script:
         "../scripts/curate.py"
 
 
 rule curate_checks:
     input:
-        unpack(lambda wc: curation_embedder_inputs(wc.dataset, "checks")),
+        unpack(lambda wc: wiring.curation_embedder_inputs(wc.dataset, "checks")),
         text=layout.curate_file("{dataset}", "text_filter.parquet"),
-        evals=lambda wc: list(curation_eval_sets(wc.dataset).values()),
+        evals=lambda wc: list(wiring.curation_eval_sets(wc.dataset).values()),
     output:
         checks=layout.curate_file("{dataset}", "checks.parquet"),
         queue=layout.curate_file("{dataset}", "review_queue.parquet"),
@@ -132,9 +132,9 @@ rule curate_checks:
     resources:
         gpu=1,
     params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
-        eval_sets=lambda wc: curation_eval_sets(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
+        folder=lambda wc: wiring.curation_folder(wc.dataset),
+        eval_sets=lambda wc: wiring.curation_eval_sets(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -145,7 +145,7 @@ rule curate_final:
     input:
         text=layout.curate_file("{dataset}", "text_filter.parquet"),
         checks=layout.curate_file("{dataset}", "checks.parquet"),
-        decisions=lambda wc: curation_decisions(wc.dataset),
+        decisions=lambda wc: wiring.curation_decisions(wc.dataset),
     output:
         manifest=layout.manifest("{dataset}"),
         status=layout.curate_file("{dataset}", "status.parquet"),
@@ -154,12 +154,12 @@ rule curate_final:
     benchmark:
         layout.benchmark("curate_final", "{dataset}")
     wildcard_constraints:
-        dataset=curated_datasets(),
+        dataset=wiring.curated_datasets(),
     conda:
         "../envs/data.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
-        folder=lambda wc: curation_folder(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
+        folder=lambda wc: wiring.curation_folder(wc.dataset),
     script:
         "../scripts/curate.py"
 
@@ -169,7 +169,7 @@ rule curate_datasheet:
         text=layout.curate_file("{dataset}", "text_filter.parquet"),
         checks=layout.curate_file("{dataset}", "checks.parquet"),
         status=layout.curate_file("{dataset}", "status.parquet"),
-        decisions=lambda wc: curation_decisions(wc.dataset),
+        decisions=lambda wc: wiring.curation_decisions(wc.dataset),
     output:
         classes=layout.table("curation_{dataset}_classes"),
         reasons=layout.table("curation_{dataset}_reasons"),
@@ -199,6 +199,6 @@ rule curate_datasheet:
     conda:
         "../envs/plots.yaml"
     params:
-        config=lambda wc: curation_config(wc.dataset),
+        config=lambda wc: wiring.curation_config(wc.dataset),
     script:
         "../scripts/curate.py"

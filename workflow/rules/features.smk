@@ -4,7 +4,7 @@
 
 rule train_extractor:
     input:
-        manifest=train_manifest_extractor,
+        manifest=lambda wc: wiring.extractor_train_manifest(wc.extractor),
     output:
         checkpoint=layout.extractor_checkpoint("{extractor}"),
         meta=layout.extractor_train_meta("{extractor}"),
@@ -20,7 +20,7 @@ rule train_extractor:
         mem_mb=4000,
         runtime=60,
     params:
-        config=lambda wc: extractor_config(wc.extractor),
+        config=lambda wc: wiring.extractor_config(wc.extractor),
     script:
         "../scripts/train_extractor.py"
 
@@ -36,14 +36,14 @@ rule init_extractor:
     conda:
         "../envs/metrics.yaml"
     params:
-        config=lambda wc: extractor_config(wc.extractor),
+        config=lambda wc: wiring.extractor_config(wc.extractor),
     script:
         "../scripts/init_extractor.py"
 
 
 rule features_real:
     input:
-        unpack(lambda wc: extractor_inputs(wc.extractor)),
+        unpack(lambda wc: wiring.extractor_inputs(wc.extractor)),
         manifest=lambda wc: layout.manifest(wc.dataset),
     output:
         features=layout.real_features("{extractor}", "{dataset}"),
@@ -53,14 +53,14 @@ rule features_real:
         layout.benchmark("features_real", "{extractor}/{dataset}")
     conda:
         "../envs/metrics.yaml"
-    threads: FEATURE_THREADS
+    threads: wiring.feature_threads
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
     params:
-        config=lambda wc: with_image_policy(extractor_config(wc.extractor), wc.dataset),
-        checkpoint=lambda wc, input: extractor_checkpoint(wc.extractor, input),
+        config=lambda wc: wiring.with_image_policy(wiring.extractor_config(wc.extractor), wc.dataset),
+        checkpoint=lambda wc, input: wiring.extractor_checkpoint(wc.extractor, input),
     script:
         "../scripts/features_real.py"
 
@@ -70,24 +70,24 @@ rule features_real:
 # import each, more than the work itself at mini-world size).
 rule cell_features:
     input:
-        unpack(cell_feature_inputs),
-        shards=cell_shards,
+        **wiring.cell_feature_inputs(),
+        shards=per_cell(wiring.cell_shards),
     output:
-        **cell_feature_outputs(),
+        **wiring.cell_feature_outputs(CELL),
     log:
         layout.log("cell_features", CELL),
     benchmark:
         layout.benchmark("cell_features", CELL)
     conda:
         "../envs/metrics.yaml"
-    threads: FEATURE_THREADS
+    threads: wiring.feature_threads
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
     params:
-        config=cell_feature_config,
-        checkpoints=cell_feature_checkpoints,
+        config=lambda wc: wiring.cell_feature_config(wc.model),
+        checkpoints=lambda wc, input: wiring.cell_feature_checkpoints(input),
         set_name=lambda wc: Cell.from_wildcards(wc).path,
     script:
         "../scripts/cell_features.py"
@@ -96,8 +96,7 @@ rule cell_features:
 # Text-image embedders (CLIP Score, PickScore): the mini-world's tiny CLIP is trained here; real ones are loaded.
 rule train_embedder:
     input:
-        manifest=lambda wc: layout.manifest(config["embedders"][wc.embedder]["train"]["dataset"]),
-        extra=lambda wc: [layout.manifest(d) for d in config["embedders"][wc.embedder]["train"].get("extra", [])],
+        unpack(lambda wc: wiring.embedder_train_manifests(wc.embedder)),
     output:
         checkpoint=layout.embedder_checkpoint("{embedder}"),
         meta=layout.embedder_train_meta("{embedder}"),
@@ -113,14 +112,14 @@ rule train_embedder:
         mem_mb=4000,
         runtime=60,
     params:
-        config=lambda wc: embedder_config(wc.embedder),
+        config=lambda wc: wiring.embedder_config(wc.embedder),
     script:
         "../scripts/train_embedder.py"
 
 
 rule embed_real:
     input:
-        unpack(lambda wc: embedder_inputs(wc.embedder)),
+        unpack(lambda wc: wiring.embedder_inputs(wc.embedder)),
         manifest=lambda wc: layout.manifest(wc.dataset),
     output:
         embeddings=layout.real_embeddings("{embedder}", "{dataset}"),
@@ -130,13 +129,13 @@ rule embed_real:
         layout.benchmark("embed_real", "{embedder}/{dataset}")
     conda:
         "../envs/metrics.yaml"
-    threads: FEATURE_THREADS
+    threads: wiring.feature_threads
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=60,
     params:
-        config=lambda wc: with_image_policy(embedder_config(wc.embedder), wc.dataset),
-        checkpoint=lambda wc, input: embedder_checkpoint(wc.embedder, input),
+        config=lambda wc: wiring.with_image_policy(wiring.embedder_config(wc.embedder), wc.dataset),
+        checkpoint=lambda wc, input: wiring.embedder_checkpoint(wc.embedder, input),
     script:
         "../scripts/embed_real.py"

@@ -2,7 +2,7 @@
 # results/figures/{name}.pdf/.png: drawn from a table only (plus the sample grids for the qualitative figure), with
 # the rows it drew beside it (.csv). The PNG goes into the Snakemake report with the caption in
 # workflow/report/figures/{name}.rst. Each figure states the level of the CIs it draws (params.confidence, also
-# read by the caption). Inputs and params come from the registry entry (figure_input / figure_params, common.smk).
+# read by the caption). Inputs and params come from the registry entry (Wiring.figure_inputs / figure_params, genbench.wiring).
 
 
 for fig in FIGURES.values():
@@ -11,7 +11,7 @@ for fig in FIGURES.values():
         name:
             f"figure_{fig.name}"
         input:
-            **figure_input(fig),
+            **wiring.figure_inputs(fig),
         output:
             pdf=layout.figure(fig.name, "pdf"),
             png=report(
@@ -29,6 +29,6 @@ for fig in FIGURES.values():
         conda:
             "../envs/plots.yaml"
         params:
-            **figure_params(fig),
+            **wiring.figure_params(fig),
         script:
             "../scripts/figure.py"

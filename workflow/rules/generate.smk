@@ -3,7 +3,7 @@
 
 rule train_generator:
     input:
-        manifest=train_manifest_model,
+        manifest=lambda wc: wiring.model_train_manifest(wc.model),
     output:
         checkpoint=layout.model_checkpoint("{model}"),
         meta=layout.model_train_meta("{model}"),
@@ -19,7 +19,7 @@ rule train_generator:
         mem_mb=4000,
         runtime=120,
     params:
-        config=lambda wc: model_config(wc.model),
+        config=lambda wc: wiring.model_config(wc.model),
     script:
         "../scripts/train_generator.py"
 
@@ -41,14 +41,14 @@ rule convert_weights:
         mem_mb=16000,
         runtime=30,
     params:
-        config=lambda wc: model_config(wc.model),
+        config=lambda wc: wiring.model_config(wc.model),
     script:
         "../scripts/convert_weights.py"
 
 
 rule generate:
     input:
-        unpack(generator_inputs),
+        unpack(per_cell(wiring.generator_inputs)),
     output:
         shard=layout.shard(CELL, "{shard}"),
     log:
@@ -56,16 +56,16 @@ rule generate:
     benchmark:
         layout.benchmark("generate", layout.shard_name(CELL, "{shard}"))
     conda:
-        lambda wc: plugin_env("models", wc.model)
+        lambda wc: wiring.plugin_env("models", wc.model)
     threads: 2
     resources:
-        gpu=lambda wc: plugin("models", wc.model).gpus,
+        gpu=lambda wc: wiring.plugin("models", wc.model).gpus,
         mem_mb=8000,
         runtime=240,
     params:
-        config=lambda wc: model_config(wc.model),
-        cell=cell_wildcards,
-        checkpoint=generator_checkpoint,
+        config=lambda wc: wiring.model_config(wc.model),
+        cell=per_cell(Cell.as_dict),
+        checkpoint=lambda wc, input: wiring.generator_checkpoint(wc.model, input),
         n_shards=lambda wc: model_shards(config, wc.model),
         batch_size=lambda wc: model_batch_size(config, wc.model),
     script:
@@ -74,7 +74,7 @@ rule generate:
 
 rule sample_grid:
     input:
-        shards=cell_shards,
+        shards=per_cell(wiring.cell_shards),
     output:
         grid=layout.grid(CELL),
     log:

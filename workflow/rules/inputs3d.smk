@@ -17,6 +17,6 @@ rule prepare_3d:
         mem_mb=8000,
         runtime=120,
     params:
-        config=lambda wc: dataset3d_config(wc.dataset3d),
+        config=lambda wc: wiring.dataset3d_config(wc.dataset3d),
     script:
         "../scripts/prepare_3d.py"

@@ -5,7 +5,7 @@
 
 rule protocol_delta_2d:
     input:
-        real=[layout.real_features(SCORE_EXTRACTOR, d) for d in sorted({c.dataset for c in CELLS})],
+        real=[layout.real_features(SCORE_EXTRACTOR, d) for d in wiring.stat_datasets],
         gen=[layout.gen_features(SCORE_EXTRACTOR, c) for c in CELLS],
     output:
         table=layout.protocol_delta_2d(),
@@ -20,7 +20,7 @@ rule protocol_delta_2d:
         runtime=720,
     params:
         config=select(config, "seed", "scoring", "extractors", "datasets", "protocol_delta"),
-        datasets=sorted({c.dataset for c in CELLS}),
+        datasets=wiring.stat_datasets,
         cells=[c.path for c in CELLS],
     script:
         "../scripts/protocol_delta.py"
@@ -29,8 +29,8 @@ rule protocol_delta_2d:
 rule protocol_delta_3d:
     input:
         manifest=layout.manifest3d("{dataset3d}"),
-        recon=lambda wc: [layout.reconstructions(Cell3D(wc.dataset3d, m)) for m in config["recon3d"]["models"]],
-        scores=lambda wc: [layout.recon3d_metrics(Cell3D(wc.dataset3d, m)) for m in config["recon3d"]["models"]],
+        recon=lambda wc: [layout.reconstructions(c) for c in wiring.recon3d_cells(wc.dataset3d)],
+        scores=lambda wc: [layout.recon3d_metrics(c) for c in wiring.recon3d_cells(wc.dataset3d)],
     output:
         table=layout.protocol_delta_3d("{dataset3d}"),
     log:
@@ -51,7 +51,7 @@ rule protocol_delta_3d:
 
 rule protocol_delta:
     input:
-        parts=protocol_delta_parts(),
+        parts=wiring.protocol_delta_parts(),
     output:
         table=layout.table("protocol_delta"),
         html=report(

@@ -12,14 +12,14 @@ rule reconstruct_3d:
     benchmark:
         layout.benchmark("reconstruct_3d", CELL3D)
     conda:
-        lambda wc: plugin_env("reconstructors", wc.recon)
+        lambda wc: wiring.plugin_env("reconstructors", wc.recon)
     threads: 1
     resources:
-        gpu=lambda wc: plugin("reconstructors", wc.recon).gpus,
+        gpu=lambda wc: wiring.plugin("reconstructors", wc.recon).gpus,
         mem_mb=16000,
-        runtime=lambda wc: 720 if plugin("reconstructors", wc.recon).gpus else 60,
+        runtime=lambda wc: 720 if wiring.plugin("reconstructors", wc.recon).gpus else 60,
     params:
-        config=lambda wc: select(config, "seed", f"reconstructors.{wc.recon}"),
+        config=lambda wc: wiring.reconstructor_config(wc.recon),
     script:
         "../scripts/reconstruct_3d.py"
 
@@ -48,8 +48,8 @@ rule score_3d:
 
 rule aggregate_3d:
     input:
-        tables=recon3d_tables(),
-        appearance=appearance_tables(),
+        tables=wiring.recon3d_tables(),
+        appearance=wiring.appearance_tables(),
     output:
         per_item=layout.table("recon3d_items"),
         summary=layout.table("recon3d_summary"),
@@ -143,7 +143,7 @@ use rule figure_recon3d_bars as figure_recon3d_protocols with:
 rule figure_recon3d_grid:
     input:
         table=layout.table("recon3d_items"),
-        manifests=[layout.manifest3d(d) for d in config.get("recon3d", {}).get("datasets", [])],
+        manifests=wiring.recon3d_manifests(),
     output:
         pdf=layout.figure("recon3d_grid", "pdf"),
         png=report(
@@ -172,7 +172,7 @@ rule figure_recon3d_grid:
 # data sets only (they have evaluation views)
 rule appearance_3d:
     input:
-        unpack(appearance_inputs),
+        unpack(per_cell3d(wiring.appearance_inputs)),
     output:
         table=layout.appearance3d(CELL3D),
         sets=layout.appearance3d(CELL3D, sets=True),
@@ -188,6 +188,6 @@ rule appearance_3d:
         mem_mb=8000,
         runtime=120,
     params:
-        config=lambda wc: select(config, "seed", "recon3d.appearance", *appearance_config_paths(), *RUNTIME_METRIC),
+        config=lambda wc: wiring.appearance_config(),
     script:
         "../scripts/appearance_3d.py"

@@ -3,8 +3,8 @@
 
 rule score_cell:
     input:
-        unpack(text_image_inputs),
-        unpack(dinov2_inputs),
+        unpack(per_cell(wiring.text_image_inputs)),
+        unpack(per_cell(wiring.dinov2_inputs)),
         real=layout.real_features(SCORE_EXTRACTOR, "{dataset}"),
         gen=layout.gen_features(SCORE_EXTRACTOR, CELL),
         manifest=lambda wc: layout.manifest(wc.dataset),
@@ -18,7 +18,7 @@ rule score_cell:
     conda:
         "../envs/metrics.yaml"
     params:
-        config=lambda wc: score_config(wc.model),
-        cell=cell_wildcards,
+        config=lambda wc: wiring.score_config(wc.model),
+        cell=per_cell(Cell.as_dict),
     script:
         "../scripts/score_cell.py"

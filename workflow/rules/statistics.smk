@@ -1,12 +1,12 @@
 # Statistics across the sweep (docs/metrics.md, "Significance and selection stability"): paired comparisons with a
 # multiple-comparison correction (2D cells, 3D per-item metrics) and how stable each criterion's selection of a
 # setting is under item resampling. They read the features already extracted per cell; nothing is re-extracted.
-# Their input functions and targets are in common.smk (the catalogue's lint: no functions beside rules).
+# Their inputs and targets come from genbench.wiring (Wiring.stats_inputs, statistics_targets).
 
 
 rule pairwise_gen2d:
     input:
-        unpack(stats_inputs()),
+        **wiring.stats_inputs(),
     output:
         table=layout.table("gen2d_pairwise"),
         html=report(
@@ -23,8 +23,8 @@ rule pairwise_gen2d:
     conda:
         "../envs/metrics.yaml"
     params:
-        cells=cell_dicts(),
-        datasets=STAT_DATASETS,
+        cells=wiring.cell_dicts(),
+        datasets=wiring.stat_datasets,
         config=select(config, "scoring", "statistics"),
         config_hash=config_hash(config),
     script:
@@ -33,7 +33,7 @@ rule pairwise_gen2d:
 
 rule selection_stability_gen2d:
     input:
-        unpack(stats_inputs(text_image=True)),
+        **wiring.stats_inputs(text_image=True),
     output:
         table=layout.table("gen2d_selection_stability"),
         html=report(
@@ -50,9 +50,9 @@ rule selection_stability_gen2d:
     conda:
         "../envs/metrics.yaml"
     params:
-        cells=cell_dicts(),
-        datasets=STAT_DATASETS,
-        roles=list(TEXT_IMAGE),
+        cells=wiring.cell_dicts(),
+        datasets=wiring.stat_datasets,
+        roles=list(wiring.text_image),
         config=select(config, "scoring", "statistics"),
         config_hash=config_hash(config),
     script:
@@ -109,8 +109,8 @@ rule pairwise_3d:
 
 rule metric_validation:
     input:
-        unpack(lambda wc: extractor_inputs(SCORE_EXTRACTOR)),
-        manifest=lambda wc: layout.manifest(VALIDATION_DATASETS[0]),
+        unpack(lambda wc: wiring.extractor_inputs(SCORE_EXTRACTOR)),
+        manifest=lambda wc: layout.manifest(wiring.validation_datasets[0]),
     output:
         table=layout.table("metric_validation"),
         noise_floor=layout.table("metric_noise_floor"),
@@ -135,9 +135,9 @@ rule metric_validation:
     conda:
         "../envs/metrics.yaml"
     params:
-        dataset=lambda wc: VALIDATION_DATASETS[0],
+        dataset=lambda wc: wiring.validation_datasets[0],
         config=select(config, "scoring", f"extractors.{SCORE_EXTRACTOR}"),
-        checkpoint=lambda wc, input: extractor_checkpoint(SCORE_EXTRACTOR, input),
+        checkpoint=lambda wc, input: wiring.extractor_checkpoint(SCORE_EXTRACTOR, input),
         config_hash=config_hash(config),
     script:
         "../scripts/statistics.py"
