@@ -6,7 +6,6 @@ global forward pre-hook checks each module with parameters that runs: it must ha
 runtime, and its parameters and tensor inputs must be on the configured device. A stage that forgot a module (or
 never asked the runtime) fails it. With a GPU the same stages also run on CUDA for real."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,7 @@ from test_embedders import hf_clip_dir  # noqa: F401  (a tiny transformers CLIP 
 import genbench.runtime as runtime_mod
 from genbench import stages
 from genbench.config import ConfigError, validate_config
-from genbench.io import load_npz
+from genbench.io import RUNTIME_KEY, load_npz, read_npz_runtime, save_npz
 from genbench.runtime import DeviceUnavailableError, Runtime, resolve_runtime
 from genbench.tables import read_metadata
 
@@ -191,7 +190,7 @@ def test_every_torch_stage_places_modules_and_inputs_on_the_configured_device(wo
     for name in ("mw_classifier", "mw_dinov2", "inception") if full else ("mw_classifier",):
         stages.stage_features_real(name, cfg, ck[f"ex_{name}"], man16, "realset", tmp_path / f"{name}.npz")
         spy.check(f"features_real {name}")
-        rec = json.loads(stages.runtime_sidecar(tmp_path / f"{name}.npz").read_text())["features_real"]
+        rec = read_npz_runtime(tmp_path / f"{name}.npz")["features_real"]
         assert rec["device"] == "cpu" and rec["precision"] == "fp32" and rec["torch"] == torch.__version__
     stages.stage_embed_real("mw_clip", cfg, ck["em_mw_clip"], world["manifest"], "realset", tmp_path / "e.npz")
     spy.check("embed_real open_clip")
@@ -278,16 +277,23 @@ def test_bf16_runs_and_stays_close_to_fp32(world, monkeypatch, tmp_path):
     a, b = load_npz(tmp_path / "a.npz")["features"], load_npz(tmp_path / "b.npz")["features"]
     assert b.dtype == np.float64 and not np.array_equal(a, b)
     np.testing.assert_allclose(b, a, atol=0.1 * np.abs(a).max())
-    rec = json.loads(stages.runtime_sidecar(tmp_path / "b.npz").read_text())["features_real"]
+    rec = read_npz_runtime(tmp_path / "b.npz")["features_real"]
     assert rec["precision"] == "bf16" and rec["dtype"] == "bfloat16 (autocast)"
 
 
 def test_score_tables_carry_the_runtime_records_of_their_inputs(tmp_path):
+    """The record is a member of the stage's .npz (no sidecar file, which a storage plugin would not carry): the
+    arrays read back without it, the scoring stage reads it, and a file without one has none."""
     for name, rec in (("r.npz", {"features_real": {"device": "cpu"}}), ("g.npz", {"cell_features": {"device": "x"}})):
-        stages._write_runtime(tmp_path / name, rec)
+        save_npz(tmp_path / name, runtime=rec, features=np.ones((2, 3)))
+    save_npz(tmp_path / "old.npz", features=np.ones((2, 3)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz", "old.npz", "r.npz"]
+    assert list(load_npz(tmp_path / "r.npz")) == ["features"]
     got = stages.read_runtime_records({"real": tmp_path / "r.npz", "gen": tmp_path / "g.npz",
-                                       "none": tmp_path / "missing.npz"})
+                                       "old": tmp_path / "old.npz"})
     assert got == {"real": {"features_real": {"device": "cpu"}}, "gen": {"cell_features": {"device": "x"}}}
+    with pytest.raises(ValueError, match="reserved"):
+        save_npz(tmp_path / "x.npz", **{RUNTIME_KEY: np.ones(1)})
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")

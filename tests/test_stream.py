@@ -18,7 +18,7 @@ from streamutil import (
 from genbench.data.manifest import ImageDecodeError, load_images, read_manifest
 from genbench.data.stream import ManifestImages, ShardImages, iter_batches, npz_member
 from genbench.features.registry import FeatureInputError, load_extractor
-from genbench.io import load_npz, save_npz
+from genbench.io import load_npz, read_npz_runtime, save_npz
 from genbench.metrics.score2d import text_image_scores
 from genbench.stages import stage_cell_features, stage_embed_real, stage_features_real
 
@@ -98,11 +98,13 @@ def test_streamed_features_are_byte_identical_to_the_whole_set_path(tmp_path, as
         ex = load_extractor(name, assets["cfg"]["extractors"][name], ckpt)
         ex.batch_size = 8  # several batches, the last one short
         old = ex.extract(load_images(manifest, tmp_path), "real")
-        save_npz(tmp_path / "old.npz", item_id=manifest["item_id"].to_numpy(str),
-                 label_id=manifest["label_id"].to_numpy(np.int64), **old)
         cfg = {**assets["cfg"], "extractors": {name: {**assets["cfg"]["extractors"][name], "batch_size": 8}}}
         for threads in (1, 3):
             stage_features_real(name, cfg, ckpt, man, "realset", tmp_path / "new.npz", threads=threads)
+            # the stage's file also holds its runtime record (where and how it ran), the same for both paths
+            save_npz(tmp_path / "old.npz", runtime=read_npz_runtime(tmp_path / "new.npz"),
+                     item_id=manifest["item_id"].to_numpy(str), label_id=manifest["label_id"].to_numpy(np.int64),
+                     **old)
             assert (tmp_path / "new.npz").read_bytes() == (tmp_path / "old.npz").read_bytes(), (name, threads)
 
 
@@ -244,11 +246,9 @@ def test_preparations_center_crop_as_adm_and_squash_with_a_named_filter():
 def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, assets):
     """A data set's center_crop brings a mixed-size real set to the classifier's size; a model's named downsample
     applies to its cells; both descriptions go into the runtime record the score tables carry."""
-    import json
 
     from genbench.config import validate_config
     from genbench.data.stream import Preparation
-    from genbench.stages import runtime_sidecar
 
     man = write_image_set(tmp_path / "real", n=6)  # 40x30, 23x57, 64x64
     real = {"adapter": "miniworld", "split": "val", "prepare": {"method": "center_crop", "size": 16}}
@@ -262,7 +262,7 @@ def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, asse
     manifest = read_manifest(man)
     want = np.stack([prep(im) for im in (ManifestImages(manifest, tmp_path / "real", "r").load(i) for i in range(6))])
     np.testing.assert_array_equal(load_npz(tmp_path / "f.npz")["features"], ex.extract(want, "x")["features"])
-    rec = json.loads(runtime_sidecar(tmp_path / "f.npz").read_text())
+    rec = read_npz_runtime(tmp_path / "f.npz")
     assert rec["prepare"].startswith("center_crop 16 (ADM")
 
     shards = write_shards(tmp_path / "cell", size=32)
@@ -273,4 +273,4 @@ def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, asse
     small = np.stack([Preparation("squash", 8, "lanczos")(cell.load(i)) for i in range(len(cell))])
     ex = load_extractor("mw_classifier", cfg["extractors"]["mw_classifier"], assets["cls"])
     np.testing.assert_array_equal(load_npz(out)["features"], ex.extract(small, "x")["features"])
-    assert json.loads(runtime_sidecar(out).read_text())["prepare"] == "squash to 8 x 8 (lanczos, no crop)"
+    assert read_npz_runtime(out)["prepare"] == "squash to 8 x 8 (lanczos, no crop)"

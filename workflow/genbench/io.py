@@ -53,16 +53,37 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write an uncompressed .npz atomically (byte-identical for identical arrays)."""
+# the member of a stage's .npz that records where and how it was computed (genbench.runtime: device, dtype, GPU,
+# versions, the image preparation): inside the file, so it travels with the data through any storage (a sidecar
+# file that is not a declared output is lost by Snakemake's storage plugins)
+RUNTIME_KEY = "genbench_runtime"
+
+
+def save_npz(path: str | os.PathLike, runtime: dict[str, Any] | None = None, **arrays: np.ndarray) -> None:
+    """Write an uncompressed .npz atomically (byte-identical for identical arrays and record). ``runtime``, when
+    given, is stored as one JSON string member (:data:`RUNTIME_KEY`, read back by :func:`read_npz_runtime`)."""
+    if RUNTIME_KEY in arrays:
+        raise ValueError(f"{path}: '{RUNTIME_KEY}' is reserved for the runtime record (pass runtime=...)")
+    if runtime is not None:
+        arrays[RUNTIME_KEY] = np.array(json.dumps(runtime, sort_keys=True, default=str))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(path, buf.getvalue())
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, without its runtime record (:func:`read_npz_runtime`)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in z.files if k != RUNTIME_KEY}
+
+
+def read_npz_runtime(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The runtime record :func:`save_npz` stored in an .npz, or None when it has none (only that member is
+    read)."""
+    with np.load(path, allow_pickle=False) as z:
+        if RUNTIME_KEY not in z.files:
+            return None
+        return json.loads(str(z[RUNTIME_KEY]))
 
 
 def read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:

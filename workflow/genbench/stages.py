@@ -19,7 +19,7 @@ import pandas as pd
 from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
-from .io import atomic_path, load_npz, save_npz, write_json
+from .io import atomic_path, load_npz, read_npz_runtime, save_npz, write_json
 from .jobinfo import report_at_exit
 from .layout import Cell
 from .metrics.registry import higher_is_better
@@ -84,25 +84,14 @@ def preparation(config: dict[str, Any], kind: str, name: str | None):
     return Preparation.from_spec(spec, f"{kind}.{name}")
 
 
-def runtime_sidecar(out: str | Path) -> Path:
-    """Where a stage that writes an .npz records its runtime (device, dtype, GPU, versions); the scoring stage
-    carries these records into its tables' Parquet metadata. The .npz itself stays as it was."""
-    return Path(f"{out}.runtime.json")
-
-
-def _write_runtime(out: str | Path, records: dict[str, Any]) -> None:
-    write_json(runtime_sidecar(out), records)  # before the .npz: an existing .npz never has a stale record
-
-
 def read_runtime_records(paths: dict[str, str | Path]) -> dict[str, Any]:
-    """The runtime records of a scoring stage's inputs (role -> record), for those that have one."""
+    """The runtime records of a scoring stage's inputs (role -> record, genbench.runtime), for those that have one:
+    the record is a member of each stage's .npz (``save_npz(..., runtime=)``)."""
     out = {}
     for role, path in paths.items():
-        side = runtime_sidecar(path)
-        if side.is_file():
-            import json
-
-            out[role] = json.loads(side.read_text())
+        record = read_npz_runtime(path)
+        if record is not None:
+            out[role] = record
     return out
 
 
@@ -171,8 +160,7 @@ def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, 
     gen.place(rt)
     arrays = generate_shard(gen, manifest, model=model, dataset=dataset, global_seed=config["seed"], seed=seed,
                             steps=steps, cfg=cfg, shard=shard, n_shards=n_shards, batch_size=batch_size, runtime=rt)
-    _write_runtime(out, {"generate": rt.metadata()})
-    save_npz(out, **arrays)
+    save_npz(out, runtime={"generate": rt.metadata()}, **arrays)
     log.info("%s/%s steps %d cfg %g seed %d shard %d/%d: %d images, NFE %s", model, dataset, steps, cfg, seed,
              shard, n_shards, len(arrays["images"]), sorted(set(arrays["nfe"].tolist())))
 
@@ -250,8 +238,8 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
     rt = extractor_runtime(config, name, f"rule features_real ({name}/{dataset})")
     ex = load_extractor(name, config["extractors"][name], checkpoint, rt)
     res = ex.extract_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
-    _write_runtime(out, {"features_real": rt.metadata(), "prepare": images.prepare.describe()})
-    save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
+    record = {"features_real": rt.metadata(), "prepare": images.prepare.describe()}
+    save_npz(out, runtime=record, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
              **res.skipped_arrays())
 
 
@@ -281,9 +269,9 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
             emb = _embedder(name, config, checkpoints.get(key), rt)
             res = emb.embed_set(cell, set_name, workers_for(threads))
         cols = {k: v[res.index] for k, v in cell.columns.items() if kind == EXTRACTOR or k in ("item_id", "label_id")}
-        _write_runtime(out, {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
-                             **({"generate": generate} if generate else {})})
-        save_npz(out, **cols, **res.outputs)
+        record = {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
+                  **({"generate": generate} if generate else {})}
+        save_npz(out, runtime=record, **cols, **res.outputs)
         log.info("%s: %s -> %s", set_name, name, out)
 
 
@@ -342,8 +330,8 @@ def stage_embed_real(name: str, config: dict[str, Any], checkpoint: str | Path |
         pos = {item: k for k, item in enumerate(images.item_id.tolist())}
         skipped["skipped_text_emb"] = emb.embed_texts([prompts[pos[i]] for i in skipped["skipped_item_id"]],
                                                       dataset)
-    _write_runtime(out, {"embed_real": rt.metadata(), "prepare": images.prepare.describe()})
-    save_npz(out, item_id=images.item_id[res.index], label_id=images.label_id[res.index],
+    record = {"embed_real": rt.metadata(), "prepare": images.prepare.describe()}
+    save_npz(out, runtime=record, item_id=images.item_id[res.index], label_id=images.label_id[res.index],
              image_emb=res.outputs["image_emb"], text_emb=emb.embed_texts([prompts[i] for i in res.index], dataset),
              logit_scale=np.float64(emb.logit_scale), **skipped)
 

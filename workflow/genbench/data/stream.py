@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GenbenchError
-from ..io import read_npy_header
+from ..io import RUNTIME_KEY, read_npy_header
 from ..progress import Progress
 from .manifest import MAX_IMAGE_PIXELS, ImageDecodeError, decode_image, read_manifest
 
@@ -170,7 +170,7 @@ def _shard_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files if k != "images"}
+            arrays = {k: z[k] for k in z.files if k not in ("images", RUNTIME_KEY)}
             if "images" not in z.files:
                 raise ShardError(f"{path}: lacks the array(s) ['images']; {_SHARD_FIX}")
         arrays["images"] = npz_member(path, "images")
