@@ -298,7 +298,8 @@ def step_scaling(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: st
 
 
 def _title_and_save(fig: Any, title: str, note: str, marked: bool, pdf: str | Path, png: str | Path) -> None:
-    """The sweep figures' title: what is drawn, then the interval note (and the significance marks' legend)."""
+    """A figure's title: what is drawn, then on its own line the interval note (and the significance marks'
+    legend when the figure marks them)."""
     if marked:
         note += f";\n{SIGNIFICANCE_NOTE}"
     fig.suptitle(f"{title}\n({note})", y=1.0)
@@ -459,9 +460,8 @@ def per_class_fid(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
         out = pd.concat([p for _, p in panels], ignore_index=True)
         bars = (f"error bars: {ci_text(confidence)}" if out["ci_low"].notna().any()
                 else "no CI: the per-class bootstrap is off (scoring.per_class.bootstrap: 0)")
-        fig.suptitle(f"Best and worst classes by per-class {LABELS.get(metric, metric)} ({bars})", y=1.0)
-        fig.tight_layout()
-        save_figure(fig, pdf, png)
+        _title_and_save(fig, f"Best and worst classes by per-class {LABELS.get(metric, metric)}", bars, False,
+                        pdf, png)
     save_data(out, data)
     return out
 
@@ -550,9 +550,7 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         bars = (f"bars: {ci_text(confidence)}" if df[[f"{m}_ci_low" for m in ms]].notna().any().any()
                 else "no CI: the bootstrap is off")
-        fig.suptitle(f"Semantics-scaled vs raw FID, one point per cell ({bars})", y=1.0)
-        fig.tight_layout()
-        save_figure(fig, pdf, png)
+        _title_and_save(fig, "Semantics-scaled vs raw FID, one point per cell", bars, False, pdf, png)
     save_data(df, data)
     return df
 
