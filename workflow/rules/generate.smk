@@ -57,7 +57,7 @@ rule generate:
         layout.benchmark("generate", layout.shard_name(CELL, "{shard}"))
     conda:
         lambda wc: wiring.plugin_env("models", wc.model)
-    threads: 2
+    threads: config["generation"]["threads"]
     resources:
         gpu=lambda wc: wiring.plugin("models", wc.model).gpus,
         mem_mb=8000,
