@@ -209,3 +209,29 @@ def test_class_name_table_recorded_in_metric_tables(root, tmp_path):
     # a subset without data sets (an older rule) records none instead of failing the job
     stage_aggregate([tmp_path / "cell.parquet"], select(cfg, *paths[:4]), "hash", tmp_path / "all.parquet")
     assert read_metadata(tmp_path / "all.parquet")["class_names"] == {}
+
+
+def test_aggregated_tables_take_the_extractors_preprocessing_from_the_feature_records(root, tmp_path):
+    """The extractor's preprocessing in the aggregated table's metadata is what the feature stage recorded (the
+    .npz runtime record the score table carries), so aggregation never imports the extractor's code and torch."""
+    import pandas as pd
+    import yaml
+
+    from genbench.config import select, validate_config
+    from genbench.stages import stage_aggregate
+    from genbench.tables import read_metadata, write_parquet
+
+    cfg = validate_config(yaml.safe_load(open(root / "config/config.yaml")))
+    cfg["scoring"]["metrics"] = ["fid"]
+    rows = pd.DataFrame({"dataset": ["mw_val"], "model": ["sit_mini"], "steps": [1], "cfg": [1.0], "seed": [0],
+                         "metric": ["fid"], "value": [1.0]})
+    record = {"cell_features": {"device": "cpu"}, "preprocessing": "as the stage said"}
+    write_parquet(rows, tmp_path / "old.parquet")  # a table from before the record held it
+    write_parquet(rows, tmp_path / "cell.parquet", metadata={"runtime": {"generated features": record}})
+    sub = select(cfg, "scoring", "extractors", "embedders", "sweep")
+    stage_aggregate([tmp_path / "old.parquet", tmp_path / "cell.parquet"], sub, "hash", tmp_path / "all.parquet")
+    got = read_metadata(tmp_path / "all.parquet")["extractors"]["mw_classifier"]
+    assert got == {"kind": "miniworld_classifier", "preprocessing": "as the stage said"}
+    stage_aggregate([tmp_path / "old.parquet"], sub, "hash", tmp_path / "all.parquet")
+    assert read_metadata(tmp_path / "all.parquet")["extractors"]["mw_classifier"]["preprocessing"].startswith(
+        "not recorded")

@@ -264,6 +264,7 @@ def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, asse
     np.testing.assert_array_equal(load_npz(tmp_path / "f.npz")["features"], ex.extract(want, "x")["features"])
     rec = read_npz_runtime(tmp_path / "f.npz")
     assert rec["prepare"].startswith("center_crop 16 (ADM")
+    assert rec["preprocessing"] == ex.describe(cfg["extractors"]["mw_classifier"])  # what the tables' metadata says
 
     shards = write_shards(tmp_path / "cell", size=32)
     out = tmp_path / "cell.npz"
@@ -274,3 +275,4 @@ def test_prepared_sets_and_cells_are_recorded_with_their_features(tmp_path, asse
     ex = load_extractor("mw_classifier", cfg["extractors"]["mw_classifier"], assets["cls"])
     np.testing.assert_array_equal(load_npz(out)["features"], ex.extract(small, "x")["features"])
     assert read_npz_runtime(out)["prepare"] == "squash to 8 x 8 (lanczos, no crop)"
+    assert read_npz_runtime(out)["preprocessing"] == ex.describe(cfg["extractors"]["mw_classifier"])

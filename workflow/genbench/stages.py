@@ -25,7 +25,7 @@ from .layout import Cell
 from .metrics.registry import higher_is_better
 from .repro import machine_provenance
 from .runtime import Runtime, resolve_runtime
-from .tables import provenance, write_parquet
+from .tables import provenance, read_metadata, write_parquet
 from .tables.keys import CELL_KEYS_BY_DATASET, RECON3D_SUMMARY_KEYS
 from .wiring import EXTRACTOR, feature_key, parse_feature_key
 
@@ -238,7 +238,8 @@ def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Pat
     rt = extractor_runtime(config, name, f"rule features_real ({name}/{dataset})")
     ex = load_extractor(name, config["extractors"][name], checkpoint, rt)
     res = ex.extract_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
-    record = {"features_real": rt.metadata(), "prepare": images.prepare.describe()}
+    record = {"features_real": rt.metadata(), "prepare": images.prepare.describe(),
+              "preprocessing": ex.describe(config["extractors"][name])}
     save_npz(out, runtime=record, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
              **res.skipped_arrays())
 
@@ -270,6 +271,7 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
             res = emb.embed_set(cell, set_name, workers_for(threads))
         cols = {k: v[res.index] for k, v in cell.columns.items() if kind == EXTRACTOR or k in ("item_id", "label_id")}
         record = {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
+                  **({"preprocessing": ex.describe(config["extractors"][name])} if kind == EXTRACTOR else {}),
                   **({"generate": generate} if generate else {})}
         save_npz(out, runtime=record, **cols, **res.outputs)
         log.info("%s: %s -> %s", set_name, name, out)
@@ -408,10 +410,19 @@ def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame,
     return out, {"bounds_per_dataset": all_bounds, "reused_from": spec.get("bounds")}
 
 
+def recorded_preprocessing(tables: list[str | Path]) -> str:
+    """The scoring extractor's preprocessing, as the feature stage recorded it (the runtime record of its .npz,
+    which the score tables carry): read back here so that aggregation never imports the extractor's code (and
+    torch)."""
+    for t in tables:
+        record = read_metadata(t).get("runtime", {}).get("generated features", {})
+        if "preprocessing" in record:
+            return record["preprocessing"]
+    return "not recorded (features from a genbench version before the record held it: rerun cell_features)"
+
+
 def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
                     out: str | Path, per_class: bool = False, bounds_out: str | Path | None = None) -> None:
-    from .catalog import EXTRACTORS  # the extractor's preprocessing goes into the metadata
-
     keys = [*CELL_KEYS_BY_DATASET, *(["label_id"] if per_class else []), "metric"]
     frames = [pd.read_parquet(t) for t in tables]
     frames = [f for f in frames if len(f)]
@@ -435,8 +446,7 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     ex = config["scoring"]["extractor"]
     kind = config["extractors"][ex]["kind"]
     meta = provenance(full_config_hash)
-    described = EXTRACTORS.lookup(kind).describe(config["extractors"][ex])
-    meta["extractors"] = {ex: {"kind": kind, "preprocessing": described}}
+    meta["extractors"] = {ex: {"kind": kind, "preprocessing": recorded_preprocessing(tables)}}
     for role, name in config["scoring"].get("text_image", {}).items():
         spec = config["embedders"][name]
         meta["extractors"][name] = {"kind": spec["kind"], "role": role, "model": spec.get("model", ""),
