@@ -30,7 +30,7 @@ def test_profiles_choose_no_config(root):
 def test_defaults_are_filled(default_config):
     del default_config["generation"]
     cfg = validate_config(default_config)
-    assert cfg["generation"] == {"batch_size": 50, "shards": 1, "grid_size": 20}
+    assert cfg["generation"] == {"batch_size": 50, "shards": 1, "grid_size": 20, "threads": 2}
     assert cfg["models"]["sit_mini"]["train"]["class_dropout"] == 0.1
 
 
