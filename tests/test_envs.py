@@ -208,7 +208,9 @@ def _submodule_needs(dotted: str) -> frozenset[str]:
 
 
 # maps of import targets that are not genbench.registry.Registry objects: the figures (each names its drawing function)
-TARGET_MAPS = {("genbench.plots.registry", "FIGURES"): "draw"}
+# and the 2D metrics score_cell computes (each names its compute function)
+TARGET_MAPS = {("genbench.plots.registry", "FIGURES"): "draw",
+               ("genbench.metrics.registry", "CELL_METRICS_2D"): "compute"}
 
 
 def _registry_targets(module: str, name: str) -> dict[str, str]:

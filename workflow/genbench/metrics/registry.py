@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -221,12 +221,12 @@ def cell_compute_plan(metrics: list[str] | tuple[str, ...]) -> list[tuple[Callab
         m.compute_function()  # no target, or one that does not import: say so before anything is computed
     wanted = set(metrics)
     groups: dict[str, list[str]] = {}
-    for m in table.values():
+    for m in CELL_METRICS_2D.values():
         if m.name in wanted:
             groups.setdefault(m.compute, []).append(m.name)
     # the first entry that names a function places it (requested or not), so a cell's rows keep one order whatever
     # subset of metrics is requested
-    order = dict.fromkeys(m.compute for m in table.values() if m.requestable and m.scope == "cell")
+    order = dict.fromkeys(m.compute for m in CELL_METRICS_2D.values())
     return [(table[names[0]].compute_function(), tuple(names)) for target in order if (names := groups.get(target))]
 
 
@@ -261,5 +261,25 @@ def display_name(name: str, track: Track = "2d") -> str:
 
 # derived views (2D): what scoring.metrics may request, in table order; their display names; the lower-is-better set
 SCORING_METRICS: list[str] = [m.name for m in _METRICS_2D if m.requestable]
+
+
+class _CellMetrics(Mapping[str, Metric]):
+    """A live view of the 2D entries score_cell computes (requestable, scored per cell), in the registry's order:
+    their compute targets are what a scoring job imports (tests/test_envs.py follows them into the rule's env)."""
+
+    def __getitem__(self, name: str) -> Metric:
+        m = METRICS["2d"][name]
+        if not (m.requestable and m.scope == "cell"):
+            raise KeyError(name)
+        return m
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, m in METRICS["2d"].items() if m.requestable and m.scope == "cell")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+CELL_METRICS_2D = _CellMetrics()
 LABELS: dict[str, str] = {m: METRICS["2d"][m].display for m in SCORING_METRICS}
 LOWER_IS_BETTER_2D: frozenset[str] = frozenset(m.name for m in _METRICS_2D if m.lower_is_better)
