@@ -144,6 +144,21 @@ def test_npz_arrays_compared_by_value(tmp_path):
     assert diff_paths(tmp_path / "a", tmp_path / "b", Tolerances.from_dict({"default": {"atol": 1e-8}})).ok
 
 
+def test_npz_runtime_record_is_provenance_not_data(tmp_path):
+    """Two feature files computed on different machines differ in their runtime record (device, versions), which
+    is provenance like a Parquet table's metadata: not compared. Their arrays still are."""
+    from genbench.io import save_npz
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_npz(tmp_path / "a/f.npz", runtime={"features_real": {"device": "cpu"}}, x=np.arange(4.0))
+    save_npz(tmp_path / "b/f.npz", runtime={"features_real": {"device": "cuda", "gpu_name": "H100"}},
+             x=np.arange(4.0))
+    assert diff_paths(tmp_path / "a", tmp_path / "b").ok
+    save_npz(tmp_path / "b/f.npz", runtime={"features_real": {"device": "cpu"}}, x=np.arange(4.0) + 1)
+    assert "array 'x'" in diff_paths(tmp_path / "a", tmp_path / "b").findings[0].message
+
+
 def test_safetensors_compared_by_content_not_header_order(tmp_path):
     """safetensors writes its metadata map in no fixed order, so equal checkpoints can differ in bytes."""
     from safetensors.numpy import save_file

@@ -51,6 +51,10 @@ def test_summarise_groups_by_rule_and_takes_the_last_attempt(tmp_path):
     other.write_text("a job killed before its end writes no cost line\n")
     summary = jobinfo.summarise([log, other])
     assert set(summary) == {"some_rule"}
+    nested = tmp_path / "logs" / "project" / "results" / "logs" / "inner_rule" / "x.log"  # a results tree under a
+    nested.parent.mkdir(parents=True)  # folder that is also called logs: the rule is under the last one
+    nested.write_text(text)
+    assert set(jobinfo.summarise([nested])) == {"inner_rule"}
     assert summary["some_rule"]["jobs"] == 1 and summary["some_rule"]["torch_jobs"] == 0
 
 

@@ -67,7 +67,9 @@ def summarise(logs: Iterable[Path]) -> dict[str, dict[str, float | int]]:
         info = parse(Path(path).read_text(errors="replace"))
         if info is None:
             continue
-        rule = Path(path).parts[Path(path).parts.index("logs") + 1] if "logs" in Path(path).parts else "?"
+        parts = Path(path).parts
+        last = len(parts) - 1 - parts[::-1].index("logs") if "logs" in parts else None  # results/logs, not a
+        rule = parts[last + 1] if last is not None and last + 1 < len(parts) - 1 else "?"  # parent named "logs"
         row = out.setdefault(rule, dict(jobs=0, startup_s=0.0, stage_s=0.0, torch_jobs=0))
         row["jobs"] += 1
         row["startup_s"] += info["startup"] or 0.0

@@ -365,8 +365,12 @@ def _diff_image(pa: Path, pb: Path, rel: str, tol: Tolerances, res: DiffResult) 
 
 
 def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of an .npz without its runtime record (where and how it was computed: provenance, which is not
+    compared, as a Parquet table's metadata is not)."""
+    from ..io import RUNTIME_KEY
+
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}, {}
+        return {k: z[k] for k in z.files if k != RUNTIME_KEY}, {}
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
