@@ -321,3 +321,25 @@ def test_scaled_metrics_leave_out_resamples_where_r_is_undefined():
         left_out = int(note.split("; ")[1].split(" of ")[0])
         assert 0 < left_out < 200 and "r is undefined there" in note, note
         assert np.isfinite(rows.loc[m, ["value", "ci_low", "ci_high"]].astype(float)).all()
+
+
+
+def test_clip_score_alone_needs_no_positive_ratio():
+    """A CLIP Score whose mean clamps to 0 is a valid score (torchmetrics clamps it); only the scaled metrics, which
+    divide by it, refuse it."""
+    from genbench.metrics.score2d import MetricInputError, score_cell
+
+    n = 8
+    items = np.array([f"i{k}" for k in range(n)])
+    text = np.tile(np.eye(2)[0], (n, 1))
+    away = np.tile(np.array([-1.0, 0.2]), (n, 1))  # every image points away from its prompt: cosine < 0
+    ti = ({"item_id": items, "image_emb": away, "text_emb": text, "logit_scale": np.float64(0.0)},
+          {"item_id": items, "image_emb": away})
+    rng = np.random.default_rng(0)
+    real, gen = {"features": rng.normal(size=(n, 3))}, {"features": rng.normal(size=(n, 3))}
+    kw = dict(cell=dict(model="m", dataset="d", steps=1, cfg=1.0, seed=0), is_splits=2,
+              bootstrap={"n": 20, "confidence": 0.9, "seed": 0}, text_image={"clip": ti})
+    row = score_cell(real, gen, metrics=["clip_score"], **kw).set_index("metric").loc["clip_score"]
+    assert row["value"] == 0.0
+    with pytest.raises(MetricInputError, match="cannot scale FID"):
+        score_cell(real, gen, metrics=["fid", "clip_score", "csfid"], **kw)

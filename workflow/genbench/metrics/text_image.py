@@ -140,6 +140,8 @@ def _score_and_scaled_rows(ctx: CellContext, metrics: tuple[str, ...], role: str
         rows.append(dict(metric=score_name, value=gen_score, ci_low=clamp(lo), ci_high=clamp(hi), n=len(per_gen),
                          n_real=len(per_real), ci_method=method_label(how, n_boot, conf, "generated samples"),
                          note=real_note, extractor=embedder))
+    if not scaled:  # the score alone needs no ratio
+        return rows
     if not real_score > 0 or not gen_score > 0:
         raise MetricInputError(f"{ctx.gen_name}: {label} of the generated ({gen_score:g}) or real ({real_score:g}) "
                                f"images is not positive, so r = generated / real cannot scale FID or IS")
