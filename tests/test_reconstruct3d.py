@@ -313,6 +313,19 @@ def test_external_adapter_contract(standin, kind):
         assert runs[0]["remove_background"] is False and out.meta["guidance"] == 4.0
 
 
+def test_photo_input_rgb_feeds_the_photo_alone(standin):
+    """reconstructors.<name>.photo_input rgb (how the seed ran Hunyuan3D-2, TripoSG, ...): the pipeline gets the RGB
+    photo without its mask, and the reconstruction records the feed."""
+    root, log = standin
+    rgba = disc()
+    for kind in ("hunyuan3d21", "triposg"):
+        out = load_reconstructor(kind, _checkout(root, kind)).reconstruct(rgba, None, 3, {"item_id": "p",
+                                                                                         "_feed": "rgb"})
+        run = [c for c in _calls(log) if c["event"] == "run"][-1]
+        assert run["mode"] == "RGB" and out.meta["feed"] == "rgb"
+    assert run["corner"] == [int(v) for v in rgba[0, 0, :3]]  # triposg: the photo's own pixel, no white fill
+
+
 def test_external_settings_are_overridable_and_checked(standin):
     root, log = standin
     spec = _checkout(root, "hunyuan3d21")

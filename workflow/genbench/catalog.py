@@ -24,6 +24,9 @@ from .registry import Plugin, Registry
 
 # per_steps: the family's sampler honours sampler.per_steps (genbench.gen2d.families.DiTFamily)
 _DIT = frozenset({"per_steps"})
+# photo_rgb: the model can take a photo without its mask (reconstructors.<name>.photo_input: rgb) and segments it
+# itself, or not at all (genbench.recon3d.photos); SAM 3D takes the mask as an argument, the baselines need it
+_RGB = frozenset({"photo_rgb"})
 
 GENERATORS: Registry[Any] = Registry("generator family", {
     "sit": Plugin("genbench.gen2d.families:SiTGenerator", env="gen2d", gpus=1, traits=_DIT),
@@ -55,11 +58,11 @@ RECONSTRUCTORS: Registry[Any] = Registry("3D reconstructor kind", {
     "revolution": Plugin("genbench.recon3d.reconstructors:RevolutionBaseline", env="mesh"),
     "gt_resample": Plugin("genbench.recon3d.reconstructors:GroundTruthCeiling", env="mesh"),
     # external image-to-3D models: each in its own env, on a GPU
-    "trellis": Plugin("genbench.recon3d.external:TrellisReconstructor", env="trellis", gpus=1),
-    "hi3dgen": Plugin("genbench.recon3d.external:Hi3DGenReconstructor", env="hi3dgen", gpus=1),
-    "hunyuan3d21": Plugin("genbench.recon3d.external:Hunyuan3DReconstructor", env="hunyuan3d21", gpus=1),
-    "direct3d": Plugin("genbench.recon3d.external:Direct3DReconstructor", env="direct3d", gpus=1),
-    "triposg": Plugin("genbench.recon3d.external:TripoSGReconstructor", env="triposg", gpus=1),
+    "trellis": Plugin("genbench.recon3d.external:TrellisReconstructor", env="trellis", gpus=1, traits=_RGB),
+    "hi3dgen": Plugin("genbench.recon3d.external:Hi3DGenReconstructor", env="hi3dgen", gpus=1, traits=_RGB),
+    "hunyuan3d21": Plugin("genbench.recon3d.external:Hunyuan3DReconstructor", env="hunyuan3d21", gpus=1, traits=_RGB),
+    "direct3d": Plugin("genbench.recon3d.external:Direct3DReconstructor", env="direct3d", gpus=1, traits=_RGB),
+    "triposg": Plugin("genbench.recon3d.external:TripoSGReconstructor", env="triposg", gpus=1, traits=_RGB),
     "sam3d": Plugin("genbench.recon3d.external:SAM3DReconstructor", env="sam3d", gpus=1),
 })
 

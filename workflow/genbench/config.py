@@ -233,6 +233,15 @@ def _check_references(config: dict[str, Any]) -> None:
             if m not in config.get("reconstructors", {}):
                 problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "
                                 f"{', '.join(config.get('reconstructors', {})) or 'none'})")
+    for name, spec in (config.get("reconstructors") or {}).items():
+        if spec.get("photo_input") == "rgb" and spec["kind"] in catalog.RECONSTRUCTORS \
+                and "photo_rgb" not in catalog.RECONSTRUCTORS.plugin(spec["kind"]).traits:
+            problems.append(f"reconstructors.{name}.photo_input: '{spec['kind']}' needs the mask, so it cannot take "
+                            f"the photo alone (rgb); use rgba")
+    for name, spec in (config.get("datasets3d") or {}).items():
+        if spec.get("legacy_input") and spec["adapter"] not in ("gso", "animal3d"):
+            problems.append(f"datasets3d.{name}.legacy_input: only gso and animal3d have the seed's photographs, not "
+                            f"'{spec['adapter']}'; remove the key")
     ex = config["scoring"]["extractor"]
     if ex not in extractors:
         problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")

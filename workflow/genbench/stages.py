@@ -109,7 +109,7 @@ def stage_prepare_3d(dataset: str, config: dict[str, Any], manifest_path: str | 
     from .recon3d.medical import prepare_medical
     from .recon3d.objects import prepare_objects
 
-    spec = {"seed": config.get("seed", 0), **config["datasets3d"][dataset]}
+    spec = {"seed": config.get("seed", 0), "runtime": config.get("runtime"), **config["datasets3d"][dataset]}
     prepare = prepare_objects if spec["adapter"] in OBJECT_ADAPTERS else prepare_medical
     df = prepare(dataset, spec, Path(manifest_path).parent)
     write_parquet(df, manifest_path, provenance(config_hash(config)))

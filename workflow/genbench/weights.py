@@ -274,6 +274,13 @@ def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
             if isinstance(spec.get("processor"), dict):  # PickScore's CLIP processor repository
                 entries.append((f"{section}.{name}.processor", spec["processor"]))
     entries += reconstructor_weights(config)
+    for name, spec in config.get("datasets3d", {}).items():  # the seed's automatic masks of photo inputs (SAM 2)
+        mask = (spec.get("legacy_input") or {}).get("mask") or {}
+        if spec.get("legacy_input") and spec["adapter"] == "gso" and mask.get("source", "sam2_auto") == "sam2_auto":
+            from .recon3d.photos import DEFAULTS
+
+            entries.append((f"datasets3d.{name}.legacy_input.mask.model",
+                            mask.get("model", DEFAULTS["gso"]["mask"]["model"])))
     for owner, weights in entries:
         if not weights:
             continue

@@ -128,7 +128,9 @@ class Wiring:
         return select(self.config, "seed", f"datasets.{dataset}", "miniworld")
 
     def dataset3d_config(self, dataset: str) -> dict[str, Any]:
-        return select(self.config, "seed", f"datasets3d.{dataset}")
+        # the seed's photo inputs may run SAM 2 for their masks: on the configured device
+        extra = RUNTIME_METRIC if self.config["datasets3d"][dataset].get("legacy_input") else ()
+        return select(self.config, "seed", f"datasets3d.{dataset}", *extra)
 
     def model_config(self, model: str) -> dict[str, Any]:
         return select(self.config, "seed", f"models.{model}", *RUNTIME_GEN)

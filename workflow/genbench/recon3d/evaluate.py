@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..catalog import RECONSTRUCTORS
 from ..io import save_npz, write_bytes, write_json
 from ..metrics.registry import higher_is_better
 from ..seeding import derive_seed, numpy_rng
@@ -24,7 +25,7 @@ from ..tables.keys import RECON3D_KEYS
 from .distances import PointSetError, check_points
 from .meshes import MeshError, check_mesh
 from .protocols import PROTOCOLS, load_prediction, protocol_settings
-from .reconstructors import EmptyInputError, Reconstruction, alpha_mask, load_reconstructor
+from .reconstructors import EmptyInputError, Reconstruction, ReconstructionError, alpha_mask, load_reconstructor
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
     root = Path(manifest_path).parent
     out_dir = Path(out_dir)
     rec = load_reconstructor(model, spec)
+    photo_feed = spec.get("photo_input", "rgba")
+    if photo_feed == "rgb" and "photo_rgb" not in RECONSTRUCTORS.plugin(spec["kind"]).traits:
+        raise ReconstructionError(f"reconstructors.{model}.photo_input: rgb feeds the photo without its mask, and "
+                                  f"'{spec['kind']}' needs the mask; set it to rgba")
     rows = []
     for variant in inputs_of(manifest):
         for item in manifest.to_dict("records"):
@@ -79,16 +84,27 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
             if item["status"] != "ok":
                 rows.append({**base, "status": "skipped", "reason": f"input not prepared: {item['reason']}"})
                 continue
+            path = item.get(INPUT_COLUMN[variant])
+            if not isinstance(path, str):  # an object without the seed's photo (the manifest says why)
+                rows.append({**base, "status": "skipped",
+                             "reason": f"no {variant}: {item.get(f'{variant}_reason') or 'not prepared'}"})
+                continue
+            # a photo input is fed as each model was run: with its mask as alpha (rgba) or without (rgb)
+            feed = photo_feed if item.get(f"{variant}_kind") == "photo" else "rgba"
             what = f"{dataset}/{model}/{item['item_id']} ({variant})"
             folder = out_dir / variant / item["item_id"]
-            view_file = root / Path(item[INPUT_COLUMN[variant]]).with_suffix(".json")
+            view_file = root / Path(path).with_suffix(".json")
             view = json.loads(view_file.read_text()) if view_file.exists() else None
             item_seed = derive_seed(seed, "recon3d", model, dataset, item["item_id"])
             t0 = time.perf_counter()
             try:
-                rgba = _read_rgba(root / item[INPUT_COLUMN[variant]])
+                rgba = _read_rgba(root / path)
                 alpha_mask(rgba, what)  # an empty mask is an empty input for every model
-                out = rec.reconstruct(rgba, view, item_seed, {**item, "_root": str(root), "_input": variant})
+                if feed == "rgb":
+                    rgba = rgba.copy()
+                    rgba[..., 3] = 255
+                out = rec.reconstruct(rgba, view, item_seed,
+                                      {**item, "_root": str(root), "_input": variant, "_feed": feed})
                 check_reconstruction(out, what)
             except EmptyInputError as exc:
                 rows.append({**base, "status": "skipped", "reason": str(exc)})
@@ -105,13 +121,13 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
             else:
                 save_npz(folder / "pred.npz", points=np.asarray(out.points, dtype=np.float32))
                 size = {"n_vertices": len(out.points), "n_faces": 0}
-            meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, **out.meta}
+            meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, "feed": feed, **out.meta}
             write_json(folder / "meta.json", meta)
             rows.append({**base, "status": "ok", "reason": None, "kind": out.kind, "frame": out.frame,
-                         "seed": item_seed, "prediction": f"{variant}/{item['item_id']}",
+                         "seed": item_seed, "feed": feed, "prediction": f"{variant}/{item['item_id']}",
                          "settings": json.dumps(out.meta, sort_keys=True, default=str), **size})
     df = pd.DataFrame(rows)
-    for col in ("reason", "kind", "frame", "prediction", "settings"):
+    for col in ("reason", "kind", "frame", "prediction", "settings", "feed"):
         if col not in df:
             df[col] = None
     return df

@@ -104,9 +104,12 @@ class UpstreamReconstructor(Reconstructor):
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        out = self.run(self.pipeline(), Image.fromarray(rgba, "RGBA"), rgba, seed)
+        # photo_input rgb: the photo alone, as the seed ran most models (their own background removal, or none)
+        feed = item.get("_feed", "rgba")
+        image = Image.fromarray(rgba[..., :3], "RGB") if feed == "rgb" else Image.fromarray(rgba, "RGBA")
+        out = self.run(self.pipeline(), image, rgba, seed)
         rec = self.to_reconstruction(out)
-        rec.meta.update({"seed": seed, **self.settings, "upstream": self.entry})
+        rec.meta.update({"seed": seed, **self.settings, "upstream": self.entry, "feed": feed})
         return rec
 
     def generator(self, seed: int):
@@ -153,6 +156,8 @@ def _accepts(fn, name: str) -> bool:
 def _on_background(image, colour: tuple[float, float, float]):
     from PIL import Image
 
+    if image.mode == "RGB":  # photo_input rgb: nothing to composite (the photo's own background stays)
+        return image
     bg = Image.new("RGBA", image.size, tuple(int(round(c * 255)) for c in colour) + (255,))
     return Image.alpha_composite(bg, image).convert("RGB")
 

@@ -14,7 +14,11 @@ Adapters (``datasets3d.<name>.adapter``):
   otherwise.
 * ``gso`` — Google Scanned Objects: ``<name>/meshes/model.obj`` (+ its texture), extracted per-object zips.
 * ``animal3d`` — mesh files under ``root`` (``*.obj``/``*.ply``/``*.glb``; Animal3D's meshes posed from its SMAL
-  fits, exported by the user).
+  fits, exported by the user; in the seed's layout ``obj_files/<split>/...`` beside ``images/`` and ``masks/``).
+
+With ``legacy_input`` (gso, animal3d), each object also gets the photograph and mask the seed benchmark fed the
+models, as ``legacy_input.png`` (:mod:`genbench.recon3d.photos`); the legacy protocol reconstructs from it, the
+corrected one from the render.
 
 Meshes are loaded as Blender's importers would (glTF/OBJ Y-up -> Z-up), normalised to [-0.5, 0.5]^3 by their
 bounding box (TRELLIS: scale = 1 / longest side, centre to the origin; both recorded), rendered with
@@ -190,7 +194,9 @@ def gso(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
 
 def animal3d(name: str, spec: dict[str, Any]) -> list[ObjectItem]:
     root = _root(name, spec)
-    items = [ObjectItem(p.stem, p.parent.name, p) for p in sorted(root.rglob("*")) if p.suffix in MESH_SUFFIXES]
+    # the seed's layout keeps photographs and masks beside the meshes: only mesh files are items
+    items = [ObjectItem(p.stem, p.parent.name, p) for p in sorted(root.rglob("*")) if p.suffix in MESH_SUFFIXES
+             and not {"images", "masks"} & set(p.relative_to(root).parts[:1])]
     if not items:
         raise FileNotFoundError(f"{name}: no mesh files ({', '.join(MESH_SUFFIXES)}) under {root}")
     return items
@@ -238,9 +244,43 @@ def _png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _photo(name: str, spec: dict[str, Any], photo_spec: dict[str, Any], item: ObjectItem):
+    from .photos import Photo, animal3d_photo, gso_photo
+
+    if item.path is None:
+        return Photo(None, skip="a procedural object has no photograph")
+    if spec["adapter"] == "gso":
+        return gso_photo(item.path, photo_spec)
+    return animal3d_photo(Path(spec["root"]), item.category, item.object_id, photo_spec)
+
+
+def _mask_generator(name: str, spec: dict[str, Any], photo_spec: dict[str, Any]) -> Callable[[], Any]:
+    """The automatic mask generator of ``mask: {source: sam2_auto}``, loaded on first use (local weights only)."""
+    made: list[Any] = []
+
+    def get():
+        if not made:
+            from ..runtime import resolve_runtime
+            from ..weights import WeightSpec, resolve
+            from .photos import Sam2AutoMasks
+
+            m = photo_spec["mask"]
+            weights = resolve(WeightSpec.from_config(f"datasets3d.{name}.legacy_input.mask.model", m["model"]))
+            runtime = resolve_runtime({"runtime": spec.get("runtime") or {}}, f"prepare_3d[{name}]", metric=True)
+            made.append(Sam2AutoMasks(weights, runtime, m.get("points_per_batch", 64)))
+            log.info("%s: automatic masks from %s on %s", name, weights, runtime.device)
+        return made[0]
+
+    return get
+
+
 def prepare_objects(name: str, spec: dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
+    from .photos import PhotoInputError, build_photo_input, legacy_input_spec
+
     out_dir = Path(out_dir)
     adapter = OBJECT_ADAPTERS.lookup(spec["adapter"])
+    photo_spec = legacy_input_spec(name, spec)
+    generator = _mask_generator(name, spec, photo_spec) if photo_spec else None
     rend = spec.get("render", {})
     size = int(rend.get("size", 512))
     cond = rend.get("condition", {})
@@ -292,6 +332,19 @@ def prepare_objects(name: str, spec: dict[str, Any], out_dir: str | Path) -> pd.
                          "norm_centre": json.dumps([round(c, 6) for c in norm.centre]), "norm_scale": norm.scale,
                          "source_sha256": sha256_file(item.path) if item.path else None,
                          "solid_fraction": float(occ.mean()), "area": float(unit.area)})
+            if photo_spec:  # the seed's own input: the legacy protocol reconstructs from it
+                photo = _photo(name, spec, photo_spec, item)
+                try:
+                    if photo.skip:
+                        raise PhotoInputError(f"{what}: {photo.skip}")
+                    rgba, facts = build_photo_input(photo, photo_spec, what, generator)
+                    write_bytes(folder / "legacy_input.png", _png(rgba))
+                    rows[-1].update({"legacy_input_path": f"{rel}/legacy_input.png", "legacy_input_kind": "photo",
+                                     **facts})
+                except PhotoInputError as exc:
+                    rows[-1].update({"legacy_input_path": None, "legacy_input_kind": "photo",
+                                     "legacy_input_reason": str(exc)})
+                    log.warning("no legacy input: %s", exc)
         except MeshError as exc:
             rows.append({**row, "status": "skipped", "reason": str(exc)})
             log.warning("skipped %s: %s", what, exc)
