@@ -28,7 +28,7 @@ class NoiseGenerator(Generator):
     """Returns its initial noise, clipped: the smallest generator the generate rule can run."""
 
     @classmethod
-    def load(cls, name, spec, checkpoint):
+    def load(cls, name, spec, checkpoint, runtime=None):
         return cls(name, spec)
 
     def noise_shape(self):

@@ -307,3 +307,26 @@ def test_imf_latents_decode_with_upstream_per_channel_normalisation(tmp_path):
                        ({"scale": 0.2, "latent_mean": [0.0] * 4, "latent_std": [1.0] * 4}, "not both")):
         with pytest.raises(ValueError, match=match):
             LatentDecoder("models.m", {"path": str(tmp_path / "vae"), **bad})
+
+
+def test_pipeline_weights_load_in_the_runtime_precision_and_move_at_place(tiny_pipelines, monkeypatch):
+    """A text-to-image pipeline loads its weights in the runtime's dtype (bf16 as weights, not autocast over a
+    float32 copy), arch.dtype overrides it, and place() moves the whole pipeline to the runtime's device."""
+    from genbench.gen2d.pipelines import weight_dtype
+    from genbench.runtime import Runtime
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = {"family": "sd35", "weights": {"path": str(tiny_pipelines["sd35"])}, "sampler": {"method": "pipeline"},
+            "resolution": 32}
+    bf16 = Runtime("generate", "cpu", "bf16")
+    gen = load_generator("sd35", spec, None, bf16)
+    assert gen.pipe.transformer.dtype == torch.bfloat16 and gen.pipe.vae.dtype == torch.bfloat16
+    moved = []
+    monkeypatch.setattr(type(gen.pipe), "to", lambda self, *a, **k: moved.append(a) or self)
+    gen.place(bf16)
+    assert moved == [(torch.device("cpu"),)] and gen.device == torch.device("cpu") and gen.runtime is bf16
+    assert weight_dtype({}, Runtime("g", "cpu", "fp32")) == torch.float32
+    assert weight_dtype({}, Runtime("g", "cuda", "tf32")) == torch.float32
+    assert weight_dtype({}, Runtime("g", "cuda", "fp16")) == torch.float16
+    assert weight_dtype({"dtype": "float16"}, bf16) == torch.float16  # the config's arch.dtype wins
+    assert weight_dtype({}, None, "cuda") == torch.bfloat16 and weight_dtype({}, None, "cpu") == torch.float32

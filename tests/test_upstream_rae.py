@@ -147,3 +147,16 @@ def test_rae_adapter_errors_name_the_fix(rae, tmp_path):
         load_generator("rae", dict(rae, weights={"path": str(empty)}), None)
     with pytest.raises(ValueError, match="sampler 'heun' is not available"):
         load_generator("rae", dict(rae, sampler={"method": "heun"}), None)
+
+
+def test_rae_adapter_places_both_stages_on_the_runtime(rae, monkeypatch):
+    """RAE's encoder/decoder (stage 1) and DiT (stage 2) go to the configured device: generate_shard moves the
+    noise there, so an unplaced stage would fail on a GPU."""
+    from genbench.runtime import Runtime
+
+    placed = []
+    orig = Runtime.place
+    monkeypatch.setattr(Runtime, "place", lambda self, m: placed.append(m) or orig(self, m))
+    gen = load_generator("rae", rae, None, Runtime("t", "cpu", "fp32"))
+    gen.place(Runtime("t", "cpu", "fp32"))
+    assert gen.stage1 in placed and gen.stage2 in placed

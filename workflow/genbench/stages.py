@@ -156,7 +156,7 @@ def stage_generate(model: str, dataset: str, steps: int, cfg: float, seed: int, 
     manifest = read_manifest(manifest_path, dataset)
     spec = config["models"][model]
     rt = resolve_runtime(config, f"rule generate ({model}/{dataset} shard {shard})", spec.get("runtime"))
-    gen = load_generator(model, spec, checkpoint)
+    gen = load_generator(model, spec, checkpoint, rt)
     gen.place(rt)
     arrays = generate_shard(gen, manifest, model=model, dataset=dataset, global_seed=config["seed"], seed=seed,
                             steps=steps, cfg=cfg, shard=shard, n_shards=n_shards, batch_size=batch_size, runtime=rt)

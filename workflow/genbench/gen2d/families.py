@@ -190,7 +190,7 @@ class DiTFamily(Generator):
         return backbone_from_arch(arch, cls.extra_inputs)
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> DiTFamily:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None, runtime=None) -> DiTFamily:
         arch = spec.get("arch", {})
         net = cls.build(arch)
         load_strict(name, net, checkpoint, arch)

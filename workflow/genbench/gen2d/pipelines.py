@@ -22,6 +22,20 @@ from .registry import Generator, NoiseSource
 from .samplers import SampleResult
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# a runtime precision's weight dtype, for models loaded straight in it (pipelines, Scale-RAE): bf16/fp16 are the
+# weights' dtype there, not autocast over float32 weights (FLUX.1's 12B transformer would need 48 GB in float32)
+PRECISION_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def weight_dtype(arch: dict[str, Any], runtime=None, device: str | None = None) -> torch.dtype:
+    """``arch.dtype`` when the config sets it, else the runtime's precision; without a runtime (outside a stage),
+    bfloat16 on CUDA and float32 on the CPU."""
+    if arch.get("dtype"):
+        return DTYPES[arch["dtype"]]
+    if runtime is not None:
+        return DTYPES[PRECISION_DTYPES[runtime.precision]]
+    on_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    return torch.bfloat16 if on_cuda else torch.float32
 
 
 class TransformerCounter:
@@ -65,11 +79,16 @@ class PipelineGenerator(Generator):
         self.resolution = int(spec.get("resolution", 1024))
         self.output_size = int(spec.get("output_size", self.resolution))
         self.counter = TransformerCounter(pipe.transformer)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.pipe.to(self.device)
+        self.device = torch.device("cpu")  # until place()
+
+    def place(self, runtime) -> None:
+        """The whole pipeline (transformer, text encoders, VAE) to the runtime's device."""
+        super().place(runtime)
+        self.pipe.to(runtime.device)
+        self.device = runtime.device
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> PipelineGenerator:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None, runtime=None) -> PipelineGenerator:
         import diffusers
 
         folder = Path(checkpoint) if checkpoint else resolve(WeightSpec.from_config(f"models.{name}",
@@ -77,7 +96,7 @@ class PipelineGenerator(Generator):
         if not (folder / "model_index.json").is_file():
             raise FileNotFoundError(f"model '{name}': {folder} is not a diffusers pipeline folder (no "
                                     f"model_index.json); give the repository snapshot folder")
-        dtype = DTYPES[spec.get("arch", {}).get("dtype", "bfloat16" if torch.cuda.is_available() else "float32")]
+        dtype = weight_dtype(spec.get("arch", {}), runtime)
         pipe = getattr(diffusers, cls.pipeline_class).from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         return cls(name, spec, pipe)
 

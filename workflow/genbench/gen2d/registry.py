@@ -27,12 +27,14 @@ class Generator(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
-        """Build the network and load its weights from local files only."""
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None, runtime=None) -> Generator:
+        """Build the network and load its weights from local files only. ``runtime`` (genbench.runtime, the one
+        :meth:`place` will get; None outside a stage) is for models whose weights must be loaded straight into
+        the device's dtype or onto the device (a 12B text-to-image pipeline is not loaded in float32 first)."""
 
     def place(self, runtime) -> None:
-        """Move the networks to ``runtime``'s device (genbench.runtime). The diffusers pipelines, Scale-RAE and the
-        upstream adapters choose their device when they load (CUDA when present) and only record it here."""
+        """Move the networks to ``runtime``'s device (genbench.runtime); every family overrides it for the modules
+        it holds (Scale-RAE loads onto the device in :meth:`load` and records it here)."""
         self.runtime = runtime
 
     @abstractmethod
@@ -52,9 +54,10 @@ def get_generator_class(family: str) -> type[Generator]:
     return GENERATORS.lookup(family)
 
 
-def load_generator(name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> Generator:
+def load_generator(name: str, spec: dict[str, Any], checkpoint: str | Path | None, runtime=None) -> Generator:
     """``checkpoint``: a trained model's file; official weights are resolved from ``spec['weights']`` (local files
-    only, genbench.weights), failing with the file and the fetch command named."""
+    only, genbench.weights), failing with the file and the fetch command named. ``runtime``: where the generator
+    will run (then call ``place(runtime)``)."""
     if checkpoint is None and spec.get("weights"):
         checkpoint = resolve(WeightSpec.from_config(f"models.{name}", spec["weights"]))
-    return get_generator_class(spec["family"]).load(name, spec, checkpoint)
+    return get_generator_class(spec["family"]).load(name, spec, checkpoint, runtime=runtime)

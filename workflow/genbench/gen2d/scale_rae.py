@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ..weights import WeightSpec, resolve
+from .pipelines import weight_dtype
 from .registry import Generator, NoiseSource, WeightsMissingError
 from .samplers import SampleResult
 from .upstream import import_from, offline_hub, upstream_sources
@@ -83,7 +84,8 @@ class ScaleRAEGenerator(Generator):
         self.ids = tuple(tokenizer.convert_tokens_to_ids(t) for t in ("<im_start>", "<im_end>", "<|im_end|>"))
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> ScaleRAEGenerator:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None,
+             runtime=None) -> ScaleRAEGenerator:
         arch, code, files = upstream_sources(
             name, "scale_rae", spec, checkpoint, ("code", "decoder"),
             "the upstream checkout; the decoder repository, e.g. {repo_id: nyu-visionx/siglip2_decoder}",
@@ -102,8 +104,10 @@ class ScaleRAEGenerator(Generator):
             "create_diffusion": "scale_rae.model.diffusion_loss.diffusion.create_diffusion",
             "MultimodalDecoder": "scale_rae.model.multimodal_decoder.MultimodalDecoder",
         }.items()}
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = getattr(torch, arch.get("dtype", "bfloat16" if device == "cuda" else "float32"))
+        # upstream's builder loads onto the device in the weights' dtype (device_map), so both come from the
+        # runtime here (genbench.gen2d.pipelines.weight_dtype); without one, CUDA when present
+        device = runtime.device_name if runtime is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = weight_dtype(arch, runtime, device)
         with offline_hub():
             tokenizer, model, _, _ = up["load_pretrained_model"](
                 model_path=str(files), model_base=None, model_name=up["get_model_name_from_path"](str(files)),

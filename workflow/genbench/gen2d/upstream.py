@@ -123,7 +123,7 @@ class RAEGenerator(Generator):
         self.interval = tuple(interval) if interval else None
 
     @classmethod
-    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None) -> RAEGenerator:
+    def load(cls, name: str, spec: dict[str, Any], checkpoint: str | Path | None, runtime=None) -> RAEGenerator:
         arch, code, files = upstream_sources(
             name, "rae", spec, checkpoint, ("code", "config"),
             "the upstream checkout and its sampling YAML, "
@@ -153,6 +153,11 @@ class RAEGenerator(Generator):
             raise ValueError(f"model '{name}' (rae): {arch['config']} names no stage_2 ckpt")
         stage2.load_state_dict(load_state_dict(ckpt), strict=True)
         return cls(name, spec, stage1, stage2, cfg.get("misc", {}))
+
+    def place(self, runtime) -> None:
+        super().place(runtime)
+        self.stage1 = runtime.place(self.stage1)
+        self.stage2 = runtime.place(self.stage2)
 
     def noise_shape(self) -> tuple[int, ...]:
         return self.latent
