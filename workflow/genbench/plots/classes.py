@@ -396,6 +396,7 @@ def class_extremes(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: 
         for ax, (cell, ranked, tiles) in zip(axes.flat, panels, strict=False):
             canvas, cx, cy = mosaic(tiles, size, gap_after=images - 1)
             ax.imshow(canvas, interpolation="nearest")
+            ax.set_ylim(PAD + rows_max * (size + PAD) - 0.5, -0.5)  # one tile scale in every panel, top-aligned
             _frame(ax)
             ax.set_xticks([float(np.mean(cx[:images])), float(np.mean(cx[images:]))], ["generated", "real"],
                           fontsize=7)
