@@ -98,8 +98,7 @@ def chosen_cells(metrics: pd.DataFrame, figure: str, *, by_steps: bool = False, 
             .drop(columns=["_d", "_m"]).merge(seeds, on=by))
     keys = list(CELL_KEYS)
     mmhm = metrics[metrics["metric"] == "mmhm"].set_index(keys)["value"]
-    out = rows[keys].copy()
-    out = out[["dataset", "model", "steps", "cfg", "seed"]]
+    out = rows[["dataset", "model", "steps", "cfg", "seed"]].copy()
     out["cell"] = [Cell.from_mapping(r).path for r in rows[keys].to_dict("records")]
     out["fid"] = rows["value"].to_numpy(float)
     out["fid_ci_low"] = rows["ci_low"].to_numpy(float)

@@ -45,7 +45,8 @@ class Figure:
     extra_tables: tuple[str, ...] = ()  # other tables it reads (layout.table(name))
     needs_images: bool = False  # reads the cells' generated images and the data sets' real images
     extra_metrics: tuple[str, ...] = ()  # other metrics it draws
-    options: Mapping[str, Any] = field(default_factory=dict)  # its settings' defaults (figure_options.<name>)
+    # its settings' defaults (figure_options.<name>); left out of the hash (a dict has none)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def load_draw(self) -> Callable[..., Any]:
         """The drawing function, its module imported now: ``(table, pdf, png, data, **kwargs, **extra) -> the rows
