@@ -67,15 +67,23 @@ def test_figure_rule_io_follows_the_registry():
     """What the rules read: the table each figure is drawn from, the pairwise table for the significance marks,
     the cells' sample grids (with the cells, in their order, as params) for the qualitative figure."""
     grids = ["results/gen2d/a/grid.png", "results/gen2d/b/grid.png"]
+    shards, manifests = ["s0.npz", "s1.npz", "s2.npz"], ["m.parquet"]
     for name, fig in FIGURES.items():
-        inputs = fig.inputs(grids=grids)
+        inputs = fig.inputs(grids=grids, shards=shards, manifests=manifests)
         assert inputs["table"] == f"results/tables/{fig.table}.parquet"
         assert ("pairwise" in inputs) == fig.pairwise and ("grids" in inputs) == fig.needs_grids, name
-        params = fig.params(confidence=0.9, cells=["a", "b"])
-        assert params == {"name": name, "confidence": 0.9, **({"cells": ["a", "b"]} if fig.needs_grids else {})}
+        assert inputs.get("tables", []) == [f"results/tables/{t}.parquet" for t in fig.extra_tables], name
+        assert (inputs.get("shards"), inputs.get("manifests")) == ((shards, manifests) if fig.needs_images
+                                                                  else (None, None)), name
+        params = fig.params(confidence=0.9, cells=["a", "b"], shard_cells=["a", "a", "b"], datasets=["d"])
+        assert params == {"name": name, "confidence": 0.9, **({"cells": ["a", "b"]} if fig.needs_grids else {}),
+                          **({"table_names": list(fig.extra_tables)} if fig.extra_tables else {}),
+                          **({"shard_cells": ["a", "a", "b"], "datasets": ["d"]} if fig.needs_images else {}),
+                          **({"options": dict(fig.options)} if fig.options else {})}, name
     assert FIGURES["sample_grids"].inputs(grids=grids)["grids"] == grids
     assert [n for n, f in FIGURES.items() if f.pairwise] == ["fid_vs_cfg", "is_vs_cfg", "step_scaling"]
-    assert [n for n, f in FIGURES.items() if f.table != "gen2d_metrics"] == ["per_class_fid"]
+    assert [n for n, f in FIGURES.items() if f.table != "gen2d_metrics"] == ["per_class_fid", "class_extremes"]
+    assert [n for n, f in FIGURES.items() if f.needs_images] == ["class_pinned", "class_extremes"]
 
 
 def test_config_rejects_figure_without_its_metric(default_config):
@@ -321,6 +329,8 @@ def test_every_figure_with_intervals_states_its_confidence_level(tmp_path, drawn
         grids[str(Cell(r.model, r.dataset, r.steps, r.cfg, 0))] = p
     level = f"{100 * confidence:g}% bootstrap CI"
     for name, fig in FIGURES.items():
+        if fig.needs_images:  # drawn from shards and manifests: tests/test_class_figures.py checks their level
+            continue
         src = per_class_rows(2) if fig.table == "gen2d_per_class" else t
         drawn.clear()
         draw_figure(name, src, tmp_path / "x.pdf", tmp_path / "x.png", tmp_path / "x.csv", grids=grids,

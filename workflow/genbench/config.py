@@ -289,12 +289,18 @@ def _check_references(config: dict[str, Any]) -> None:
         if m in metrics and missing:
             problems.append(f"scoring.metrics: '{m}' is computed from {', '.join(deps)}; add {', '.join(missing)}")
     for i, fig in enumerate(config.get("figures", [])):
-        need = FIGURE_METRICS.get(fig)
-        if need and need not in metrics:
-            problems.append(f"figures.{i}: figure '{fig}' draws '{need}', which scoring.metrics does not compute "
-                            f"(it has {', '.join(metrics)}); add it there or drop the figure")
-    if "per_class_fid" in config.get("figures", []) and not config["scoring"]["per_class"]["enabled"]:
-        problems.append("figures: 'per_class_fid' needs scoring.per_class.enabled: true")
+        for need in FIGURES[fig].metrics if fig in FIGURES else ():
+            if need not in metrics:
+                problems.append(f"figures.{i}: figure '{fig}' draws '{need}', which scoring.metrics does not compute "
+                                f"(it has {', '.join(metrics)}); add it there or drop the figure")
+        if fig in FIGURES and FIGURES[fig].per_class and not config["scoring"]["per_class"]["enabled"]:
+            problems.append(f"figures: '{fig}' needs scoring.per_class.enabled: true")
+    for fig, opts in (config.get("figure_options") or {}).items():
+        for key, known in (("models", models), ("datasets", datasets)):
+            for name in (opts or {}).get(key) or []:
+                if name not in known:
+                    problems.append(f"figure_options.{fig}.{key}: unknown {key[:-1]} '{name}' "
+                                    f"(defined: {', '.join(known)})")
     if problems:
         raise ConfigError.invalid(problems)
 

@@ -469,11 +469,15 @@ def stage_export_tables(table: str | Path, outputs: dict[str, str | Path], pairw
 
 def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path, data: str | Path,
                  grids: dict[str, str | Path] | None = None, *, confidence: float,
-                 pairwise: str | Path | None = None) -> None:
+                 pairwise: str | Path | None = None, tables: dict[str, str | Path] | None = None,
+                 shards: dict[str, list[str | Path]] | None = None, manifests: dict[str, str | Path] | None = None,
+                 options: dict[str, Any] | None = None) -> None:
     from .plots.figures import draw_figure
 
     draw_figure(name, pd.read_parquet(table), pdf, png, data, grids=grids, confidence=confidence,
-                pairwise=pd.read_parquet(pairwise) if pairwise else None)
+                pairwise=pd.read_parquet(pairwise) if pairwise else None,
+                tables={n: pd.read_parquet(p) for n, p in (tables or {}).items()}, shards=shards,
+                manifests=manifests, options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -351,13 +351,23 @@ class Wiring:
         return [layout.figure(name, ext) for name in self.config["figures"] for ext in ("pdf", "png")]
 
     def figure_inputs(self, fig: Any) -> dict[str, Any]:
-        """A registered figure's inputs (figures.smk): its table, the significance marks, the cells' sample grids."""
-        return fig.inputs(grids=self.sample_grids() if fig.needs_grids else [])
+        """A registered figure's inputs (figures.smk): its tables, the significance marks, the cells' sample grids,
+        the cells' shards and the data sets' manifests (figures showing generated and real images)."""
+        if not fig.needs_images:
+            return fig.inputs(grids=self.sample_grids() if fig.needs_grids else [])
+        shards = [s for c in self.cells for s in self.cell_shards(c)]
+        return fig.inputs(grids=self.sample_grids() if fig.needs_grids else [], shards=shards,
+                          manifests=[layout.manifest(d) for d in self.stat_datasets])
 
     def figure_params(self, fig: Any) -> dict[str, Any]:
-        """A registered figure's params (figures.smk): its name, the CI level it states, the cells of its grids."""
+        """A registered figure's params (figures.smk): its name, the CI level it states, the cells of its grids, the
+        cell of each shard and the data set of each manifest, its options (figure_options.<name> over the
+        registry's defaults)."""
         cell_paths = [c.path for c in self.cells] if fig.needs_grids else []
-        return fig.params(confidence=self.config["scoring"]["bootstrap"]["confidence"], cells=cell_paths)
+        shard_cells = [c.path for c in self.cells for _ in self.cell_shards(c)] if fig.needs_images else []
+        return fig.params(confidence=self.config["scoring"]["bootstrap"]["confidence"], cells=cell_paths,
+                          shard_cells=shard_cells, datasets=self.stat_datasets if fig.needs_images else [],
+                          options=(self.config.get("figure_options") or {}).get(fig.name))
 
     def table_exports(self) -> list[str]:
         return [layout.table(f"gen2d_{name}", ext) for name in ("sweep", "best") for ext in ("md", "tex", "html")]

@@ -557,9 +557,13 @@ def scaled_vs_raw(table: pd.DataFrame, pdf: str | Path, png: str | Path, data: s
 
 def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path, data: str | Path,
                 grids: dict[str, str | Path] | None = None, *, confidence: float,
-                pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
+                pairwise: pd.DataFrame | None = None, tables: dict[str, pd.DataFrame] | None = None,
+                shards: dict[str, list[str | Path]] | None = None, manifests: dict[str, str | Path] | None = None,
+                options: dict[str, Any] | None = None) -> pd.DataFrame:
     """Draw one registered figure; ``confidence`` is the level of the table's bootstrap CIs
-    (scoring.bootstrap.confidence), stated on every figure that shows them."""
+    (scoring.bootstrap.confidence), stated on every figure that shows them. ``tables`` holds the other tables a
+    figure reads (by name), ``shards`` each cell's generated shards (by cell path), ``manifests`` each data set's
+    manifest, ``options`` the figure's options (the registry's defaults for any not given)."""
     if name not in FIGURES:
         raise KeyError(f"unknown figure '{name}'; known: {sorted(FIGURES)}")
     fig = FIGURES[name]
@@ -569,4 +573,13 @@ def draw_figure(name: str, table: pd.DataFrame, pdf: str | Path, png: str | Path
     if fig.intervals:
         ci_text(confidence)  # a bad level fails here, before anything is drawn
         extra["confidence"] = confidence
+    if fig.extra_tables:
+        missing = [t for t in fig.extra_tables if t not in (tables or {})]
+        if missing:
+            raise KeyError(f"figure {name}: table(s) {missing} not given (the rule's input 'tables')")
+        extra["tables"] = {t: tables[t] for t in fig.extra_tables}
+    if fig.needs_images:
+        extra["shards"] = shards or {}
+        extra["manifests"] = manifests or {}
+    extra.update(fig.resolve_options(options) if fig.options else {})
     return fig.load_draw()(table, pdf, png, data, **fig.kwargs, **extra)
