@@ -23,7 +23,7 @@ FIGURES = list(REGISTRY)
 FROM_METRICS = [name for name, fig in REGISTRY.items() if fig.table == "gen2d_metrics"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
-           "cmmd", "fid_inf"}
+           "cmmd", "fid_inf", "sfid"}
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
 CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the
 # curated mw_relaionet
