@@ -204,7 +204,8 @@ def test_paper_tables_exported(tiny_run):
     lines = table.splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
                         "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM | Precision | Recall | Density | "
-                        "Coverage | Vendi | CMMD | FID∞ | FID vs other cfg (paired, Holm p_adj; * significant) |")
+                        "Coverage | Vendi | CMMD | FID∞ | sFID | "
+                        "FID vs other cfg (paired, Holm p_adj; * significant) |")
     # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each) + sit on the curated set
     assert len(lines) == 2 + 2 * 2 + 2 + 2 + 1
     # KID over 10-40 images: every subset is the whole set, so no spread is shown, and the footnote says why
