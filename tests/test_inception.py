@@ -28,14 +28,21 @@ def weights(tmp_path_factory):
 
 
 def test_equals_torch_fidelity_on_the_same_weights(weights):
+    """pool3 features, logits and sFID's spatial features from one pass. The spatial ones (ADM's evaluator: TF
+    ``mixed_6/conv:0``, ``[..., :7]``, each image reshaped to one NHWC row) equal the output of torch-fidelity's
+    Mixed_6d.branch1x1 (conv, BatchNorm, ReLU; torch-fidelity's converter maps mixed_6/conv's weights there), caught
+    by a forward hook."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 299, 299, 3), dtype=np.uint8)
-    ex = load_extractor("inception", {"kind": "inception_tf", "resize": "none", "batch_size": 2}, weights)
+    ex = load_extractor("inception", {"kind": "inception_tf", "resize": "none", "batch_size": 2}, weights,
+                        spatial=True)
     ours = ex.extract(images, "random set")
     ref = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                       feature_extractor_weights_path=str(weights)).eval()
+    seen = []
+    ref.Mixed_6d.branch1x1.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
     with torch.no_grad():
         f_ref, l_ref = ref(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
     assert ours["features"].shape == (3, 2048) and ours["logits"].shape == (3, 1008)
@@ -43,6 +50,12 @@ def test_equals_torch_fidelity_on_the_same_weights(weights):
     # both run in float32 with the same kernels: equal up to float32 rounding
     np.testing.assert_allclose(ours["features"], f_ref.double().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours["logits"], l_ref.double().numpy(), rtol=1e-4, atol=1e-4)
+    (fmap,) = seen
+    assert fmap.shape == (3, 192, 17, 17)
+    expected = fmap.movedim(1, -1)[..., :7].reshape(3, -1).double().numpy()  # as ADM: NHWC, [..., :7], reshape
+    assert ours["spatial"].shape == (3, 2023) and (ours["spatial"] >= 0).all() and ours["spatial"].std() > 1e-3
+    np.testing.assert_allclose(ours["spatial"], expected, rtol=1e-4, atol=1e-5)
+    assert "mixed_6/conv:0" in ex.spatial_layer
 
 
 def test_clean_resize_equals_clean_fid():

@@ -70,7 +70,9 @@ def test_every_2d_metric_score_cell_emits_is_registered():
 
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(80, 8))
-    real, gen = {"features": feats[:40]}, {"features": feats[40:], "logits": rng.normal(size=(40, 5))}
+    spatial = rng.normal(size=(80, 12))
+    real = {"features": feats[:40], "spatial": spatial[:40]}
+    gen = {"features": feats[40:], "logits": rng.normal(size=(40, 5)), "spatial": spatial[40:]}
     ids = np.array([f"i{k}" for k in range(40)])
     text = rng.normal(size=(40, 6))
     real_ti = {"item_id": ids, "image_emb": text + rng.normal(size=(40, 6)), "text_emb": text,

@@ -120,8 +120,9 @@ def test_fd_infinity_removes_the_finite_n_bias():
 
 def _cell(n_real=60, n_gen=60, d=16, with_clip=True):
     both = _features(7, n_real + n_gen, d)  # one distribution: the FD is all finite-sample bias
-    real = {"features": both[:n_real]}
-    gen = {"features": both[n_real:], "logits": _features(9, n_gen, 5, scale=2)}
+    spatial = _features(11, n_real + n_gen, 2 * d)
+    real = {"features": both[:n_real], "spatial": spatial[:n_real]}
+    gen = {"features": both[n_real:], "logits": _features(9, n_gen, 5, scale=2), "spatial": spatial[n_real:]}
     ti = None
     if with_clip:
         rng = np.random.default_rng(10)
@@ -135,7 +136,7 @@ def _cell(n_real=60, n_gen=60, d=16, with_clip=True):
 
 
 ALL = ["fid", "is", "kid", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis", "precision", "recall",
-       "density", "coverage", "vendi", "cmmd", "fid_inf"]
+       "density", "coverage", "vendi", "cmmd", "fid_inf", "sfid"]
 METHODS = {"debiased-percentile", "bca", "percentile (bca degenerate)", "ols-t", "none"}
 
 

@@ -23,7 +23,7 @@ FIGURES = list(REGISTRY)
 FROM_METRICS = [name for name, fig in REGISTRY.items() if fig.table == "gen2d_metrics"]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
-           "cmmd", "fid_inf"}
+           "cmmd", "fid_inf", "sfid"}
 SIT_CELLS = 8  # sit_tiny: 2 data sets x 2 step counts x 2 guidance scales
 CELLS = SIT_CELLS + 2 + 2 + 1  # + meanflow_tiny and soflow_tiny at 1 and 2 steps on mw_val, sit_tiny on the
 # curated mw_relaionet
@@ -204,7 +204,8 @@ def test_paper_tables_exported(tiny_run):
     lines = table.splitlines()
     assert lines[0] == ("| dataset | model | steps | cfg | seed | NFE | FID | IS | KID×10³ | FD-DINOv2 | KD-DINOv2 | "
                         "CLIP Score | PickScore | csFID | psFID | csIS | psIS | MMHM | Precision | Recall | Density | "
-                        "Coverage | Vendi | CMMD | FID∞ | FID vs other cfg (paired, Holm p_adj; * significant) |")
+                        "Coverage | Vendi | CMMD | FID∞ | sFID | "
+                        "FID vs other cfg (paired, Holm p_adj; * significant) |")
     # header + rule + sit (2 data sets x 2 steps) + one-step models (2 each) + sit on the curated set
     assert len(lines) == 2 + 2 * 2 + 2 + 2 + 1
     # KID over 10-40 images: every subset is the whole set, so no spread is shown, and the footnote says why

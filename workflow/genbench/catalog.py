@@ -40,9 +40,12 @@ GENERATORS: Registry[Any] = Registry("generator family", {
     "scale_rae": Plugin("genbench.gen2d.scale_rae:ScaleRAEGenerator", env="scale_rae", gpus=1),
 })
 
+# spatial: the extractor has an sFID layer (genbench.features.registry.Extractor.spatial_layer)
+_SPATIAL = frozenset({"spatial"})
+
 EXTRACTORS: Registry[Any] = Registry("feature extractor kind", {
-    "miniworld_classifier": Plugin("genbench.features.registry:MiniworldClassifierExtractor"),
-    "inception_tf": Plugin("genbench.features.registry:InceptionTFExtractor"),
+    "miniworld_classifier": Plugin("genbench.features.registry:MiniworldClassifierExtractor", traits=_SPATIAL),
+    "inception_tf": Plugin("genbench.features.registry:InceptionTFExtractor", traits=_SPATIAL),
     "dinov2": Plugin("genbench.features.registry:DinoV2Extractor"),
 })
 

@@ -245,6 +245,10 @@ def _check_references(config: dict[str, Any]) -> None:
     ex = config["scoring"]["extractor"]
     if ex not in extractors:
         problems.append(f"scoring.extractor: unknown extractor '{ex}' (defined: {', '.join(extractors) or 'none'})")
+    elif "sfid" in config["scoring"]["metrics"] and extractors[ex]["kind"] not in (
+            spatial := catalog.EXTRACTORS.with_trait("spatial")):
+        problems.append(f"scoring.metrics: sfid needs spatial features, which scoring.extractor '{ex}' (kind "
+                        f"{extractors[ex]['kind']}) has not; use an extractor of kind {' or '.join(spatial)}")
     for name, d in datasets.items():
         if "class_names" in d and d["adapter"] not in ("imagenet_val", "imagenetv2", "relaionet", "adm_ref"):
             problems.append(f"datasets.{name}.class_names: only the ImageNet adapters (imagenet_val, imagenetv2, "

@@ -227,30 +227,33 @@ def embedder_runtime(config: dict[str, Any], name: str, stage: str) -> Runtime:
 
 
 def stage_features_real(name: str, config: dict[str, Any], checkpoint: str | Path | None,
-                        manifest_path: str | Path, dataset: str, out: str | Path, threads: int | None = None) -> None:
+                        manifest_path: str | Path, dataset: str, out: str | Path, threads: int | None = None,
+                        spatial: bool = False) -> None:
     """Features of a real set, streamed (genbench.data.stream): decoded by ``threads - 1`` worker processes,
-    undecodable images per the data set's ``decode_errors`` (skipped ones listed in the .npz)."""
+    undecodable images per the data set's ``decode_errors`` (skipped ones listed in the .npz). ``spatial``: also
+    the sFID features (genbench.wiring.Wiring.spatial_extractors says which extractors)."""
     from .data.stream import ManifestImages, workers_for
     from .features.registry import load_extractor
 
     images = ManifestImages.from_path(manifest_path, dataset)
     images.prepare = preparation(config, "datasets", dataset)
     rt = extractor_runtime(config, name, f"rule features_real ({name}/{dataset})")
-    ex = load_extractor(name, config["extractors"][name], checkpoint, rt)
+    ex = load_extractor(name, config["extractors"][name], checkpoint, rt, spatial=spatial)
     res = ex.extract_set(images, f"real {dataset}", workers_for(threads), decode_policy(config, dataset))
     record = {"features_real": rt.metadata(), "prepare": images.prepare.describe(),
-              "preprocessing": ex.describe(config["extractors"][name])}
+              "preprocessing": ex.describe(config["extractors"][name]), **_spatial_record(ex)}
     save_npz(out, runtime=record, item_id=images.item_id[res.index], label_id=images.label_id[res.index], **res.outputs,
              **res.skipped_arrays())
 
 
 def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Path | None],
                         shards: list[str | Path], set_name: str, outputs: dict[str, str | Path],
-                        threads: int | None = None, model: str | None = None) -> None:
+                        threads: int | None = None, model: str | None = None, spatial: list[str] | tuple = ()
+                        ) -> None:
     """Features of one generated cell for every extractor and image embeddings for every text-image embedder named
     in ``outputs`` (keyed as genbench.wiring.feature_key writes: ``ex_{name}``, ``em_{name}``). The shards are
     memory-mapped and streamed in each model's batches (genbench.data.stream), so memory does not grow with the
-    cell; each model is loaded once."""
+    cell; each model is loaded once. The extractors named in ``spatial`` also write the sFID features."""
     from .data.stream import ShardImages, workers_for
     from .features.registry import load_extractor
 
@@ -263,7 +266,7 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
         stage = f"rule cell_features ({name} on {set_name})"
         if kind == EXTRACTOR:
             rt = extractor_runtime(config, name, stage)
-            ex = load_extractor(name, config["extractors"][name], checkpoints.get(key), rt)
+            ex = load_extractor(name, config["extractors"][name], checkpoints.get(key), rt, spatial=name in spatial)
             res = ex.extract_set(cell, set_name, workers_for(threads))
         else:
             rt = embedder_runtime(config, name, stage)
@@ -271,10 +274,16 @@ def stage_cell_features(config: dict[str, Any], checkpoints: dict[str, str | Pat
             res = emb.embed_set(cell, set_name, workers_for(threads))
         cols = {k: v[res.index] for k, v in cell.columns.items() if kind == EXTRACTOR or k in ("item_id", "label_id")}
         record = {"cell_features": rt.metadata(), "prepare": cell.prepare.describe(),
-                  **({"preprocessing": ex.describe(config["extractors"][name])} if kind == EXTRACTOR else {}),
+                  **({"preprocessing": ex.describe(config["extractors"][name]), **_spatial_record(ex)}
+                     if kind == EXTRACTOR else {}),
                   **({"generate": generate} if generate else {})}
         save_npz(out, runtime=record, **cols, **res.outputs)
         log.info("%s: %s -> %s", set_name, name, out)
+
+
+def _spatial_record(ex: Any) -> dict[str, str]:
+    """The feature file's record of its sFID features (none when it has none)."""
+    return {"spatial": ex.spatial_layer} if ex.spatial else {}
 
 
 def json_key(obj: Any) -> str:

@@ -107,6 +107,9 @@ class Wiring:
         dinov2 = [scoring["dinov2"]] if scoring.get("dinov2") else []
         self.gen_extractors: list[str] = list(dict.fromkeys([self.score_extractor, *dinov2]))
         self.gen_embedders: list[str] = list(dict.fromkeys(self.text_image.values()))
+        # the extractors whose feature files also hold sFID's spatial features: the scoring extractor, when sfid is
+        # requested (a rule parameter, so toggling sfid reruns exactly the feature jobs it changes)
+        self.spatial_extractors: list[str] = [self.score_extractor] if "sfid" in scoring["metrics"] else []
         datasets = config["datasets"]
         self.curated: list[str] = [d for d, s in datasets.items() if s["adapter"] == "curated"]
         self.prepared_datasets: str = _names_regex([d for d, s in datasets.items() if s["adapter"] != "curated"])
@@ -155,6 +158,10 @@ class Wiring:
             paths += [f"datasets.{d}" for d in [spec["train"]["dataset"], *spec["train"].get("extra", [])]]
             paths += ["miniworld"]
         return select(self.config, *paths)
+
+    def spatial_features(self, extractor: str) -> bool:
+        """Whether ``extractor``'s feature files hold the sFID features (rule features_real's ``spatial``)."""
+        return extractor in self.spatial_extractors
 
     def with_image_policy(self, cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
         """A rule's config subset plus the data set's decode_errors and prepare settings (when set), for the rules

@@ -61,6 +61,7 @@ rule features_real:
     params:
         config=lambda wc: wiring.with_image_policy(wiring.extractor_config(wc.extractor), wc.dataset),
         checkpoint=lambda wc, input: wiring.extractor_checkpoint(wc.extractor, input),
+        spatial=lambda wc: wiring.spatial_features(wc.extractor),
     script:
         "../scripts/features_real.py"
 
@@ -89,6 +90,7 @@ rule cell_features:
         config=lambda wc: wiring.cell_feature_config(wc.model),
         checkpoints=lambda wc, input: wiring.cell_feature_checkpoints(input),
         set_name=lambda wc: Cell.from_wildcards(wc).path,
+        spatial=wiring.spatial_extractors,
     script:
         "../scripts/cell_features.py"
 

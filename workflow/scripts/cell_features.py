@@ -9,4 +9,4 @@ sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
 stage_cell_features(sm.params.config, dict(sm.params.checkpoints), list(sm.input.shards), sm.params.set_name,
                     dict(sm.output.items()), threads=sm.threads,
-                    model=sm.wildcards.model)
+                    model=sm.wildcards.model, spatial=list(sm.params.spatial))

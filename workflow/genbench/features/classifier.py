@@ -1,12 +1,13 @@
 """The mini-world classifier: a small CNN trained on the mini-world's train split.
 
 It stands in for the Inception network of FID/IS: its 64-d global-average-pooled activations play the role of
-Inception's pool3 features (FID, KID) and its class logits the role of Inception's logits (IS).
-
-It trains in float64 by default (``train.precision``). In float32 its training amplified last-bit differences
-between machines (another SIMD level, another thread count) into a different network: the same image sets got FIDs
-2.5x apart. In float64 the same perturbations leave FID, IS and KID equal to ~1e-9 (docs/tables.md,
-tests/test_reproducible.py).
+Inception's pool3 features (FID, KID) and its class logits the role of Inception's logits (IS). Its sFID features
+(:meth:`MiniClassifier.forward_all`) play the role of Inception's ``mixed_6/conv``: the output of its third block
+(conv, BatchNorm, ReLU: the last layer at the second-to-last resolution, H/2 x W/2, as Mixed_6d's 17 x 17 is the
+stage before Inception's last, 8 x 8), its first 2 of 64 channels (sFID takes 7 of 192) flattened in NHWC order:
+8 * 8 * 2 = 128 values at the mini-world's 16 x 16, fewer than the 400 images of a mini-world set as 2023 is fewer
+than the 50k of paper scale (4 channels, 256-d, made each cell's sfid bootstrap 5x slower). The architecture is
+unchanged: the features are read off a layer the pooled features already pass through.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from torch import nn
 from tqdm import tqdm
 
 from ..repro import perturb_parameters, training_dtype
+from .spatial import flatten_spatial
 
 log = logging.getLogger(__name__)
 
 
 class MiniClassifier(nn.Module):
+    SPATIAL_LAYER = 2  # index in ``body`` of the block whose output gives the sFID features
+    SPATIAL_CHANNELS = 2
+
     def __init__(self, num_classes: int, width: int = 32, feature_dim: int = 64):
         super().__init__()
 
@@ -48,6 +53,16 @@ class MiniClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(x)
         return f, self.head(f)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features, logits, sFID spatial features) from one pass; the first two equal :meth:`forward`'s."""
+        spatial = None
+        for i, block in enumerate(self.body):
+            x = block(x)
+            if i == self.SPATIAL_LAYER:
+                spatial = flatten_spatial(x, self.SPATIAL_CHANNELS)
+        f = x.mean(dim=(2, 3))
+        return f, self.head(f), spatial
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, train: dict[str, Any],

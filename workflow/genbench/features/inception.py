@@ -6,7 +6,10 @@ max-pools, and the classifier has 1008 outputs. Parameter names are torchvision'
 ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's release, also torch-fidelity's) loads as is.
 
 Outputs per image: ``features`` = the 2048-d pool3 activations (FID, KID) and ``logits`` = the 1008 logits without
-the classifier bias ("logits_unbiased", torch-fidelity's input to the Inception Score).
+the classifier bias ("logits_unbiased", torch-fidelity's input to the Inception Score); on request
+(:meth:`FIDInception.forward_all`) also ``spatial`` = the sFID features of the same forward pass: the first 7
+channels of ``Mixed_6d.branch1x1`` (the TF graph's ``mixed_6/conv:0``: 1x1 conv, BatchNorm, ReLU; 17 x 17),
+flattened in NHWC order (row, column, channel) as ADM's evaluator reshapes the TF tensor: 17 * 17 * 7 = 2023 values.
 
 Resizing to 299 x 299 is explicit (``resize``) and recorded with the table:
 - ``clean`` (default, clean-fid's "clean" mode): PIL bicubic per channel on float32 ('F' mode), clipped to
@@ -30,6 +33,8 @@ from PIL import Image
 from torch import nn
 from torchvision.models import inception as tv
 
+from .spatial import flatten_spatial
+
 SIZE = 299
 RESIZE_MODES = ("clean", "bilinear", "tf1_bilinear", "bilinear_antialias", "none")
 # which reference implementation each mode reproduces (recorded with the tables through the extractor's describe)
@@ -38,6 +43,13 @@ RESIZE_REFERENCE = {"clean": "clean-fid 'clean' (PIL bicubic on float32)",
                     "tf1_bilinear": "torch-fidelity / torchmetrics antialias=False (TF1 bilinear, align_corners=False)",
                     "bilinear_antialias": "torchmetrics antialias=True (torch bilinear with antialias)",
                     "none": "no resize (299 x 299 input)"}
+
+
+# sFID (Nash et al. 2021; ADM's evaluator): the first 7 channels of the TF graph's mixed_6/conv:0, the 1x1 branch of
+# the block torchvision calls Mixed_6d (torch-fidelity's weight converter maps mixed_6/conv/{conv2d_params,batchnorm}
+# to Mixed_6d.branch1x1.{conv,bn})
+SPATIAL_BLOCK = "Mixed_6d"
+SPATIAL_CHANNELS = 7
 
 
 class _PoolA(tv.InceptionA):
@@ -98,12 +110,24 @@ class FIDInception(nn.Module):
         self.Mixed_7c = _PoolE(2048, max_pool=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool, logits, _ = self.forward_all(x)
+        return pool, logits
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pool3 features, unbiased logits, sFID spatial features (N, 2023)) from one pass: Mixed_6d's branches
+        are concatenated here as its own forward does, keeping its 1x1 branch."""
+        spatial = None
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
                      "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
                      "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
-            x = getattr(self, name)(x)
+            if name == SPATIAL_BLOCK:
+                branches = getattr(self, name)._forward(x)
+                spatial = flatten_spatial(branches[0], SPATIAL_CHANNELS)
+                x = torch.cat(branches, 1)
+            else:
+                x = getattr(self, name)(x)
         pool = torch.flatten(self.avgpool(x), 1)
-        return pool, pool @ self.fc.weight.T
+        return pool, pool @ self.fc.weight.T, spatial
 
     def load_fid_state_dict(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Strict apart from BatchNorm's ``num_batches_tracked`` counters (absent from converted TF weights)."""

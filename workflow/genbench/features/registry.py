@@ -1,6 +1,8 @@
 """Feature extractors (the kinds are genbench.catalog.EXTRACTORS's entries: kind -> class). Every extractor maps
 uint8 NHWC images to float64 features and (if it has a classifier head) logits, and states its
-preprocessing, which is recorded in the tables' metadata."""
+preprocessing, which is recorded in the tables' metadata. Those with an sFID layer (catalog trait ``spatial``) also
+give ``spatial`` features from the same forward pass when asked (``spatial=True``: only the scoring extractor of a
+config that requests sfid is, as these are the largest arrays of a feature file)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ class FeatureInputError(GenbenchError, ValueError):
 
 class Extractor(ABC):
     preprocessing: ClassVar[str] = ""
+    # what ``spatial`` holds when asked for (None: the extractor has no sFID layer)
+    spatial_layer: ClassVar[str | None] = None
 
     @classmethod
     def describe(cls, spec: dict[str, Any]) -> str:
@@ -36,6 +40,15 @@ class Extractor(ABC):
         self.name = name
         self.batch_size = batch_size
         self.runtime = runtime or resolve_runtime({}, f"extractor '{name}'", metric=True)
+        self.spatial = False
+
+    def with_spatial(self, on: bool = True) -> Extractor:
+        """Also output the ``spatial`` (sFID) features; a one-line error for an extractor without that layer."""
+        if on and self.spatial_layer is None:
+            raise FeatureInputError(f"extractor '{self.name}' ({type(self).__name__}) has no sFID layer",
+                                    fix="score sfid with an inception_tf or miniworld_classifier extractor")
+        self.spatial = on
+        return self
 
     @abstractmethod
     def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -106,6 +119,8 @@ def check_images(images: np.ndarray, set_name: str) -> None:
 
 class MiniworldClassifierExtractor(Extractor):
     preprocessing = "native resolution (no resize), (x - 127.5) / 127.5; features: 64-d pooled CNN activations"
+    spatial_layer = (f"body.{MiniClassifier.SPATIAL_LAYER} (conv-BN-ReLU at H/2 x W/2), first "
+                     f"{MiniClassifier.SPATIAL_CHANNELS} channels, NHWC-flattened")
 
     def __init__(self, name: str, net: MiniClassifier, batch_size: int = 128, runtime: Runtime | None = None,
                  native_size: int | None = None):
@@ -141,8 +156,11 @@ class MiniworldClassifierExtractor(Extractor):
 
     def _forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
         # in the precision it was trained in (float64 by default: its features are then the same on any machine)
-        x = MiniClassifier.preprocess(images).to(self.net.head.weight.dtype)
-        f, logits = self.net(self.runtime.inputs(x))
+        x = self.runtime.inputs(MiniClassifier.preprocess(images).to(self.net.head.weight.dtype))
+        if self.spatial:
+            f, logits, spatial = self.net.forward_all(x)
+            return {"features": _np(f), "logits": _np(logits), "spatial": _np(spatial)}
+        f, logits = self.net(x)
         return {"features": _np(f), "logits": _np(logits)}
 
 
@@ -150,6 +168,7 @@ class InceptionTFExtractor(Extractor):
     """TF-FID Inception (pt_inception-2015-12-05): 2048-d pool3 features and 1008 unbiased logits."""
 
     preprocessing = "resize to 299 x 299 ({resize}), (x - 128) / 128; features: 2048-d pool3; logits: 1008, no bias"
+    spatial_layer = "Mixed_6d.branch1x1 (TF mixed_6/conv:0), first 7 channels, NHWC-flattened: 17 x 17 x 7 = 2023"
 
     def __init__(self, name: str, net, resize: str, batch_size: int = 128, runtime: Runtime | None = None):
         super().__init__(name, batch_size, runtime)
@@ -181,7 +200,11 @@ class InceptionTFExtractor(Extractor):
     def _net(self, x: np.ndarray) -> dict[str, np.ndarray]:
         from .inception import normalise
 
-        f, logits = self.net(self.runtime.inputs(normalise(x)))
+        x = self.runtime.inputs(normalise(x))
+        if self.spatial:
+            f, logits, spatial = self.net.forward_all(x)
+            return {"features": _np(f), "logits": _np(logits), "spatial": _np(spatial)}
+        f, logits = self.net(x)
         return {"features": _np(f), "logits": _np(logits)}
 
     def _forward_mixed(self, images: list[np.ndarray], ids: np.ndarray, set_name: str) -> dict[str, np.ndarray]:
@@ -234,12 +257,13 @@ class DinoV2Extractor(Extractor):
 
 
 def load_extractor(name: str, spec: dict[str, Any], checkpoint: str | Path | None,
-                   runtime: Runtime | None = None) -> Extractor:
+                   runtime: Runtime | None = None, spatial: bool = False) -> Extractor:
     """``checkpoint``: a trained stand-in's file; official weights are resolved from ``spec['weights']`` (local
     files only), failing with the file and the fetch command named. ``runtime``: device and precision
-    (genbench.runtime); None: the extractor's own ``runtime`` entry over the defaults (auto, fp32)."""
+    (genbench.runtime); None: the extractor's own ``runtime`` entry over the defaults (auto, fp32). ``spatial``:
+    also output the sFID features (``spatial``)."""
     if runtime is None:
         runtime = resolve_runtime({}, f"extractor '{name}'", spec.get("runtime"), metric=True)
     if checkpoint is None and spec.get("weights"):
         checkpoint = resolve(WeightSpec.from_config(f"extractors.{name}", spec["weights"]))
-    return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint, runtime)
+    return EXTRACTORS.lookup(spec["kind"]).load(name, spec, checkpoint, runtime).with_spatial(spatial)

@@ -63,6 +63,17 @@ class CellContext:
         """(real, generated) features of the scoring extractor."""
         return self.real["features"], self.gen["features"]
 
+    def spatial_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """(real, generated) sFID spatial features of the scoring extractor (``spatial`` in the feature files)."""
+        for name, arrays, rule in ((self.real_name, self.real, "features_real"),
+                                   (self.gen_name, self.gen, "cell_features")):
+            if "spatial" not in arrays:
+                raise MetricInputError(
+                    "sfid needs spatial features; this feature file was written without them (sfid was not "
+                    "requested when it was made, or the extractor has no sFID layer)", item=f"feature set '{name}'",
+                    fix=f"rerun its {rule} job with sfid in scoring.metrics (snakemake --forcerun {rule})")
+        return self.real["spatial"], self.gen["spatial"]
+
     def rng_for(self, metric: str) -> np.random.Generator:
         """A fresh generator for ``metric``'s resamples, seeded by the bootstrap seed, the cell and the name: the
         same on every call, whichever metrics are computed and in which order."""

@@ -1,4 +1,5 @@
-"""Fréchet distance between Gaussians fitted to two feature sets (FID when the features are Inception's).
+"""Fréchet distance between Gaussians fitted to two feature sets (FID when the features are Inception's pool3, sFID
+when they are its spatial ``mixed_6/conv`` features).
 
 FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
 
@@ -111,3 +112,14 @@ def fd_dinov2_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str,
     """Row ``fd_dinov2``: FD on the DINOv2 features (``scoring.dinov2``)."""
     dr, dg, extractor, names = ctx.dinov2_features()
     return [dict(fd_row(ctx, dr, dg, "fd_dinov2", names)[0], extractor=extractor)]
+
+
+def sfid_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Row ``sfid``: FD on the scoring extractor's spatial features (``spatial``: Inception's ``mixed_6/conv``,
+    first 7 channels, 17 x 17 x 7; the mini-world classifier's stand-in layer), with FID's debiased bootstrap."""
+    fr, fg = ctx.spatial_features()
+    names = (f"{ctx.real_name} (spatial)", f"{ctx.gen_name} (spatial)")
+    d = fr.shape[1]
+    note = f"{d}-d spatial features" + (f"; {min(len(fr), len(fg))} samples <= {d} dimensions: singular covariances"
+                                        if min(len(fr), len(fg)) <= d else "")
+    return [dict(fd_row(ctx, fr, fg, "sfid", names)[0], note=note)]

@@ -133,6 +133,7 @@ _METRICS_2D = [
     _m("2d", "vendi", "higher", "Vendi", "vendi-score-row-vendi", True, "genbench.metrics.vendi:vendi_rows"),
     _m("2d", "cmmd", "lower", "CMMD", "cmmd-row-cmmd", True, "genbench.metrics.cmmd:cmmd_rows"),
     _m("2d", "fid_inf", "lower", "FID∞", "fid-row-fid_inf", True, "genbench.metrics.fd_infinity:fid_inf_rows"),
+    _m("2d", "sfid", "lower", "sFID", "sfid-row-sfid", True, "genbench.metrics.fid:sfid_rows"),
     # companions written next to their metric: spreads (not intervals), and the validation table's accuracy
     _m("2d", "is_std", "none", "IS std", _IS),
     _m("2d", "kid_std", "none", "KID std", _KID),
