@@ -350,20 +350,23 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
     r = load_npz(real)
+    real_stats = precomputed_statistics(config, cell["dataset"])
     ti = {role: (load_npz(pr), load_npz(pg)) for role, (pr, pg) in (text_image or {}).items()}
     df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti,
                     text_image_names=sc.get("text_image", {}),
                     dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None,
-                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"])
+                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"], real_statistics=real_stats)
     inputs = {"real features": real, "generated features": gen}
     for role, (pr, pg) in (text_image or {}).items():
         inputs.update({f"real {role} embeddings": pr, f"generated {role} embeddings": pg})
     if dinov2:
         inputs.update({"real dinov2 features": dinov2[0], "generated dinov2 features": dinov2[1]})
     runtime = read_runtime_records(inputs)  # where and how the features were computed (genbench.runtime)
-    write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS,
-                                     "runtime": runtime})
+    meta = {**provenance(config_hash(config)), "key_columns": KEY_COLUMNS, "runtime": runtime}
+    if real_stats is not None:  # which real statistics FID was computed against
+        meta["real_statistics"] = {"fid": real_stats.source}
+    write_parquet(df, out, metadata=meta)
     pc = sc["per_class"]
     if pc["enabled"]:
         names = read_manifest(manifest).drop_duplicates("label_id").set_index("label_id")["label_name"]
@@ -377,6 +380,17 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                             for c in [*PER_CLASS_KEYS, "class_name", *floats, "ci_method", "note"]})
     write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS,
                                                 "runtime": runtime})
+
+
+def precomputed_statistics(config: dict[str, Any], dataset: str):
+    """The precomputed real statistics a data set is scored against (``statistics: precomputed``: an ADM reference
+    batch's mu/sigma), or None (FID against the real features)."""
+    spec = config.get("datasets", {}).get(dataset, {})
+    if spec.get("statistics", "images") != "precomputed":
+        return None
+    from .data.adm import adm_statistics
+
+    return adm_statistics(spec["root"])
 
 
 def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -457,6 +471,10 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     meta["class_names"] = {d: datasets[d].get("class_names", "wordnet") for d in df["dataset"].unique()
                            if datasets.get(d, {}).get("adapter") in ("imagenet_val", "imagenetv2", "relaionet",
                                                                        "adm_ref")}
+    real_statistics = {d: datasets[d].get("statistics", "images") for d in df["dataset"].unique()
+                       if datasets.get(d, {}).get("adapter") == "adm_ref"}
+    if real_statistics:  # what FID was computed against on each reference batch (images or precomputed mu/sigma)
+        meta["real_statistics"] = real_statistics
     meta["key_columns"] = keys
     write_parquet(df, out, metadata=meta)
 

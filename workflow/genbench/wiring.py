@@ -164,9 +164,13 @@ class Wiring:
                 cfg.setdefault("datasets", {}).setdefault(dataset, {})[key] = value
         return cfg
 
-    def score_config(self, model: str) -> dict[str, Any]:
+    def score_config(self, model: str, dataset: str | None = None) -> dict[str, Any]:
+        """score_cell's subset; with a data set scored against precomputed statistics (``statistics``), its
+        ``statistics`` and ``root`` (the reference batch the statistics are read from)."""
         paths = [f"models.{model}", "scoring", *(f"extractors.{e}" for e in self.gen_extractors)]
         paths += [f"embedders.{e}" for e in self.gen_embedders]
+        if dataset is not None and self.config["datasets"].get(dataset, {}).get("statistics", "images") != "images":
+            paths += [f"datasets.{dataset}.statistics", f"datasets.{dataset}.root"]
         return select(self.config, *paths)
 
     def cell_feature_config(self, model: str) -> dict[str, Any]:
@@ -185,7 +189,7 @@ class Wiring:
     def aggregate_config(self) -> dict[str, Any]:
         """The aggregated 2D tables' subset, with the config keys behind each data set's class-name table (recorded
         in the tables' metadata)."""
-        names = [f"datasets.{d}.{k}" for d in self.config["datasets"] for k in ("adapter", "class_names")]
+        names = [f"datasets.{d}.{k}" for d in self.config["datasets"] for k in ("adapter", "class_names", "statistics")]
         return select(self.config, "scoring", "extractors", "embedders", "sweep", *names)
 
     # ---- models the pipeline trains, converts or initialises: the checkpoint is a rule's input; official weights
