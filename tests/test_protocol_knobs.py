@@ -259,3 +259,48 @@ def test_resize_and_preparation_knobs_end_to_end_on_tiny_inception(tmp_path, inc
     p = df.loc["real_preparation"]
     assert p["value_from"] == pytest.approx(frechet_distance_float64(f["real_prep"], f["gen"]), rel=1e-9)
     assert p["to_setting"] == "none" and p["value_to"] == pytest.approx(r["value_to"])
+
+
+def test_prompt_names_end_to_end_on_a_tiny_clip(tmp_path):
+    """rule protocol_embed_prompts' stage on an ImageNet-style set (template prompts, WordNet names) with the tiny
+    open_clip model, then the 2D job: items whose name the anchor's table writes differently (2 'great white shark'
+    -> 'great_white_shark', 3 'tiger shark') move, the others (0 'tench', 1 'goldfish') do not."""
+    from streamutil import clip_checkpoint
+
+    from genbench.data.manifest import read_manifest, write_manifest
+
+    cfg = tiny_config()
+    ckpt = clip_checkpoint(tmp_path / "clip.safetensors", cfg)
+    manifest = write_image_set(tmp_path / "real", n=8, sizes=((16, 16),))
+    m = read_manifest(manifest)
+    names = {0: "tench", 1: "goldfish", 2: "great white shark", 3: "tiger shark"}
+    prompts = [f"a photo of a {names[int(label)]}" for label in m["label_id"]]
+    write_manifest(m.assign(prompt=prompts), manifest, "photos")
+    cfg["datasets"]["photos"] = {"adapter": "imagenet_val", "root": "unused", "class_names": "wordnet"}
+    cfg["protocol_delta"] = {"bootstrap": 10, "anchor": {"class_names": "anchor"}}
+    stages.stage_embed_real("mw_clip", cfg, ckpt, manifest, "photos", tmp_path / "real.npz")
+    stages.stage_protocol_embed_prompts("mw_clip", cfg, ckpt, manifest, "photos", tmp_path / "anchor.npz")
+    anchor = load_npz(tmp_path / "anchor.npz")
+    assert anchor["prompt"][2] == "a photo of a great_white_shark" and anchor["prompt"][0] == "a photo of a tench"
+    real = load_npz(tmp_path / "real.npz")
+    np.testing.assert_allclose(anchor["text_emb"][[0, 1]], real["text_emb"][[0, 1]], rtol=1e-6, atol=1e-9)
+    assert not np.allclose(anchor["text_emb"][2], real["text_emb"][2])
+    pick = np.arange(8)[::-1]  # a "generated" set: the real image embeddings of the same items, reordered
+    save_npz(tmp_path / "gen.npz", item_id=real["item_id"][pick], image_emb=real["image_emb"][pick])
+    cell = layout.Cell("sit_tiny", "photos", 1, 1.0, 0)
+    files = {"real": {}, "gen": {}, "prompt_names": {
+        role: {"embedder": "mw_clip", "real": {"photos": str(tmp_path / "real.npz")},
+               "gen": {cell.path: str(tmp_path / "gen.npz")}, "anchor": {"photos": str(tmp_path / "anchor.npz")}}
+        for role in ("clip", "pick")}}
+    none = {"from_setting": "a", "to_setting": "b", "datasets": [], "not_applicable": {}, "to_by_dataset": {}}
+    knobs = {"statistics_precision": none, "resize_mode": none, "real_preparation": none,
+             "prompt_names": {"from_setting": "anchor", "to_setting": "x", "datasets": ["photos"],
+                              "not_applicable": {}, "to_by_dataset": {"photos": "wordnet"}}}
+    stages.stage_protocol_delta_2d(cfg, files, knobs, tmp_path / "2d.parquet")
+    df = pd.read_parquet(tmp_path / "2d.parquet").set_index("metric")
+    assert list(df.index) == ["clip_score", "pick_score"] and (df["to_setting"] == "wordnet").all()
+    from genbench.metrics.text_image import text_image_scores
+
+    per_to = text_image_scores(real, load_npz(tmp_path / "gen.npz"), "clip", ("r", "g"))[1]
+    assert df.loc["clip_score", "value_to"] == pytest.approx(max(per_to.mean(), 0.0))
+    assert df.loc["clip_score", "delta"] != 0 and df.loc["clip_score", "n"] == 8

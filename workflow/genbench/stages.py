@@ -710,8 +710,8 @@ def stage_protocol_embed_prompts(name: str, config: dict[str, Any], checkpoint: 
     row = {p: i for i, p in enumerate(unique)}
     text = np.asarray(emb.embed_texts(unique, dataset))[[row[p] for p in prompts]]
     save_npz(out, runtime={"protocol_embed_prompts": rt.metadata(), "class_names": table},
-             item_id=manifest["item_id"].astype(str).to_numpy(), label_id=manifest["label_id"].to_numpy(),
-             text_emb=text, prompt=np.asarray(prompts))
+             item_id=np.asarray(manifest["item_id"].astype(str).tolist(), dtype=str),
+             label_id=manifest["label_id"].to_numpy(np.int64), text_emb=text, prompt=np.asarray(prompts, dtype=str))
 
 
 def stage_protocol_delta_3d(dataset: str, config: dict[str, Any], manifest: str | Path,
