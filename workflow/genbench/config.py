@@ -253,6 +253,11 @@ def _check_references(config: dict[str, Any]) -> None:
         if "class_names" in d and d["adapter"] not in ("imagenet_val", "imagenetv2", "relaionet", "adm_ref"):
             problems.append(f"datasets.{name}.class_names: only the ImageNet adapters (imagenet_val, imagenetv2, "
                             f"relaionet, adm_ref) take a class-name table, not '{d['adapter']}'")
+        if d.get("statistics") == "precomputed" and (d["adapter"] != "adm_ref"
+                                                     or extractors.get(ex, {}).get("kind") != "inception_tf"):
+            problems.append(f"datasets.{name}.statistics: precomputed statistics are an ADM reference batch's "
+                            f"(adapter adm_ref) TF-FID Inception mu/sigma, so they need adapter adm_ref and an "
+                            f"inception_tf scoring extractor, not '{d['adapter']}' with '{ex}'")
         if d["adapter"] == "miniworld":
             if "split" not in d:
                 problems.append(f"datasets.{name}: a miniworld data set needs 'split'")

@@ -43,6 +43,7 @@ WILDCARDS: dict[str, str] = {
     "shard": r"\d+",
     "dataset3d": NAME,
     "recon": NAME,
+    "knob": NAME,
 }
 
 
@@ -341,6 +342,21 @@ def protocol_delta_2d() -> str:
 
 def protocol_delta_3d(dataset: str) -> str:
     return f"{RESULTS}/protocol_delta/3d/{dataset}.parquet"
+
+
+def protocol_real_features(knob: str, extractor: str, dataset: str) -> str:
+    """A real set's features under the anchor's setting of a 2D knob (resize_mode, real_preparation)."""
+    return f"{RESULTS}/protocol_delta/{knob}/features/{extractor}/real/{dataset}.npz"
+
+
+def protocol_gen_features(knob: str, extractor: str, cell: AnyCell) -> str:
+    """A generated cell's features under the anchor's setting of a 2D knob (resize_mode)."""
+    return f"{RESULTS}/protocol_delta/{knob}/features/{extractor}/gen/{cell.path}.npz"
+
+
+def protocol_prompt_embeddings(embedder: str, dataset: str) -> str:
+    """A real set's prompts embedded under the anchor's class-name table (knob prompt_names)."""
+    return f"{RESULTS}/protocol_delta/prompt_names/embeddings/{embedder}/{dataset}.npz"
 
 
 # ---- a job's log and benchmark: results/logs/{group}/{name}.log, results/benchmarks/{group}/{name}.tsv, where the

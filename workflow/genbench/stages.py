@@ -359,20 +359,23 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
     facts = dict(cell, family=spec["family"], sampler=spec["sampler"]["method"], nfe=int(np.max(g["nfe"])),
                  forward_passes=int(np.max(g["forward_passes"])), extractor=sc["extractor"])
     r = load_npz(real)
+    real_stats = precomputed_statistics(config, cell["dataset"])
     ti = {role: (load_npz(pr), load_npz(pg)) for role, (pr, pg) in (text_image or {}).items()}
     df = score_cell(r, g, cell=facts, metrics=[m for m in sc["metrics"] if m != "mmhm"], is_splits=sc["is_splits"],
                     bootstrap=sc["bootstrap"], kid=sc.get("kid"), text_image=ti,
                     text_image_names=sc.get("text_image", {}),
                     dinov2=(load_npz(dinov2[0]), load_npz(dinov2[1]), sc["dinov2"]) if dinov2 else None,
-                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"])
+                    prdc_k=sc["prdc"]["k"], fd_inf=sc["fd_inf"], real_statistics=real_stats)
     inputs = {"real features": real, "generated features": gen}
     for role, (pr, pg) in (text_image or {}).items():
         inputs.update({f"real {role} embeddings": pr, f"generated {role} embeddings": pg})
     if dinov2:
         inputs.update({"real dinov2 features": dinov2[0], "generated dinov2 features": dinov2[1]})
     runtime = read_runtime_records(inputs)  # where and how the features were computed (genbench.runtime)
-    write_parquet(df, out, metadata={**provenance(config_hash(config)), "key_columns": KEY_COLUMNS,
-                                     "runtime": runtime})
+    meta = {**provenance(config_hash(config)), "key_columns": KEY_COLUMNS, "runtime": runtime}
+    if real_stats is not None:  # which real statistics FID was computed against
+        meta["real_statistics"] = {"fid": real_stats.source}
+    write_parquet(df, out, metadata=meta)
     pc = sc["per_class"]
     if pc["enabled"]:
         names = read_manifest(manifest).drop_duplicates("label_id").set_index("label_id")["label_name"]
@@ -386,6 +389,17 @@ def stage_score(cell: dict[str, Any], config: dict[str, Any], real: str | Path, 
                             for c in [*PER_CLASS_KEYS, "class_name", *floats, "ci_method", "note"]})
     write_parquet(per, out_per_class, metadata={**provenance(config_hash(config)), "key_columns": PER_CLASS_KEYS,
                                                 "runtime": runtime})
+
+
+def precomputed_statistics(config: dict[str, Any], dataset: str):
+    """The precomputed real statistics a data set is scored against (``statistics: precomputed``: an ADM reference
+    batch's mu/sigma), or None (FID against the real features)."""
+    spec = config.get("datasets", {}).get(dataset, {})
+    if spec.get("statistics", "images") != "precomputed":
+        return None
+    from .data.adm import adm_statistics
+
+    return adm_statistics(spec["root"])
 
 
 def add_mmhm_rows(df: pd.DataFrame, spec: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -466,6 +480,10 @@ def stage_aggregate(tables: list[str | Path], config: dict[str, Any], full_confi
     meta["class_names"] = {d: datasets[d].get("class_names", "wordnet") for d in df["dataset"].unique()
                            if datasets.get(d, {}).get("adapter") in ("imagenet_val", "imagenetv2", "relaionet",
                                                                        "adm_ref")}
+    real_statistics = {d: datasets[d].get("statistics", "images") for d in df["dataset"].unique()
+                       if datasets.get(d, {}).get("adapter") == "adm_ref"}
+    if real_statistics:  # what FID was computed against on each reference batch (images or precomputed mu/sigma)
+        meta["real_statistics"] = real_statistics
     meta["key_columns"] = keys
     write_parquet(df, out, metadata=meta)
 
@@ -602,50 +620,111 @@ def stage_appearance_3d(dataset: str, model: str, config: dict[str, Any], inputs
                   out_sets, meta)
 
 
-def _not_applicable_2d(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The 2D knobs that need features or embeddings this run does not compute, each with the reason."""
+def _not_applicable_2d(knobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The 2D knobs' rows for the data sets they are not evaluated on, each with its reason (genbench.protocol2d)."""
     from .metrics.protocol_delta import not_applicable
 
-    name = config["scoring"]["extractor"]
-    spec = config["extractors"][name]
     rows = []
-    if spec.get("kind") == "inception_tf":
-        rows.append(not_applicable(
-            "2d", "resize_mode", "bilinear_antialias (the anchor's torchmetrics default)",
-            str(spec.get("resize", "clean")),
-            f"needs every cell's features under both resize modes; the sweep extracts them with '{name}' only"))
-    else:
-        rows.append(not_applicable("2d", "resize_mode", "bilinear_antialias", "clean",
-                                   f"the scoring extractor '{name}' ({spec.get('kind')}) resizes nothing"))
-    tables = {d: s.get("class_names") for d, s in config["datasets"].items() if s.get("class_names")}
-    reason = ("needs CLIP/PickScore text embeddings under both class-name tables; the run embeds its configured "
-              f"table only ({tables})" if tables else "no data set of this config has selectable class-name tables")
-    rows.append(not_applicable("2d", "prompt_names", "anchor", "disambiguated", reason))
-    rows.append(not_applicable("2d", "real_preparation", "anchor", "genbench",
-                               "needs every real set's features under both preparations (datasets.<name>.prepare); "
-                               "the run extracts them under its configured one only"))
+    for name, k in knobs.items():
+        for dataset, reason in k["not_applicable"].items():
+            row = not_applicable("2d", name, k["from_setting"], k["to_by_dataset"].get(dataset, k["to_setting"]),
+                                 reason)
+            rows.append({**row, "dataset": dataset})
     return rows
 
 
-def stage_protocol_delta_2d(config: dict[str, Any], real: dict[str, str | Path], gen: dict[str, str | Path],
+def _entry(cell: Cell) -> str:
+    return f"{cell.model} {cell.setting} seed{cell.seed}"
+
+
+def stage_protocol_delta_2d(config: dict[str, Any], files: dict[str, Any], knobs: dict[str, dict[str, Any]],
                             out: str | Path) -> None:
-    """The 2D knobs' ``delta`` rows from the features already extracted (``gen`` maps a cell path to its scoring
-    features; ``real`` maps a data set to its real features)."""
-    from .metrics.protocol_delta import precision_deltas_2d
+    """The 2D knobs' ``delta`` rows (genbench.wiring.Wiring.protocol_delta_2d_files names every input by role:
+    ``real`` data set -> scoring features, ``gen`` cell path -> scoring features, and per evaluated knob its extra
+    features or embeddings), then a ``not_applicable`` row per knob and data set it is not evaluated on."""
+    from .metrics.protocol_delta import feature_deltas_2d, precision_deltas_2d, prompt_deltas_2d
     from .seeding import numpy_rng
 
     boot = config["scoring"]["bootstrap"]
-    real_f = {d: load_npz(p)["features"] for d, p in real.items()}
-    gen_f: dict[str, dict[str, np.ndarray]] = {}
-    for path, p in gen.items():
-        cell = Cell.parse(path)
-        gen_f.setdefault(cell.dataset, {})[f"{cell.model} {cell.setting} seed{cell.seed}"] = load_npz(p)["features"]
     seed = int(boot.get("seed", config.get("seed", 0)))
     n_boot = int((config.get("protocol_delta") or {}).get("bootstrap", boot["n"]))
-    df = precision_deltas_2d(real_f, gen_f, n_boot, float(boot["confidence"]),
-                             lambda d, e: numpy_rng(seed, "protocol_delta", "2d", d, e))
-    df = pd.concat([df, pd.DataFrame(_not_applicable_2d(config))], ignore_index=True)
+    conf = float(boot["confidence"])
+    real = {d: load_npz(p) for d, p in files["real"].items()}
+    gen: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for path, p in files["gen"].items():
+        cell = Cell.parse(path)
+        gen.setdefault(cell.dataset, {})[_entry(cell)] = load_npz(p)
+    parts = []
+    if wanted := set(knobs["statistics_precision"]["datasets"]):
+        parts.append(precision_deltas_2d(
+            {d: real[d]["features"] for d in wanted},
+            {d: {e: f["features"] for e, f in cells.items()} for d, cells in gen.items() if d in wanted},
+            n_boot, conf, lambda d, e: numpy_rng(seed, "protocol_delta", "2d", d, e)))
+
+    def fset(npz: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return npz["item_id"], npz["features"]
+
+    for knob in ("resize_mode", "real_preparation"):
+        if knob not in files:
+            continue
+        k, extra = knobs[knob], files[knob]
+        real_from = {d: fset(load_npz(p)) for d, p in extra["real"].items()}
+        gen_to = {d: {e: fset(f) for e, f in gen[d].items()} for d in real_from}
+        gen_from = gen_to
+        if "gen" in extra:  # resize_mode: the generated features under the anchor's resize too
+            gen_from = {}
+            for path, p in extra["gen"].items():
+                cell = Cell.parse(path)
+                gen_from.setdefault(cell.dataset, {})[_entry(cell)] = fset(load_npz(p))
+        parts.append(feature_deltas_2d(knob, k["from_setting"], k["to_by_dataset"] or
+                                       {d: k["to_setting"] for d in real_from}, real_from,
+                                       {d: fset(real[d]) for d in real_from}, gen_from, gen_to, n_boot, conf,
+                                       lambda d, e, knob=knob: numpy_rng(seed, "protocol_delta", "2d", knob, d, e)))
+    for role, spec in files.get("prompt_names", {}).items():
+        k = knobs["prompt_names"]
+        emb_gen: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        for path, p in spec["gen"].items():
+            cell = Cell.parse(path)
+            emb_gen.setdefault(cell.dataset, {})[_entry(cell)] = load_npz(p)
+        parts.append(prompt_deltas_2d(
+            role, spec["embedder"], k["from_setting"], k["to_by_dataset"],
+            {d: load_npz(p) for d, p in spec["real"].items()}, {d: load_npz(p) for d, p in spec["anchor"].items()},
+            emb_gen, n_boot, conf, lambda d, e, role=role: numpy_rng(seed, "protocol_delta", "2d", "prompt_names",
+                                                                     role, d, e)))
+    parts.append(pd.DataFrame(_not_applicable_2d(knobs)))
+    df = pd.concat([p for p in parts if len(p)], ignore_index=True)
     write_parquet(df, out, provenance(config_hash(config)))
+
+
+def stage_protocol_features_gen(knob: str, extractor: str, config: dict[str, Any], checkpoint: str | Path | None,
+                                shards: list[str | Path], set_name: str, out: str | Path,
+                                threads: int | None = None, model: str | None = None) -> None:
+    """A generated cell's scoring features under the anchor's setting of ``knob`` (``config`` is the variant
+    subset genbench.wiring.Wiring.protocol_features_config builds): rule cell_features' extraction, one extractor."""
+    key = feature_key(EXTRACTOR, extractor)
+    log.info("protocol knob %s: %s features of %s under %s", knob, extractor, set_name,
+             config["extractors"][extractor].get("resize"))
+    stage_cell_features(config, {key: checkpoint}, shards, set_name, {key: out}, threads=threads, model=model)
+
+
+def stage_protocol_embed_prompts(name: str, config: dict[str, Any], checkpoint: str | Path | None,
+                                 manifest_path: str | Path, dataset: str, out: str | Path) -> None:
+    """Knob prompt_names: every item's prompt rebuilt with the anchor's class-name table (the data set's template,
+    genbench.data.classes.prompts_under_table) and embedded by the text tower of ``name`` (each distinct prompt
+    once); the image embeddings are the run's own."""
+    from .data.classes import prompts_under_table
+
+    manifest = read_manifest(manifest_path, dataset)
+    table = config["protocol_delta"]["anchor"]["class_names"]
+    prompts = prompts_under_table(manifest, config["datasets"][dataset], table, dataset)
+    rt = embedder_runtime(config, name, f"rule protocol_embed_prompts ({name}/{dataset})")
+    emb = _embedder(name, config, checkpoint, rt)
+    unique = list(dict.fromkeys(prompts))
+    row = {p: i for i, p in enumerate(unique)}
+    text = np.asarray(emb.embed_texts(unique, dataset))[[row[p] for p in prompts]]
+    save_npz(out, runtime={"protocol_embed_prompts": rt.metadata(), "class_names": table},
+             item_id=np.asarray(manifest["item_id"].astype(str).tolist(), dtype=str),
+             label_id=manifest["label_id"].to_numpy(np.int64), text_emb=text, prompt=np.asarray(prompts, dtype=str))
 
 
 def stage_protocol_delta_3d(dataset: str, config: dict[str, Any], manifest: str | Path,

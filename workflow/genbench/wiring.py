@@ -23,6 +23,7 @@ from . import layout
 from .catalog import GENERATORS, RECONSTRUCTORS
 from .config import cells, model_shards, select
 from .layout import CELL, Cell, Cell3D, CellPattern
+from .protocol2d import Knob2D, anchor, plan, variant_config
 from .registry import Plugin
 
 # the parts of `runtime` a job's results depend on, as its params: device for every torch stage, precision only for
@@ -172,9 +173,13 @@ class Wiring:
                 cfg.setdefault("datasets", {}).setdefault(dataset, {})[key] = value
         return cfg
 
-    def score_config(self, model: str) -> dict[str, Any]:
+    def score_config(self, model: str, dataset: str | None = None) -> dict[str, Any]:
+        """score_cell's subset; with a data set scored against precomputed statistics (``statistics``), its
+        ``statistics`` and ``root`` (the reference batch the statistics are read from)."""
         paths = [f"models.{model}", "scoring", *(f"extractors.{e}" for e in self.gen_extractors)]
         paths += [f"embedders.{e}" for e in self.gen_embedders]
+        if dataset is not None and self.config["datasets"].get(dataset, {}).get("statistics", "images") != "images":
+            paths += [f"datasets.{dataset}.statistics", f"datasets.{dataset}.root"]
         return select(self.config, *paths)
 
     def cell_feature_config(self, model: str) -> dict[str, Any]:
@@ -193,7 +198,7 @@ class Wiring:
     def aggregate_config(self) -> dict[str, Any]:
         """The aggregated 2D tables' subset, with the config keys behind each data set's class-name table (recorded
         in the tables' metadata)."""
-        names = [f"datasets.{d}.{k}" for d in self.config["datasets"] for k in ("adapter", "class_names")]
+        names = [f"datasets.{d}.{k}" for d in self.config["datasets"] for k in ("adapter", "class_names", "statistics")]
         return select(self.config, "scoring", "extractors", "embedders", "sweep", *names)
 
     # ---- models the pipeline trains, converts or initialises: the checkpoint is a rule's input; official weights
@@ -433,6 +438,74 @@ class Wiring:
         parts = [layout.protocol_delta_2d()] if self.cells else []
         r3 = self.config.get("recon3d")
         return parts + ([layout.protocol_delta_3d(d) for d in r3["datasets"]] if r3 else [])
+
+    @property
+    def knobs2d(self) -> dict[str, Knob2D]:
+        """The 2D knobs under this config (genbench.protocol2d): requested, applicable, their data sets."""
+        if not hasattr(self, "_knobs2d"):
+            self._knobs2d = plan(self.config, self.stat_datasets)
+        return self._knobs2d
+
+    def protocol_delta_2d_knobs(self) -> dict[str, dict[str, Any]]:
+        """rule protocol_delta_2d's params.knobs: each knob's settings, data sets and reasons, as plain values."""
+        return {name: {"from_setting": k.from_setting, "to_setting": k.to_setting, "datasets": list(k.datasets),
+                       "not_applicable": k.reasons(), "to_by_dataset": dict(k.to_by_dataset)}
+                for name, k in self.knobs2d.items()}
+
+    def protocol_delta_2d_files(self) -> dict[str, Any]:
+        """Every file rule protocol_delta_2d reads, by role: the scoring features of the real sets and cells, and
+        for each evaluated knob the extra features or embeddings it needs (its own jobs: protocol_features_real,
+        protocol_features_gen, protocol_embed_prompts)."""
+        ex, knobs = self.score_extractor, self.knobs2d
+        files: dict[str, Any] = {"real": {d: layout.real_features(ex, d) for d in self.stat_datasets},
+                                 "gen": {c.path: layout.gen_features(ex, c) for c in self.cells}}
+        if (k := knobs["resize_mode"]).evaluated:
+            files["resize_mode"] = {
+                "real": {d: layout.protocol_real_features(k.knob, ex, d) for d in k.datasets},
+                "gen": {c.path: layout.protocol_gen_features(k.knob, ex, c) for c in self.cells
+                        if c.dataset in k.datasets}}
+        if (k := knobs["real_preparation"]).evaluated:
+            files["real_preparation"] = {"real": {d: layout.protocol_real_features(k.knob, ex, d)
+                                                  for d in k.datasets}}
+        if (k := knobs["prompt_names"]).evaluated:
+            files["prompt_names"] = {
+                role: {"embedder": e,
+                       "real": {d: layout.real_embeddings(e, d) for d in k.datasets},
+                       "gen": {c.path: layout.gen_embeddings(e, c) for c in self.cells if c.dataset in k.datasets},
+                       "anchor": {d: layout.protocol_prompt_embeddings(e, d) for d in k.datasets}}
+                for role, e in self.text_image.items()}
+        return files
+
+    def protocol_delta_2d_inputs(self) -> list[str]:
+        """The paths of :meth:`protocol_delta_2d_files`, each once."""
+        out: list[str] = []
+
+        def walk(v: Any) -> None:
+            if isinstance(v, dict):
+                for key, x in v.items():
+                    if key != "embedder":
+                        walk(x)
+            else:
+                out.append(v)
+
+        walk(self.protocol_delta_2d_files())
+        return list(dict.fromkeys(out))
+
+    def protocol_features_config(self, knob: str, extractor: str, dataset: str | None = None,
+                                 model: str | None = None) -> dict[str, Any]:
+        """A knob's features job's config subset: the extractor with the anchor's setting of the knob (and the
+        data set's image policy, or the model's preparation of its generated images)."""
+        cfg = variant_config(self.config, knob, extractor, dataset)
+        if model is not None:
+            cfg.update(select(self.config, f"models.{model}.prepare"))
+        return cfg
+
+    def protocol_embed_config(self, embedder: str, dataset: str) -> dict[str, Any]:
+        """protocol_embed_prompts' subset: the embedder, the data set (its table and template) and the anchor's
+        class-name table."""
+        cfg = select(self.config, f"embedders.{embedder}", f"datasets.{dataset}", *RUNTIME_METRIC)
+        cfg["protocol_delta"] = {"anchor": {"class_names": anchor(self.config)["class_names"]}}
+        return cfg
 
     def protocol_delta_targets(self) -> list[str]:
         if not self.protocol_delta_parts():

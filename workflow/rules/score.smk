@@ -18,7 +18,7 @@ rule score_cell:
     conda:
         "../envs/metrics.yaml"
     params:
-        config=lambda wc: wiring.score_config(wc.model),
+        config=lambda wc: wiring.score_config(wc.model, wc.dataset),
         cell=per_cell(Cell.as_dict),
     script:
         "../scripts/score_cell.py"

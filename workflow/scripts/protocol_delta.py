@@ -8,8 +8,14 @@ from genbench import stages  # noqa: E402
 sm = snakemake  # noqa: F821
 stages.setup_logging(sm.log[0], sm.threads)
 if sm.rule == "protocol_delta_2d":
-    stages.stage_protocol_delta_2d(sm.params.config, dict(zip(sm.params.datasets, sm.input.real, strict=True)),
-                                   dict(zip(sm.params.cells, sm.input.gen, strict=True)), sm.output.table)
+    stages.stage_protocol_delta_2d(sm.params.config, dict(sm.params.files), dict(sm.params.knobs), sm.output.table)
+elif sm.rule == "protocol_features_gen":
+    stages.stage_protocol_features_gen(sm.wildcards.knob, sm.wildcards.extractor, sm.params.config,
+                                       sm.params.checkpoint, list(sm.input.shards), sm.params.set_name,
+                                       sm.output.features, threads=sm.threads, model=sm.wildcards.model)
+elif sm.rule == "protocol_embed_prompts":
+    stages.stage_protocol_embed_prompts(sm.wildcards.embedder, sm.params.config, sm.params.checkpoint,
+                                        sm.input.manifest, sm.wildcards.dataset, sm.output.embeddings)
 elif sm.rule == "protocol_delta_3d":
     stages.stage_protocol_delta_3d(sm.wildcards.dataset3d, sm.params.config, sm.input.manifest, list(sm.input.recon),
                                    list(sm.input.scores), sm.output.table)

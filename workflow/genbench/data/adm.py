@@ -137,3 +137,41 @@ def adm_ref(name: str, spec: dict[str, Any], config: dict[str, Any], out_dir: Pa
         raise ADMBatchError(f"{name}: {path} holds no images")
     log.info("%s: %d reference images from %s%s", name, i, path, "" if names else " (unlabelled)")
     return pd.DataFrame(rows)
+
+
+def adm_image_count(path: str | Path) -> int:
+    """How many images ``arr_0`` holds (read from its header)."""
+    with zipfile.ZipFile(path) as zf:
+        f, shape, _ = _open_array(zf, "arr_0", f"ADM reference batch {path}")
+        f.close()
+    return int(shape[0])
+
+
+def adm_statistics(path: str | Path):
+    """The batch's precomputed (mu, sigma) as the real side of FID (``datasets.<name>.statistics: precomputed``),
+    named with the file and its SHA-256 prefix for the rows' note and the tables' provenance."""
+    from ..io import sha256_file
+    from ..metrics.context import RealStatistics
+
+    path = Path(path)
+    if not path.is_file():
+        raise ADMBatchError(f"{path} is missing; download the ADM reference batch (openai/guided-diffusion "
+                            f"evaluations README) to that path, or set statistics: images")
+    mu, sigma = read_adm_statistics(path)
+    return RealStatistics(mu, sigma, adm_image_count(path),
+                          f"the precomputed mu/sigma of {path.name} (sha256 {sha256_file(path)[:12]})")
+
+
+def compare_statistics(path: str | Path, features: np.ndarray) -> dict[str, float]:
+    """How far the batch's precomputed (mu, sigma) are from the statistics of ``features`` (our extraction of its
+    ``arr_0``): the Fréchet distance between the two, the largest mean difference and the relative Frobenius
+    difference of the covariances. Both routes agree when these are at the level of float32 rounding."""
+    from ..metrics.fid import feature_statistics, frechet_distance
+
+    mu, sigma = read_adm_statistics(path)
+    mu_f, sigma_f = feature_statistics(features, f"features of {Path(path).name}")
+    if mu.shape != mu_f.shape:
+        raise ADMBatchError(f"ADM reference batch {path}: precomputed {len(mu)}-d statistics vs {len(mu_f)}-d "
+                            "features; extract with the TF-FID Inception (pool_3, 2048-d)")
+    return {"fd": frechet_distance(mu, sigma, mu_f, sigma_f), "max_abs_mu": float(np.abs(mu - mu_f).max()),
+            "rel_sigma": float(np.linalg.norm(sigma - sigma_f) / max(np.linalg.norm(sigma_f), 1e-300))}

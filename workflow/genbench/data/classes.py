@@ -122,3 +122,27 @@ def folder_lookup(classes: pd.DataFrame) -> dict[str, int]:
         for key in {row.synset, row.name, *row.lemmas}:
             seen.setdefault(norm_folder_name(key), set()).add(int(row.label_id))
     return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
+
+
+def prompts_under_table(manifest: pd.DataFrame, spec: dict[str, Any], table: str, dataset: str) -> list[str]:
+    """Every item's prompt rebuilt with the class-name table ``table`` (knob prompt_names of the protocol delta):
+    the data set's ``prompt_template`` with the item's class under ``table``. The manifest's prompts must be that
+    template with the configured table's names (as the ImageNet adapters write them), else nothing can be
+    rebuilt: an error naming the first item that differs."""
+    classes = imagenet_classes()
+    template = spec.get("prompt_template", "a photo of a {class}")
+    ours = class_names_table(classes, spec.get("class_names", "wordnet"))
+    theirs = class_names_table(classes, table)
+    labels = manifest["label_id"].astype(int).tolist()
+    unlabelled = [i for i, label in zip(manifest["item_id"], labels, strict=True) if not 0 <= label < len(ours)]
+    if unlabelled:
+        raise ClassTableError(f"{dataset}: {len(unlabelled)} item(s) without an ImageNet label (e.g. "
+                              f"{unlabelled[0]}); the prompt_names knob rebuilds labelled prompts only: drop "
+                              "'prompt_names' from protocol_delta.knobs for this data set's config")
+    for item, label, prompt in zip(manifest["item_id"], labels, manifest["prompt"].astype(str), strict=True):
+        expected = template.format(**{"class": ours[label]})
+        if prompt != expected:
+            raise ClassTableError(f"{dataset}: item {item}'s prompt {prompt!r} is not the template with its class "
+                                  f"name ({expected!r}); the prompt_names knob rebuilds template prompts only: "
+                                  "re-prepare the data set (rule prepare_dataset) or drop the knob")
+    return [template.format(**{"class": theirs[label]}) for label in labels]

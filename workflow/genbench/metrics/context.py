@@ -28,13 +28,25 @@ T = TypeVar("T")
 Embeddings = dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class RealStatistics:
+    """A real set's precomputed Fréchet statistics (an ADM reference batch's ``mu`` / ``sigma``): FID is computed
+    against them instead of the real features, with the real side fixed in the bootstrap."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int  # images behind them (the batch's arr_0), for the rows' n_real
+    source: str  # what they are, for the rows' note and the provenance
+
+
 @dataclass
 class CellContext:
     """One cell's scoring inputs. ``real`` / ``gen``: the feature files' arrays (``features``; ``logits`` when the
     extractor gives them); ``text_image``: role ('clip', 'pick') -> (real, generated) embeddings (``image_emb``,
     ``text_emb``, ``item_id``, ``logit_scale``), with the embedder names in ``text_image_names``; ``dinov2``:
     (real, generated, extractor name) or None; ``kid``, ``fd_inf``: those settings of the config's ``scoring``
-    block ({} for the defaults)."""
+    block ({} for the defaults); ``real_statistics``: precomputed real statistics FID is computed against (a data
+    set's ``statistics: precomputed``), or None."""
 
     real: Embeddings
     gen: Embeddings
@@ -51,6 +63,7 @@ class CellContext:
     dinov2: tuple[Embeddings, Embeddings, str] | None = None
     prdc_k: int = 3
     fd_inf: dict[str, Any] = field(default_factory=dict)
+    real_statistics: RealStatistics | None = None
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

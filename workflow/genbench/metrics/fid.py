@@ -97,9 +97,32 @@ def fd_row(ctx: CellContext, fr: np.ndarray, fg: np.ndarray, metric: str, names:
     return row, reps, idx
 
 
+def fd_row_fixed_real(ctx: CellContext, mu_r: np.ndarray, s_r: np.ndarray, fg: np.ndarray, metric: str,
+                      n_real: int, source: str, gen_name: str) -> tuple[dict[str, Any], np.ndarray, list]:
+    """A Fréchet-distance row against fixed real statistics (precomputed ``mu_r`` / ``s_r``): the generated set alone
+    is resampled, so the interval covers the generated side's sampling variation only (the real side's cannot be
+    bootstrapped without its features); its replicates and index sets (the real index is every item: ``slice``)."""
+    mu_g, s_g = feature_statistics(fg, gen_name)
+    if mu_r.shape != mu_g.shape:
+        raise MetricInputError(f"{gen_name}: {len(mu_g)}-d features against {len(mu_r)}-d precomputed statistics "
+                               f"({source}); score with the extractor the statistics were computed with")
+    rng = ctx.rng_for(metric)
+    gen_idx = [rng.integers(0, len(fg), len(fg)) for _ in range(ctx.n_boot)]
+    reps = np.array([frechet_distance(mu_r, s_r, fg[ig].mean(0), np.cov(fg[ig], rowvar=False)) for ig in gen_idx])
+    row = dict(metric=metric, n=len(fg), n_real=n_real,
+               **ctx.debiased(frechet_distance(mu_r, s_r, mu_g, s_g), reps,
+                              "generated resampled only; real side fixed (precomputed statistics)"),
+               note=f"against {source}, not re-extracted")
+    return row, reps, [(slice(None), ig) for ig in gen_idx]
+
+
 def fid_bootstrap(ctx: CellContext) -> tuple[dict[str, Any], np.ndarray, list]:
     """The cell's FID row, its bootstrap replicates and their (real, generated) index sets, computed once per cell
-    (the fid, csfid and psfid rows share them)."""
+    (the fid, csfid and psfid rows share them); against the real set's precomputed statistics where it has them."""
+    st = ctx.real_statistics
+    if st is not None:
+        return ctx.shared("fid", lambda: fd_row_fixed_real(ctx, st.mu, st.sigma, ctx.gen["features"], "fid", st.n,
+                                                           st.source, ctx.gen_name))
     return ctx.shared("fid", lambda: fd_row(ctx, *ctx.features, "fid", ctx.names))
 
 

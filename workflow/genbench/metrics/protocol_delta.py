@@ -134,16 +134,121 @@ def paired_knob_delta(statistic_from: Callable[[np.ndarray, np.ndarray], float],
                       n_boot: int, confidence: float, rng: np.random.Generator) -> dict[str, Any]:
     """The two settings' values on (real, gen), their difference, and the percentile interval of the difference
     over ``n_boot`` paired resamples (each resample of both sets scored under both settings)."""
-    a, b = statistic_from(real, gen), statistic_to(real, gen)
+    return paired_index_delta(lambda ir, ig: statistic_from(real[ir], gen[ig]),
+                              lambda ir, ig: statistic_to(real[ir], gen[ig]), len(real), len(gen), n_boot,
+                              confidence, rng)
+
+
+def paired_index_delta(statistic_from: Callable[[Any, Any], float], statistic_to: Callable[[Any, Any], float],
+                       n_real: int, n_gen: int, n_boot: int, confidence: float, rng: np.random.Generator,
+                       detail: str = "paired: real and generated resampled") -> dict[str, Any]:
+    """As :func:`paired_knob_delta`, for statistics of (real item indices, generated item indices): each setting
+    reads its own features of the same items, so one resample of the items is scored under both settings (the
+    knobs whose two settings have different features: resize mode, real preparation). ``slice(None)`` = all."""
+    full = slice(None)
+    a, b = statistic_from(full, full), statistic_to(full, full)
     reps = []
     for _ in range(max(n_boot, 0)):
-        ir, ig = rng.integers(0, len(real), len(real)), rng.integers(0, len(gen), len(gen))
-        reps.append(statistic_to(real[ir], gen[ig]) - statistic_from(real[ir], gen[ig]))
+        ir, ig = rng.integers(0, n_real, n_real), rng.integers(0, n_gen, n_gen)
+        reps.append(statistic_to(ir, ig) - statistic_from(ir, ig))
     lo, hi, bias = debiased_percentile_interval(np.asarray(reps), b - a, confidence)
     return {"value_from": a, "value_to": b, "delta": b - a, "ci_low": lo, "ci_high": hi,
-            "ci_method": method_label("debiased-percentile", n_boot, confidence,
-                                      "paired: real and generated resampled"),
+            "ci_method": method_label("debiased-percentile", n_boot, confidence, detail),
             "note": interval_note(b - a, lo, hi, bias) or None}
+
+
+def align_items(ids_a: np.ndarray, ids_b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into two feature sets of the same items (item ids), in ``ids_a``'s order: an item missing
+    from either side (e.g. undecodable and skipped) is left out of both; none in common is an error."""
+    ids_a, ids_b = np.asarray(ids_a).astype(str), np.asarray(ids_b).astype(str)
+    pos_b = {i: k for k, i in enumerate(ids_b.tolist())}
+    rows_a = [k for k, i in enumerate(ids_a.tolist()) if i in pos_b]
+    if not rows_a:
+        raise ValueError(f"{what}: the two settings' features share no item id; extract both from the same set")
+    return np.asarray(rows_a), np.asarray([pos_b[ids_a[k]] for k in rows_a])
+
+
+FeatureSet = tuple[np.ndarray, np.ndarray]  # (item ids, features)
+
+
+def feature_deltas_2d(knob: str, from_setting: str, to_by_dataset: dict[str, str],
+                      real_from: dict[str, FeatureSet], real_to: dict[str, FeatureSet],
+                      gen_from: dict[str, dict[str, FeatureSet]], gen_to: dict[str, dict[str, FeatureSet]],
+                      n_boot: int, confidence: float,
+                      rng_for: Callable[[str, str], np.random.Generator]) -> pd.DataFrame:
+    """A knob whose two settings give different features (``resize_mode``: real and generated; ``real_preparation``:
+    real only, the generated features are the same under both): FID (float64) under each for every cell of the
+    data sets in ``real_from``, the paired difference and its interval. The two sides are matched by item id."""
+    rows = []
+    for dataset, (ids_rf, rf) in real_from.items():
+        ids_rt, rt = real_to[dataset]
+        ia, ib = align_items(ids_rf, ids_rt, f"{knob}: real {dataset}")
+        rf_, rt_ = check_features(rf[ia], f"real {dataset} ({from_setting})"), check_features(rt[ib], f"real {dataset}")
+        for entry, (ids_gt, gt) in gen_to[dataset].items():
+            ids_gf, gf = gen_from[dataset][entry]
+            ga, gb = align_items(ids_gf, ids_gt, f"{knob}: {entry}")
+            gf_ = check_features(gf[ga], f"generated {entry} ({from_setting})")
+            gt_ = check_features(gt[gb], f"generated {entry}")
+            d = paired_index_delta(lambda ir, ig, r=rf_, g=gf_: frechet_distance_float64(r[ir], g[ig]),
+                                   lambda ir, ig, r=rt_, g=gt_: frechet_distance_float64(r[ir], g[ig]),
+                                   len(rf_), len(gf_), n_boot, confidence, rng_for(dataset, entry),
+                                   "paired: the same real and generated items resampled under both settings")
+            rows.append({"track": "2d", "knob": knob, "from_setting": from_setting,
+                         "to_setting": to_by_dataset.get(dataset, ""), "dataset": dataset, "entry": entry,
+                         "metric": "fid", "n": len(gf_), "higher_is_better": higher_is_better("fid"),
+                         "status": "ok", "reason": None, **d})
+    return pd.DataFrame(rows)
+
+
+def with_anchor_prompts(real: dict[str, np.ndarray], anchor: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    """A real set's embeddings with each item's text embedding replaced by its prompt's under the anchor's table
+    (``anchor``: item_id, text_emb for every item of the manifest): what the scores read under that table."""
+    pos = {i: k for k, i in enumerate(np.asarray(anchor["item_id"]).astype(str).tolist())}
+    out = dict(real)
+    for ids_key, text_key in (("item_id", "text_emb"), ("skipped_item_id", "skipped_text_emb")):
+        if text_key not in real:
+            continue
+        ids = np.asarray(real[ids_key]).astype(str).tolist()
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise ValueError(f"{what}: item {missing[0]} has no prompt under the anchor's table; re-embed the "
+                             "prompts of the same manifest (rule protocol_embed_prompts)")
+        out[text_key] = np.asarray(anchor["text_emb"])[[pos[i] for i in ids]]
+    return out
+
+
+def prompt_deltas_2d(role: str, embedder: str, from_setting: str, to_by_dataset: dict[str, str],
+                     real: dict[str, dict[str, np.ndarray]], anchor: dict[str, dict[str, np.ndarray]],
+                     gen: dict[str, dict[str, dict[str, np.ndarray]]], n_boot: int, confidence: float,
+                     rng_for: Callable[[str, str], np.random.Generator]) -> pd.DataFrame:
+    """Knob ``prompt_names``: CLIP Score (``role`` clip) or PickScore (pick) of every generated cell with the
+    prompts under the anchor's class-name table and under the configured one, the same image embeddings either
+    way; the interval is the percentile interval of the mean paired difference over resamples of the generated
+    items (both tables scored on each resample)."""
+    from .text_image import text_image_scores
+
+    metric = "clip_score" if role == "clip" else "pick_score"
+    clamp = (lambda v: max(v, 0.0)) if role == "clip" else (lambda v: v)  # torchmetrics clamps CLIP's mean
+    rows = []
+    for dataset, real_to in real.items():
+        real_from = with_anchor_prompts(real_to, anchor[dataset], f"prompt_names: real {dataset}")
+        for entry, g in gen[dataset].items():
+            names = (f"real {dataset}", f"generated {entry}")
+            s_from = text_image_scores(real_from, g, role, names)[1]
+            s_to = text_image_scores(real_to, g, role, names)[1]
+            a, b = clamp(float(s_from.mean())), clamp(float(s_to.mean()))
+            rng = rng_for(dataset, entry)
+            reps = np.array([clamp(float(s_to[i].mean())) - clamp(float(s_from[i].mean()))
+                             for i in (rng.integers(0, len(s_to), len(s_to)) for _ in range(max(n_boot, 0)))])
+            lo, hi = percentile_interval(reps, confidence)
+            rows.append({"track": "2d", "knob": "prompt_names", "from_setting": from_setting,
+                         "to_setting": to_by_dataset.get(dataset, ""), "dataset": dataset, "entry": entry,
+                         "metric": metric, "value_from": a, "value_to": b, "delta": b - a, "ci_low": lo,
+                         "ci_high": hi, "n": len(s_to), "higher_is_better": higher_is_better(metric),
+                         "ci_method": method_label("percentile", n_boot, confidence,
+                                                   f"paired: generated items resampled, both tables ({embedder})"),
+                         "note": interval_note(b - a, lo, hi) or None, "status": "ok", "reason": None})
+    return pd.DataFrame(rows)
 
 
 def precision_deltas_2d(real: dict[str, np.ndarray], gen: dict[str, dict[str, np.ndarray]], n_boot: int,

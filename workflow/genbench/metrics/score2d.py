@@ -17,7 +17,7 @@ from .bootstrap import (
     interval_note,
     method_label,
 )
-from .context import CellContext
+from .context import CellContext, RealStatistics
 from .fid import MetricInputError, frechet_distance
 from .inception_score import inception_score
 from .registry import cell_compute_plan
@@ -32,7 +32,8 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
                text_image: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None = None,
                text_image_names: dict[str, str] | None = None,
                dinov2: tuple[dict[str, np.ndarray], dict[str, np.ndarray], str] | None = None,
-               prdc_k: int = 3, fd_inf: dict[str, Any] | None = None) -> pd.DataFrame:
+               prdc_k: int = 3, fd_inf: dict[str, Any] | None = None,
+               real_statistics: RealStatistics | None = None) -> pd.DataFrame:
     """Rows (one per metric) with value, an interval and its method (``ci_method``); ``cell`` holds the key
     columns and cell facts. Each requested metric's rows come from the compute function its registry entry names
     (``genbench.metrics.registry``), called with one :class:`CellContext` for the cell, in the registry's order.
@@ -45,7 +46,8 @@ def score_cell(real: dict[str, np.ndarray], gen: dict[str, np.ndarray], *, cell:
     ctx = CellContext(real, gen, cell=cell, real_name=real_name, gen_name=gen_name, n_boot=bootstrap["n"],
                       confidence=bootstrap["confidence"], bootstrap_seed=bootstrap["seed"], is_splits=is_splits,
                       kid=kid or {}, text_image=text_image or {}, text_image_names=text_image_names or {},
-                      dinov2=dinov2, prdc_k=prdc_k, fd_inf=fd_inf or {})
+                      dinov2=dinov2, prdc_k=prdc_k, fd_inf=fd_inf or {},
+                      real_statistics=real_statistics)
     rows = []
     for compute, wanted in plan:
         rows += compute(ctx, wanted)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
@@ -54,9 +56,11 @@ def protocol_delta_figure(table: pd.DataFrame, pdf, png, data, *, confidence: fl
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="data set")
         fig.suptitle(f"What each protocol knob moves (to − from, per model or cell; error bars: {ci}, paired; "
                      "τ: Kendall tau between the rankings per data set)", fontsize=8)
-        if len(skipped):
-            fig.text(0.01, 0.0, "\n".join(f"not evaluated: {r.track} {r.knob} ({r.reason})"
-                                          for r in skipped.itertuples()), fontsize=5, va="bottom")
-        fig.tight_layout(rect=(0, 0.03 * len(skipped), 1, 0.95))
+        # each reason wrapped to the figure's width (a reason names data sets, settings and the fix)
+        note = "\n".join(textwrap.fill(f"not evaluated: {r.track} {r.knob} ({r.reason})", 150,
+                                       subsequent_indent="    ") for r in skipped.itertuples())
+        if note:
+            fig.text(0.01, 0.0, note, fontsize=5, va="bottom")
+        fig.tight_layout(rect=(0, 0.018 * (note.count("\n") + 1) if note else 0, 1, 0.95))
         save_figure(fig, pdf, png)
     save_data(table, data)
