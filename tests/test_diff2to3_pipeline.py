@@ -162,7 +162,7 @@ def test_reconstructor_writes_gaussians_that_load_and_render(trained, tmp_path):
     out = rec.reconstruct(rgba, view, seed=7, item={"item_id": "x"})
     assert out.kind == "gaussians" and out.frame == "world"
     assert np.array_equal(out.points, out.splats.means.numpy().astype(np.float64))
-    gs.save_ply(out.splats, tmp_path / "pred.ply")
+    (tmp_path / "pred.ply").write_bytes(out.files["pred_gaussians.ply"])  # what the 3D stage writes
     back = gs.load_ply(tmp_path / "pred.ply")
     for k in ("means", "scales", "opacities", "colours"):
         assert torch.allclose(getattr(back, k), getattr(out.splats, k), rtol=1e-4, atol=1e-5)

@@ -3,7 +3,8 @@ written by :func:`pipeline.train_pipeline` + :meth:`pipeline.Pipeline.save`), ru
 
 Output: 3D Gaussians. The Reconstruction is of kind ``gaussians`` with the Gaussian centres as its points (how the
 3D track scores every Gaussian-producing model, e.g. the SAM 3D and TRELLIS adapters' ``output: gaussians``), and
-the Gaussians themselves in ``splats`` (written as a 3DGS PLY next to the prediction). The pipeline is trained for
+the Gaussians themselves in ``splats`` and, as a 3DGS PLY, in ``files`` (the 3D stage writes it as
+``pred_gaussians.ply`` next to the prediction). The pipeline is trained for
 one conditioning camera (the object stage's ``condition`` view): given the item's camera, the reconstructor
 checks it is that camera and places the output in the world frame; without one it reports the model frame.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import gaussians as gs
 from ..reconstructors import Reconstruction, ReconstructionError, Reconstructor, alpha_mask
 from . import generate as G
 
@@ -70,7 +72,7 @@ class Diff2to3Reconstructor(Reconstructor):
             g, coords = pipe.generate(image, seed, int(s["steps"]), float(s["cfg"]), float(s["threshold"]))
         finally:
             torch.set_num_threads(threads)
+        meta = {"steps": int(s["steps"]), "cfg": float(s["cfg"]), "threshold": float(s["threshold"]),
+                "n_voxels": len(coords), "n_gaussians": len(g)}
         return Reconstruction("gaussians", "world" if view else "model", points=g.means.numpy().astype(np.float64),
-                              splats=g, meta={"steps": int(s["steps"]), "cfg": float(s["cfg"]),
-                                              "threshold": float(s["threshold"]), "n_voxels": len(coords),
-                                              "n_gaussians": len(g)})
+                              splats=g, files={"pred_gaussians.ply": gs.ply_bytes(g)}, meta=meta)
