@@ -4,7 +4,10 @@ pipeline's save/load and seeding, and the reconstructor's Gaussians (docs/diff2t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -176,3 +179,59 @@ def test_reconstructor_writes_gaussians_that_load_and_render(trained, tmp_path):
         load_reconstructor("d", {"kind": "diff2to3", "weights": str(tmp_path / "none")}).reconstruct(rgba, None, 0, {})
     with pytest.raises(ValueError, match="unknown"):
         load_reconstructor("d", {"kind": "diff2to3", "weights": str(folder), "settings": {"stepz": 1}})
+
+
+def test_vae_table_pools_seeds_and_pairs_the_sources():
+    from genbench.recon3d.diff2to3.tables import vae_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        for asset in range(4):
+            base = rng.normal(20, 1)
+            for src, shift in (("reconstructive", 0.5), ("semantic", 0.0)):
+                rows.append({"source": src, "seed": seed, "asset": asset, "psnr": base + shift + rng.normal(0, 0.01),
+                             "ssim": 0.7 + shift / 10})
+    per_asset = pd.DataFrame(rows)
+    t = vae_table(per_asset, 500, 0.95, seed=0).set_index(["source", "metric"])
+    rec = per_asset[per_asset.source == "reconstructive"]
+    assert t.loc[("reconstructive", "psnr"), "value"] == pytest.approx(rec["psnr"].mean())
+    assert t.loc[("reconstructive", "psnr"), "n"] == 12 and t.loc[("reconstructive", "psnr"), "n_seeds"] == 3
+    for key, row in t.iterrows():
+        assert row["ci_low"] <= row["value"] <= row["ci_high"], key
+    # paired: the shared per-asset level cancels, the difference's interval is narrow around 0.5
+    d = t.loc[("difference", "psnr")]
+    assert d["value"] == pytest.approx(0.5, abs=0.01) and d["ci_high"] - d["ci_low"] < 0.05
+    assert t.loc[("reconstructive", "psnr"), "ci_high"] - t.loc[("reconstructive", "psnr"), "ci_low"] > 0.3
+    assert "0.95" in d["ci_method"] and "paired" in d["ci_method"]
+
+
+def test_vae_run_scores_held_out_assets(tmp_path):
+    from genbench.recon3d.diff2to3.tables import vae_run
+
+    spec = {"vae": TINY_VAE, "train": {"assets": 4, "held_out": 2, "ae_steps": 5, "vae_steps": 2, "vae_batch": 1}}
+    df, rec = vae_run(spec, "semantic", seed=1)
+    assert list(df["asset"]) == rec["test_assets"] and len(df) == 2 and (df["source"] == "semantic").all()
+    assert np.isfinite(df[["psnr", "ssim", "psnr_init"]].to_numpy()).all()
+    assert not set(rec["train_assets"]) & set(rec["test_assets"])
+    with pytest.raises(ValueError, match="unknown"):
+        vae_run({"train": {"step": 1}}, "semantic", 0)
+    with pytest.raises(ValueError, match="feature source"):
+        vae_run({}, "flux", 0)
+
+
+def test_diff2to3_config_adds_the_table_targets():
+    import yaml
+
+    from genbench.config import validate_config
+    from genbench.wiring import Wiring
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config/config.yaml").read_text())
+    assert Wiring(validate_config(dict(base))).diff2to3_targets() == []
+    cfg = {**base, **yaml.safe_load((root / "config/diff2to3.yaml").read_text())}
+    validate_config(cfg)
+    w = Wiring(cfg)
+    runs = w.diff2to3_vae_runs()
+    assert len(runs) == 6 and len(set(runs)) == 6  # 2 sources x 3 seeds
+    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv"]

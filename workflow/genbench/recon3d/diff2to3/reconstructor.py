@@ -39,7 +39,8 @@ class Diff2to3Reconstructor(Reconstructor):
         if self._pipe is None:
             from .pipeline import Pipeline
 
-            folder = Path(str(self.spec.get("weights", "")))
+            w = self.spec.get("weights", "")
+            folder = Path(str(w.get("path", "") if isinstance(w, dict) else w))  # {path: folder} (schema) or folder
             if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
                 raise ReconstructionError(f"reconstructors.{self.name}: no trained weights at '{folder}' "
                                           f"(model.safetensors + config.json); train them first "
