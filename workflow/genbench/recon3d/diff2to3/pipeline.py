@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,9 +159,8 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     ds = D.prepare_dataset(vae_cfg, int(tr["assets"]), int(tr["held_out"]), seed, int(tr["held_out_views"]),
                            int(tr["ae_steps"]), cond_view=condition_view(condition))
     report["prepare_s"] = ds.seconds
+    torch.manual_seed(derive_seed(seed, "diff2to3", "init") % 2**63)  # the VAE's, structure's and flow's init
     pipe = Pipeline.build(vae_cfg, flow_cfg, condition, ds.extractor)
-    torch.manual_seed(derive_seed(seed, "diff2to3", "init") % 2**63)
-    pipe.vae = V.SparseVAE(vae_cfg)
     t = time.perf_counter()
     hist = D.train_vae(pipe.vae, ds.train, int(tr["vae_steps"]), int(tr["vae_batch"]), float(tr["vae_lr"]), seed)
     report["vae_s"] = time.perf_counter() - t
@@ -197,7 +195,3 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     report["train_assets"], report["test_assets"] = ds.train_ids, ds.test_ids
     log.info("diff2to3 trained: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
     return pipe, report
-
-
-def angle_close(a: float, b: float) -> bool:
-    return abs((a - b + math.pi) % (2 * math.pi) - math.pi) < 1e-6
