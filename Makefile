@@ -17,10 +17,14 @@ RUN_DEB_PACKAGES ?=
 TEST_DEB_PACKAGES ?= chromium libusb-1.0-0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup system-deps test-system-deps lint dry-run-paper slurm-profile clean-results report golden
+.PHONY: run diff2to3-vae test setup system-deps test-system-deps lint dry-run-paper slurm-profile clean-results report golden
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+# The toy Diff2to3's Table 1 (docs/diff2to3.md): the mini-world's config plus config/diff2to3.yaml, its targets only.
+diff2to3-vae: setup
+	$(BIN)/snakemake diff2to3 --cores $(CORES) --configfile config/config.yaml config/diff2to3.yaml
 
 test: setup test-system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

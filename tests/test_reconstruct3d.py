@@ -9,8 +9,10 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import trimesh
 
+from genbench.recon3d import gaussians as gs
 from genbench.recon3d.evaluate import reconstruct_dataset, score_dataset
 from genbench.recon3d.external import UpstreamMissingError
 from genbench.recon3d.reconstructors import (
@@ -85,7 +87,13 @@ class Flaky(Reconstructor):
         if item["item_id"] == "d":
             return Reconstruction("mesh", "model", mesh=trimesh.Trimesh())
         if item["item_id"] == "e":
-            return Reconstruction("gaussians", "model", points=np.asarray(sphere.sample(3000, seed=seed)))
+            pts = np.asarray(sphere.sample(3000, seed=seed))
+            n = len(pts)
+            splats = gs.Gaussians(torch.as_tensor(pts, dtype=torch.float32), torch.full((n, 3), 0.01),
+                                  torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n,), 0.5),
+                                  torch.full((n, 3), 0.25))
+            return Reconstruction("gaussians", "model", points=pts, splats=splats,
+                                  files={"pred_gaussians.ply": gs.ply_bytes(splats)})
         return Reconstruction("mesh", "model", mesh=sphere, meta={"seed_seen": seed})
 
 
@@ -127,6 +135,9 @@ def test_failures_are_recorded_and_the_run_continues(tmp_path):
     assert "out of memory" in reasons["b"] and "NaN" in reasons["c"] and "no vertices" in reasons["d"]
     assert "empty" in reasons["f"] and "no faces" in reasons["g"]
     assert (out / "input/a/pred.ply").exists() and (out / "input/e/pred.npz").exists()
+    # a model's extra files (here its Gaussians as a 3DGS PLY) are written beside the scored centres
+    splats = gs.load_ply(out / "input/e/pred_gaussians.ply")
+    assert len(splats) == 3000 and not (out / "input/a/pred_gaussians.ply").exists()
     meta = json.loads((out / "input/a/meta.json").read_text())
     assert meta["kind"] == "mesh" and meta["seed_seen"] == meta["seed"]
     rec.to_parquet(out / "reconstructions.parquet")

@@ -60,6 +60,8 @@ RECONSTRUCTORS: Registry[Any] = Registry("3D reconstructor kind", {
     "extrude": Plugin("genbench.recon3d.reconstructors:ExtrudeBaseline", env="mesh"),
     "revolution": Plugin("genbench.recon3d.reconstructors:RevolutionBaseline", env="mesh"),
     "gt_resample": Plugin("genbench.recon3d.reconstructors:GroundTruthCeiling", env="mesh"),
+    # the toy Diff2to3 trained by genbench (docs/diff2to3.md): CPU, the torch env of the metrics
+    "diff2to3": Plugin("genbench.recon3d.diff2to3.reconstructor:Diff2to3Reconstructor", env="metrics"),
     # external image-to-3D models: each in its own env, on a GPU
     "trellis": Plugin("genbench.recon3d.external:TrellisReconstructor", env="trellis", gpus=1, traits=_RGB),
     "hi3dgen": Plugin("genbench.recon3d.external:Hi3DGenReconstructor", env="hi3dgen", gpus=1, traits=_RGB),

@@ -325,6 +325,12 @@ def appearance3d(cell: Cell3D, sets: bool = False) -> str:
     return f"{RESULTS}/metrics/appearance3d/{cell.path}{'.sets' if sets else ''}.parquet"
 
 
+# ---- the toy Diff2to3's paper tables (config/diff2to3.yaml)
+def diff2to3_vae_run(source: str, seed: int | str, ext: str = "parquet") -> str:
+    """One Table 1 training run's per-held-out-asset scores (``parquet``) or its record (``json``)."""
+    return f"{RESULTS}/diff2to3/vae/{source}/seed{seed}.{ext}"
+
+
 # ---- across the sweep
 def table(name: str, ext: str = "parquet") -> str:
     """An aggregated table (``gen2d_metrics``, ``recon3d_summary``, ``curation_{dataset}_classes``, ...)."""

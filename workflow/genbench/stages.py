@@ -19,7 +19,7 @@ import pandas as pd
 from .config import config_hash
 from .data.manifest import load_images, read_manifest, write_manifest
 from .data.registry import class_names, prepare_dataset
-from .io import atomic_path, load_npz, read_npz_runtime, save_npz, write_json
+from .io import atomic_path, load_npz, read_npz_runtime, save_npz, write_bytes, write_json
 from .jobinfo import report_at_exit
 from .layout import Cell
 from .metrics.registry import higher_is_better
@@ -897,3 +897,32 @@ def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dic
                                                         "key_columns": ["dataset", "kind", "n"]})
         _stats_html(floor, f"Noise floor on {dataset}: FID of one real half against the other, per N, and FD-infinity",
                     noise_floor_html)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the toy Diff2to3's paper tables (docs/diff2to3.md)
+
+def stage_diff2to3_vae_run(config: dict[str, Any], source: str, seed: int, table: str | Path,
+                           record: str | Path, threads: int = 1) -> None:
+    """One Table 1 run: train the VAE with ``source`` features under training ``seed``, score the held-out assets."""
+    from .recon3d.diff2to3.tables import vae_run
+
+    spec = {k: v for k, v in config["diff2to3"]["vae"].items() if k in ("vae", "train")}
+    df, rec = vae_run(spec, source, int(seed), threads)
+    log.info("diff2to3 vae %s seed %s: %s", source, seed, rec)
+    write_parquet(df, table, provenance(config_hash(config)))
+    write_json(record, rec)
+
+
+def stage_diff2to3_vae_table(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                             out: str | Path, csv: str | Path) -> None:
+    """Table 1 (``diff2to3_vae``): every run's held-out scores pooled per feature source with BCa intervals, and
+    the paired difference."""
+    from .recon3d.diff2to3.tables import vae_table
+
+    per_asset = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    boot = config.get("diff2to3", {}).get("bootstrap", {})
+    df = vae_table(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
+                   int(config.get("seed", 0)))
+    write_parquet(df, out, provenance(full_config_hash))
+    write_bytes(csv, df.to_csv(index=False).encode())

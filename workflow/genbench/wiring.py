@@ -94,6 +94,9 @@ def _named(inputs: Any) -> dict[str, Any]:
     return {k: inputs[k] for k in inputs.keys()}
 
 
+DIFF2TO3_SOURCES = ("reconstructive", "semantic")  # Table 1 rows (genbench.recon3d.diff2to3.tables)
+
+
 class Wiring:
     """The wiring of the rules under one validated config (genbench.config.validate_config)."""
 
@@ -432,6 +435,21 @@ class Wiring:
         figs = [layout.figure(n, e) for n in names for e in ("pdf", "png")]
         exports = [layout.table("recon3d_summary", e) for e in ("md", "tex", "html")]
         return [layout.table("recon3d_summary"), *exports, *figs]
+
+    # ---- the toy Diff2to3's tables (diff2to3.smk; config/diff2to3.yaml adds the section)
+    def diff2to3_vae_runs(self, ext: str = "parquet") -> list[str]:
+        spec = self.config.get("diff2to3", {})
+        if "vae" not in spec:
+            return []
+        return [layout.diff2to3_vae_run(src, seed, ext) for src in spec["vae"].get("sources", DIFF2TO3_SOURCES)
+                for seed in spec.get("seeds", [0, 1, 2])]
+
+    def diff2to3_vae_config(self) -> dict[str, Any]:
+        return select(self.config, "diff2to3.vae")
+
+    def diff2to3_targets(self) -> list[str]:
+        """The Diff2to3 tables the config asks for (not part of ``all``: `make diff2to3-vae` requests them)."""
+        return [layout.table("diff2to3_vae", e) for e in ("parquet", "csv")] if self.diff2to3_vae_runs() else []
 
     # ---- the protocol delta (protocol_delta.smk)
     def protocol_delta_parts(self) -> list[str]:

@@ -121,6 +121,8 @@ def reconstruct_dataset(dataset: str, model: str, spec: dict[str, Any], manifest
             else:
                 save_npz(folder / "pred.npz", points=np.asarray(out.points, dtype=np.float32))
                 size = {"n_vertices": len(out.points), "n_faces": 0}
+            for name, blob in out.files.items():  # e.g. a model's Gaussians as a 3DGS PLY beside the scored centres
+                write_bytes(folder / name, blob)
             meta = {"kind": out.kind, "frame": out.frame, "seed": item_seed, "feed": feed, **out.meta}
             write_json(folder / "meta.json", meta)
             rows.append({**base, "status": "ok", "reason": None, "kind": out.kind, "frame": out.frame,

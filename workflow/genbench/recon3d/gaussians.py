@@ -271,8 +271,8 @@ def load_ply(path: str | Path, dtype: torch.dtype = torch.float32) -> Gaussians:
     )
 
 
-def save_ply(g: Gaussians, path: str | Path) -> None:
-    """Write ``g`` as a binary little-endian 3DGS PLY (the inverse activations of :func:`load_ply`; normals 0, no
+def ply_bytes(g: Gaussians) -> bytes:
+    """``g`` as a binary little-endian 3DGS PLY (the inverse activations of :func:`load_ply`; normals 0, no
     ``f_rest``). Colours must be > 0 and opacities in (0, 1) for the file to load back to the same values."""
     t = {k: getattr(g, k).detach().to(torch.float64).cpu().numpy() for k in
          ("means", "scales", "rotations", "opacities", "colours")}
@@ -290,9 +290,14 @@ def save_ply(g: Gaussians, path: str | Path) -> None:
         arr[k] = col
     header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {len(g)}\n"
     header += "".join(f"property float {k}\n" for k in fields) + "end_header\n"
+    return header.encode("ascii") + arr.tobytes()
+
+
+def save_ply(g: Gaussians, path: str | Path) -> None:
+    """Write :func:`ply_bytes` of ``g`` to ``path`` (atomically)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(header.encode("ascii") + arr.tobytes())
+    tmp.write_bytes(ply_bytes(g))
     tmp.replace(path)
 
 

@@ -56,6 +56,8 @@ class Reconstruction:
     mesh: trimesh.Trimesh | None = None
     points: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    splats: Any = None  # the Gaussians themselves (recon3d.gaussians.Gaussians) when the model makes them
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files written beside the prediction (name: bytes)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

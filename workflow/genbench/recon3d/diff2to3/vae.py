@@ -200,6 +200,9 @@ class SemanticViT(nn.Module):
             self.norm = nn.LayerNorm(channels)
         self.requires_grad_(False)
 
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        return self(img)
+
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = self.embed(img * 2 - 1)
         b, c, h, w = x.shape
@@ -226,6 +229,9 @@ class ReconstructiveAE(nn.Module):
 
     def encode(self, img: torch.Tensor) -> torch.Tensor:
         return self.enc(img * 2 - 1)
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        return self.encode(img)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.dec(self.encode(img)))
@@ -272,23 +278,30 @@ def render_views(mesh, views: list[View], size: int) -> torch.Tensor:
     return torch.as_tensor(np.stack(out))
 
 
-def feature_maps(cfg: VAEConfig, images: torch.Tensor, ae_steps: int = 200, seed: int = 0) -> torch.Tensor:
-    """(K, C, h, w) features of the training images (K, S, S, 3) by the configured extractor (the reconstructive
-    autoencoder is first trained ``ae_steps`` steps on these images)."""
-    x = images.permute(0, 3, 1, 2).contiguous()
+def feature_extractor(cfg: VAEConfig, images: torch.Tensor, ae_steps: int = 200, seed: int = 0) -> nn.Module:
+    """The configured 2D feature extractor, ready to use (``module.features(x)``: (B, 3, S, S) in [0, 1] ->
+    (B, C, h, w)): the frozen random ViT (``semantic``), or the autoencoder trained ``ae_steps`` steps on
+    ``images`` (B, S, S, 3) (``reconstructive``; one extractor shared by a data set, as FLUX's VAE is)."""
     if cfg.feature_source == "semantic":
-        vit = SemanticViT(cfg.semantic_channels, cfg.semantic_patch, cfg.semantic_depth, seed)
-        with torch.no_grad():
-            return vit(x)
+        return SemanticViT(cfg.semantic_channels, cfg.semantic_patch, cfg.semantic_depth, seed)
     torch.manual_seed(seed)
     ae = ReconstructiveAE(cfg.feature_channels, cfg.ae_hidden)
-    train_autoencoder(ae, x, ae_steps, seed=seed)
+    train_autoencoder(ae, images.permute(0, 3, 1, 2).contiguous(), ae_steps, seed=seed)
+    return ae.requires_grad_(False)
+
+
+def feature_maps(cfg: VAEConfig, images: torch.Tensor, ae_steps: int = 200, seed: int = 0,
+                 extractor: nn.Module | None = None) -> torch.Tensor:
+    """(K, C, h, w) features of the training images (K, S, S, 3) by ``extractor``, or by the configured extractor
+    fitted to these images (the reconstructive autoencoder is first trained ``ae_steps`` steps on them)."""
+    extractor = extractor if extractor is not None else feature_extractor(cfg, images, ae_steps, seed)
     with torch.no_grad():
-        return ae.encode(x)
+        return extractor.features(images.permute(0, 3, 1, 2).contiguous())
 
 
-def prepare_asset(mesh, cfg: VAEConfig, held_out: int = 1, seed: int = 0, ae_steps: int = 200) -> Asset:
-    """Voxelise, render (``cfg.views`` + ``held_out`` views of TRELLIS's camera set), featurise and aggregate."""
+def render_asset(mesh, cfg: VAEConfig, held_out: int = 1, seed: int = 0) -> Asset:
+    """Voxelise and render (``cfg.views`` + ``held_out`` views of TRELLIS's camera set, offset by ``seed``); the
+    features are left empty (:func:`featurise` fills them)."""
     from ..meshes import solid_occupancy
 
     occ, _ = solid_occupancy(mesh, cfg.grid_size)
@@ -298,14 +311,27 @@ def prepare_asset(mesh, cfg: VAEConfig, held_out: int = 1, seed: int = 0, ae_ste
     views = camera_set("trellis", n=cfg.views + held_out, seed=seed)
     images = render_views(mesh, views, cfg.image_size)
     cameras = [gs.Camera.from_view(v, cfg.image_size) for v in views]
-    fmaps = feature_maps(cfg, images[:cfg.views], ae_steps, seed)
-    ct = torch.as_tensor(coords)
+    return Asset(torch.as_tensor(coords), torch.empty(0), images, cameras, views, cfg.views, occ)
+
+
+def featurise(asset: Asset, cfg: VAEConfig, fmaps: torch.Tensor) -> Asset:
+    """Aggregate the feature maps (K, C, h, w) of the asset's K training views onto its active voxels (in place)."""
     visible = None
+    coords = asset.coords.numpy()
     if cfg.visibility == "occlusion":
-        visible = torch.as_tensor(np.stack([occlusion_visibility(occ, coords, v.c2w()[:3, 3])
-                                            for v in views[:cfg.views]]))
-    feats = aggregate(fmaps, voxel_centres(ct, cfg.grid_size), cameras[:cfg.views], visible)
-    return Asset(ct, feats, images, cameras, views, cfg.views, occ)
+        visible = torch.as_tensor(np.stack([occlusion_visibility(asset.occupancy, coords, v.c2w()[:3, 3])
+                                            for v in asset.views[:asset.n_views]]))
+    asset.features = aggregate(fmaps, voxel_centres(asset.coords, cfg.grid_size), asset.cameras[:asset.n_views],
+                               visible)
+    return asset
+
+
+def prepare_asset(mesh, cfg: VAEConfig, held_out: int = 1, seed: int = 0, ae_steps: int = 200,
+                  extractor: nn.Module | None = None) -> Asset:
+    """Voxelise, render (``cfg.views`` + ``held_out`` views of TRELLIS's camera set), featurise (by ``extractor``,
+    else by an extractor fitted to this asset's views) and aggregate."""
+    asset = render_asset(mesh, cfg, held_out, seed)
+    return featurise(asset, cfg, feature_maps(cfg, asset.images[:cfg.views], ae_steps, seed, extractor))
 
 
 # --- the sparse VAE ------------------------------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""The trained toy Diff2to3 (genbench.recon3d.diff2to3: data, generate, pipeline, reconstructor) at tiny sizes: the
+asset split, VAE training over several assets scored on unseen ones, the sampler, the structure stage, the
+pipeline's save/load and seeding, and the reconstructor's Gaussians (docs/diff2to3.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genbench.recon3d import gaussians as gs
+from genbench.recon3d.diff2to3 import data as D
+from genbench.recon3d.diff2to3 import generate as G
+from genbench.recon3d.diff2to3 import pipeline as P
+from genbench.recon3d.diff2to3 import vae as V
+from genbench.recon3d.diff2to3.reconstructor import Diff2to3Reconstructor
+from genbench.recon3d.reconstructors import ReconstructionError, load_reconstructor
+from genbench.recon3d.render import render, transforms_json
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_VAE = dict(grid_size=8, views=3, image_size=16, hidden=32, heads=2, enc_depth=1, dec_depth=1,
+                gaussians_per_voxel=2)
+TINY = {"vae": TINY_VAE, "flow": {"hidden": 32, "heads": 2},
+        "train": {"assets": 6, "held_out": 2, "ae_steps": 30, "vae_steps": 4, "structure_steps": 30,
+                  "structure_batch": 4, "flow_steps": 10}}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    torch.set_num_threads(1)
+    return D.prepare_dataset(V.VAEConfig(**TINY_VAE, feature_source="reconstructive"), 6, 2, seed=3,
+                             held_out_views=2, ae_steps=30)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    pipe, report = P.train_pipeline(TINY, seed=0)
+    folder = tmp_path_factory.mktemp("diff2to3")
+    pipe.save(folder, report)
+    return pipe, report, folder
+
+
+def test_split_is_seeded_disjoint_and_by_asset():
+    tr, te = D.split(10, 3, seed=1)
+    assert len(te) == 3 and len(tr) == 7 and not set(tr) & set(te) and sorted(tr + te) == list(range(10))
+    assert D.split(10, 3, seed=1) == (tr, te)
+    assert any(D.split(10, 3, seed=s)[1] != te for s in range(2, 6))
+    with pytest.raises(ValueError, match="held_out"):
+        D.split(4, 4, seed=0)
+
+
+def test_dataset_features_come_from_one_extractor_fitted_on_training_assets(dataset):
+    assert len(dataset.train) == 4 and len(dataset.test) == 2
+    cfg = V.VAEConfig(**TINY_VAE)
+    # every asset (held-out ones included) is featurised by the shared, frozen extractor
+    for a in dataset.train + dataset.test:
+        assert a.features.shape == (len(a.coords), cfg.feature_channels) and torch.isfinite(a.features).all()
+        assert a.n_views == 3 and len(a.cameras) == 5
+    assert not any(p.requires_grad for p in dataset.extractor.parameters())
+    a = dataset.test[0]
+    again = V.featurise(V.Asset(a.coords, torch.empty(0), a.images, a.cameras, a.views, a.n_views, a.occupancy),
+                        cfg, V.feature_maps(cfg, a.images[:3], extractor=dataset.extractor))
+    assert torch.equal(again.features, a.features)
+    # the assets differ (their own solids and camera offsets)
+    assert len({len(x.coords) for x in dataset.train + dataset.test}) > 1
+
+
+def test_training_over_assets_lowers_the_held_out_loss(dataset):
+    cfg = V.VAEConfig(**TINY_VAE)
+    torch.manual_seed(0)
+    vae = V.SparseVAE(cfg)
+    before = D.evaluate_vae(vae, dataset.test)
+    hist = D.train_vae(vae, dataset.train, steps=25, batch=2, lr=3e-3, seed=0)
+    after = D.evaluate_vae(vae, dataset.test)
+    assert len(hist) == 25 and all(np.isfinite(h["total"]) for h in hist)
+    recon0, recon1 = np.mean([r["recon"] for r in before]), np.mean([r["recon"] for r in after])
+    assert recon1 < 0.9 * recon0
+    assert np.mean([r["psnr"] for r in after]) > np.mean([r["psnr"] for r in before]) + 0.5
+    assert {"psnr", "ssim", "recon", "n_voxels", "asset"} <= set(after[0])
+
+
+def test_euler_sampler_integrates_a_linear_flow_exactly():
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(2, 5, 8, generator=gen, dtype=torch.float64)
+    noise = torch.randn(2, 5, 8, generator=gen, dtype=torch.float64)
+    coords = torch.zeros(2, 5, 3, dtype=torch.long)
+    cond = torch.ones(2, 4, 4, 3, dtype=torch.float64)
+
+    def straight(z, c, cond, t):  # the exact velocity of z_t = (1 - t) z0 + t eps at any point: (z - z0) / t
+        return (z - z0) / t[:, None, None]
+
+    for steps in (1, 3, 8):
+        out = G.sample(straight, coords, cond, steps, noise=noise)
+        assert torch.allclose(out, z0, atol=1e-12)
+
+    def const(z, c, cond, t):  # constant velocity: z_0 = z_1 - v
+        return torch.full_like(z, 0.25) * cond[:, :1, :1, :1]
+
+    assert torch.allclose(G.sample(const, coords, cond, 4, noise=noise), noise - 0.25)
+    # CFG: v_null (cond zeros -> 0) + w (v_cond - v_null) = 0.25 w
+    assert torch.allclose(G.sample(const, coords, cond, 4, cfg_scale=3.0, noise=noise), noise - 0.75)
+
+
+def test_structure_stage_gives_a_valid_voxel_set_and_learns(dataset):
+    torch.manual_seed(0)
+    cfg = V.VAEConfig(**TINY_VAE)
+    cond_train = G.condition_features(dataset.extractor, torch.stack([a.images[0] for a in dataset.train]))
+    net = G.StructureNet(cfg.feature_channels, cond_train.shape[1], cfg.grid_size)
+    targets = G.shell_targets(dataset.train, cfg.grid_size)
+    assert targets.sum() == sum(len(a.coords) for a in dataset.train)
+    iou0 = np.mean([G.voxel_iou(p, a.coords) for p, a in zip(net.voxels(cond_train), dataset.train, strict=True)])
+    losses = G.train_structure(net, cond_train, targets, steps=60, batch=4, seed=0)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    pred = net.voxels(cond_train)
+    iou1 = np.mean([G.voxel_iou(p, a.coords) for p, a in zip(pred, dataset.train, strict=True)])
+    assert iou1 > iou0 + 0.1
+    for p in pred + net.voxels(cond_train, threshold=1.0):  # threshold 1: nothing passes, the argmax voxel is kept
+        assert p.dtype == torch.long and p.ndim == 2 and p.shape[1] == 3 and len(p) >= 1
+        assert ((p >= 0) & (p < cfg.grid_size)).all()
+        assert len({tuple(x) for x in p.tolist()}) == len(p)
+    assert all(len(p) == 1 for p in net.voxels(cond_train, threshold=1.0))
+    with pytest.raises(ValueError, match="power of two"):
+        G.StructureNet(16, 8, 12)
+
+
+def test_pipeline_trains_saves_loads_and_is_seeded(trained):
+    pipe, report, folder = trained
+    for k in ("vae_test_psnr", "structure_test_iou", "flow_loss_first", "flow_loss_last", "total_s"):
+        assert np.isfinite(report[k])
+    assert not set(report["train_assets"]) & set(report["test_assets"])
+    assert report["vae_loss_last"] < report["vae_loss_first"]
+    loaded = P.Pipeline.load(folder)
+    image = pipe_image(loaded)
+    g1, c1 = loaded.generate(image, seed=5, steps=3)
+    g2, c2 = pipe.generate(image, seed=5, steps=3)
+    g3, _ = loaded.generate(image, seed=6, steps=3)
+    assert torch.equal(c1, c2) and torch.equal(g1.means, g2.means) and torch.equal(g1.colours, g2.colours)
+    assert not torch.equal(g1.means, g3.means)
+    assert len(g1) == len(c1) * TINY_VAE["gaussians_per_voxel"]
+    # every Gaussian lies in its voxel's neighbourhood (the decoder's bound) inside the unit cube
+    assert (g1.means.abs() <= 0.5 + 0.75 / TINY_VAE["grid_size"] + 1e-6).all()
+    with pytest.raises(ValueError, match="follow the VAE"):
+        P.flow_config(V.VAEConfig(**TINY_VAE), {"grid_size": 16})
+    with pytest.raises(ValueError, match="unknown"):
+        P.train_pipeline({"train": {"asset": 3}}, seed=0)
+
+
+def pipe_image(pipe: P.Pipeline) -> torch.Tensor:
+    _, mesh = D.solids([0], 11)[0]
+    return V.render_views(mesh, [pipe.view], pipe.vae_cfg.image_size)[0]
+
+
+def test_reconstructor_writes_gaussians_that_load_and_render(trained, tmp_path):
+    pipe, _, folder = trained
+    rec = load_reconstructor("d2t3", {"kind": "diff2to3", "weights": str(folder), "settings": {"steps": 3}})
+    assert isinstance(rec, Diff2to3Reconstructor)
+    _, mesh = D.solids([1], 11)[0]
+    rgba = render(mesh, pipe.view, 64)
+    view = transforms_json([pipe.view], ["input.png"])
+    out = rec.reconstruct(rgba, view, seed=7, item={"item_id": "x"})
+    assert out.kind == "gaussians" and out.frame == "world"
+    assert np.array_equal(out.points, out.splats.means.numpy().astype(np.float64))
+    (tmp_path / "pred.ply").write_bytes(out.files["pred_gaussians.ply"])  # what the 3D stage writes
+    back = gs.load_ply(tmp_path / "pred.ply")
+    for k in ("means", "scales", "opacities", "colours"):
+        assert torch.allclose(getattr(back, k), getattr(out.splats, k), rtol=1e-4, atol=1e-5)
+    img = gs.render(back, gs.Camera.from_view(pipe.view, 16), background=(1.0, 1.0, 1.0))
+    assert img.alpha.max() > 0.1 and torch.isfinite(img.rgb).all()
+    assert rec.reconstruct(rgba, None, seed=7, item={}).frame == "model"
+    other = transforms_json([type(pipe.view)(0.1, 0.2, 2.0, pipe.view.fov)], ["input.png"])
+    with pytest.raises(ReconstructionError, match="conditioning camera"):
+        rec.reconstruct(rgba, other, seed=7, item={})
+    with pytest.raises(ReconstructionError, match="no trained weights"):
+        load_reconstructor("d", {"kind": "diff2to3", "weights": str(tmp_path / "none")}).reconstruct(rgba, None, 0, {})
+    with pytest.raises(ValueError, match="unknown"):
+        load_reconstructor("d", {"kind": "diff2to3", "weights": str(folder), "settings": {"stepz": 1}})
+
+
+def test_vae_table_pools_seeds_and_pairs_the_sources():
+    from genbench.recon3d.diff2to3.tables import vae_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        for asset in range(4):
+            base = rng.normal(20, 1)
+            for src, shift in (("reconstructive", 0.5), ("semantic", 0.0)):
+                rows.append({"source": src, "seed": seed, "asset": asset, "psnr": base + shift + rng.normal(0, 0.01),
+                             "ssim": 0.7 + shift / 10})
+    per_asset = pd.DataFrame(rows)
+    t = vae_table(per_asset, 500, 0.95, seed=0).set_index(["source", "metric"])
+    rec = per_asset[per_asset.source == "reconstructive"]
+    assert t.loc[("reconstructive", "psnr"), "value"] == pytest.approx(rec["psnr"].mean())
+    assert t.loc[("reconstructive", "psnr"), "n"] == 12 and t.loc[("reconstructive", "psnr"), "n_seeds"] == 3
+    for key, row in t.iterrows():
+        assert row["ci_low"] <= row["value"] <= row["ci_high"], key
+    # paired: the shared per-asset level cancels, the difference's interval is narrow around 0.5
+    d = t.loc[("difference", "psnr")]
+    assert d["value"] == pytest.approx(0.5, abs=0.01) and d["ci_high"] - d["ci_low"] < 0.05
+    assert t.loc[("reconstructive", "psnr"), "ci_high"] - t.loc[("reconstructive", "psnr"), "ci_low"] > 0.3
+    assert "0.95" in d["ci_method"] and "paired" in d["ci_method"]
+
+
+def test_vae_run_scores_held_out_assets(tmp_path):
+    from genbench.recon3d.diff2to3.tables import vae_run
+
+    spec = {"vae": TINY_VAE, "train": {"assets": 4, "held_out": 2, "ae_steps": 5, "vae_steps": 2, "vae_batch": 1}}
+    df, rec = vae_run(spec, "semantic", seed=1)
+    assert list(df["asset"]) == rec["test_assets"] and len(df) == 2 and (df["source"] == "semantic").all()
+    assert np.isfinite(df[["psnr", "ssim", "psnr_init"]].to_numpy()).all()
+    assert not set(rec["train_assets"]) & set(rec["test_assets"])
+    with pytest.raises(ValueError, match="unknown"):
+        vae_run({"train": {"step": 1}}, "semantic", 0)
+    with pytest.raises(ValueError, match="feature source"):
+        vae_run({}, "flux", 0)
+
+
+def test_diff2to3_config_adds_the_table_targets():
+    import yaml
+
+    from genbench.config import validate_config
+    from genbench.wiring import Wiring
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config/config.yaml").read_text())
+    assert Wiring(validate_config(dict(base))).diff2to3_targets() == []
+    cfg = {**base, **yaml.safe_load((root / "config/diff2to3.yaml").read_text())}
+    validate_config(cfg)
+    w = Wiring(cfg)
+    runs = w.diff2to3_vae_runs()
+    assert len(runs) == 6 and len(set(runs)) == 6  # 2 sources x 3 seeds
+    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv"]
