@@ -789,8 +789,7 @@ def _validation_text_inputs(dataset: str, manifest: pd.DataFrame, ref_images: np
                 last.update(images=ims, emb=em.embed_images(ims, f"degraded {dataset}"))
             return last["emb"]
 
-        loaded[name] = {"embed": embed, "real_image_emb": em.embed_images(ref_images, f"real {dataset} (reference "
-                                                                                       "half)"),
+        loaded[name] = {"embed": embed, "real_image_emb": em.embed_images(ref_images, f"real {dataset} (reference)"),
                         "text_labels": text_labels, "logit_scale": em.logit_scale,
                         "text_emb": em.embed_texts([str(prompt_of[c]) for c in text_labels], f"{dataset} prompts")}
     return {role: loaded[name] for role, name in config["scoring"].get("text_image", {}).items() if name in loaded}
