@@ -14,8 +14,11 @@ as the pipeline's own classifier training: 1.5-5 min on one core). Feature maps 
 - ``seed1``: the same recipe trained again with another seed (an independent stand-in);
 - ``augment``, ``invert``, ``noise``: the recipe plus ``train.augment`` (genbench.features.classifier.augment_batch;
   ``VARIANTS`` gives the specs): candidate fixes;
-- ``web``: the recipe trained on mw_train + mw_web (the LAION-style images with true labels the tiny CLIP also
-  sees): a stand-in that has seen more than one style, as a real Inception has;
+- ``web``, ``web+noise``: the recipe trained on mw_train + mw_web (the LAION-style images with true labels the tiny
+  CLIP also sees; with pixel-noise jitter): a stand-in that has seen more than one style, as a real Inception has;
+- ``block1`` .. ``block5``: the run's stand-in, its activations after that convolution block, averaged over
+  positions (block5 is the 64-d feature the tables use; block1 the 32-d first block: low-level, colour and edge
+  statistics): where in the network the inversion appears;
 - ``pixels``: the images box-downsampled to 8 x 8 x 3, in [0, 1] (192-d): no learning at all;
 - ``params``: the generating parameters the v2 shift changes, estimated from each image (background brightness and
   saturation from the border pixels, shape brightness, saturation, area and centroid offset from the pixels that
@@ -59,6 +62,7 @@ VARIANTS: dict[str, tuple[dict, list[str]]] = {
     "invert": ({"augment": {"invert": 0.5}}, []),
     "noise": ({"augment": {"noise": 0.25}}, []),
     "web": ({}, ["mw_web"]),
+    "web+noise": ({"augment": {"noise": 0.25}}, ["mw_web"]),
 }
 KNOWN = ("train", "train+blur2", "train+noise20")
 
@@ -131,6 +135,21 @@ def classifier_map(results: Path, config: dict, variant: str):
     return MiniworldClassifierExtractor("mw_classifier", net.eval())
 
 
+def block_map(results: Path, config: dict, block: int):
+    """Position-averaged activations of the run's stand-in after convolution block ``block`` (1-based)."""
+    import torch
+
+    from genbench.features.classifier import MiniClassifier
+
+    net = classifier_map(results, config, "standin").net
+
+    def fmap(images: np.ndarray) -> np.ndarray:
+        x = MiniClassifier.preprocess(images).to(net.head.weight.dtype)
+        with torch.no_grad():
+            return net.body[:block](x).mean(dim=(2, 3)).double().numpy()
+    return fmap
+
+
 def known_generators(results: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """400 mw_train images as they are, blurred and noisy: generators with mw_val's parameters by construction."""
     from genbench.metrics.validation import degrade
@@ -165,6 +184,8 @@ def run(results: Path, config: dict, variants: list[str], reps: int, validate: b
         ex = None
         if variant == "pixels":
             fmap = pixel_features
+        elif variant.startswith("block"):
+            fmap = block_map(results, config, int(variant.removeprefix("block")))
         elif variant == "params":
             fmap = param_features
         else:
@@ -206,7 +227,8 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "config.yaml")
     ap.add_argument("--variants", default="standin,pixels,params,seed1",
-                    help=f"comma-separated; classifiers: standin, {', '.join(VARIANTS)}; maps: pixels, params")
+                    help=f"comma-separated; classifiers: standin, {', '.join(VARIANTS)}; maps: pixels, params, "
+                    "block1..block5")
     ap.add_argument("--reps", type=int, default=10, help="random mw_val subsets of mw_relaionet's size")
     ap.add_argument("--validate", action="store_true", help="also run the metric validation per classifier")
     ap.add_argument("--csv", type=Path, default=None, help="write the per-set table here")

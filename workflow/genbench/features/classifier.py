@@ -66,8 +66,8 @@ def augment_batch(x: torch.Tensor, spec: dict[str, Any], gen: torch.Generator) -
     - ``scale: [lo, hi]``: zoom the content by U(lo, hi) (< 1 shrinks the shape), edges extended;
     - ``shift: t``: translate by U(-t, t) of the image size in x and y.
 
-    The ranges should cover the nominal data's own variation around shifted sets (a real Inception has seen far
-    more than ImageNet-val's style); docs/metrics.md, "OOD-FID inversion", measures why the stand-in needs it."""
+    Off in the shipped configs: benchmarks/ood_fid.py trains stand-ins with it as candidate fixes of the OOD-FID
+    inversion, and none removed it (docs/metrics.md, "OOD-FID inversion")."""
     unknown = set(spec) - set(AUGMENT_KEYS)
     if unknown:
         raise ValueError(f"classifier train.augment: unknown key(s) {sorted(unknown)}; known: "
