@@ -287,8 +287,9 @@ def validate_metrics(real: dict[str, np.ndarray], extract: Callable[[np.ndarray]
         for m in orientation:
             full, reps = taus[m][0], np.array(taus[m][1:])
             expected = "flat" if kind in PROMPT_ONLY and m not in PROMPT_AWARE else "worse"
-            lo, hi = (np.nanquantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2]) if len(reps)
-                      else (np.nan, np.nan))
+            # NaN taus (a csFID/psFID undefined where the reference score is not positive) are left out
+            lo, hi = (np.nanquantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
+                      if np.isfinite(reps).any() else (np.nan, np.nan))
             correct = np.array(flat[m][1:]) if expected == "flat" else reps == 1.0
             rows.append({"degradation": kind, "metric": m, "expected": expected,
                          "levels": ", ".join(f"{v:g}" for v in levels),
