@@ -1,9 +1,9 @@
 """Is the default config's OOD-FID inversion (one-step models' FID lower on mw_v2 / mw_relaionet than on mw_val) a
-property of the image sets or of the stand-in extractor? One run, a few minutes of one CPU core (docs/metrics.md,
-"OOD-FID inversion", quotes its output).
+property of the image sets or of the stand-in extractor? docs/metrics.md, "OOD-FID inversion", quotes its output
+(the default variants: 152 s on 2 cores shared at load 6-7).
 
     .venv/bin/python benchmarks/ood_fid.py --results results [--config config/config.yaml]
-        [--variants standin,seed1,augment,pixels,params] [--csv ood_fid.csv]
+        [--variants standin,block1,block2,block3,block4,pixels,params,seed1] [--validate] [--csv ood_fid.csv]
 
 It needs a default-config run's real sets (``results/data/{mw_val,mw_v2,mw_relaionet,mw_train}``, and
 ``mw_web`` for the ``web`` variant), generated cells (``results/gen2d``) and the stand-in's checkpoint
@@ -141,12 +141,13 @@ def block_map(results: Path, config: dict, block: int):
 
     from genbench.features.classifier import MiniClassifier
 
-    net = classifier_map(results, config, "standin").net
+    ex = classifier_map(results, config, "standin")
+    net = ex.net
 
     def fmap(images: np.ndarray) -> np.ndarray:
-        x = MiniClassifier.preprocess(images).to(net.head.weight.dtype)
+        x = ex.runtime.inputs(MiniClassifier.preprocess(images).to(net.head.weight.dtype))
         with torch.no_grad():
-            return net.body[:block](x).mean(dim=(2, 3)).double().numpy()
+            return net.body[:block](x).mean(dim=(2, 3)).double().cpu().numpy()
     return fmap
 
 
