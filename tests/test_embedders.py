@@ -182,3 +182,39 @@ def test_pipeline_made_random_dinov2_is_seeded_and_loads(tmp_path):
     assert paths[0].read_bytes() == paths[1].read_bytes()  # seeded: the same weights, byte for byte
     ex = load_extractor("mw_dinov2", spec, paths[0])  # the weights file names its folder
     assert ex.extract(images(n=2, size=16), "x")["features"].shape == (2, 16)
+
+
+def test_metric_validation_text_inputs_embed_each_class_prompt_once_through_open_clip(open_clip_file):
+    """The metric_validation stage's text-image inputs from a real (tiny) open_clip checkpoint: one prompt per class
+    in label order, both roles on one loaded embedder, a degraded set embedded once for both roles; validate_metrics
+    then writes the text-image rows, with FID and CMMD flat under a caption mismatch."""
+    import pandas as pd
+
+    from genbench.metrics.validation import validate_metrics
+    from genbench.stages import _validation_text_inputs
+
+    spec = {"kind": "open_clip", "model": "genbench-tiny-test", "model_config": TINY_OPEN_CLIP}
+    labels = np.arange(8) % 4
+    manifest = pd.DataFrame({"label_id": labels, "prompt": [PROMPTS[c] for c in labels]})
+    config = {"embedders": {"tiny": spec}, "scoring": {"text_image": {"clip": "tiny", "pick": "tiny"}}}
+    ims = images(n=8, size=32)
+    text = _validation_text_inputs("d", manifest, ims[:4], config, {"tiny": open_clip_file})
+    assert text["clip"] is text["pick"] and list(text["clip"]["text_labels"]) == [0, 1, 2, 3]
+    em = load_embedder("tiny", spec, open_clip_file)
+    np.testing.assert_allclose(text["clip"]["text_emb"], em.embed_texts(PROMPTS, "p"), rtol=1e-6, atol=1e-6)
+    degraded = ims[4:]
+    first = text["clip"]["embed"](degraded)
+    assert text["pick"]["embed"](degraded) is first and first.shape == (4, TINY_OPEN_CLIP["embed_dim"])
+    np.testing.assert_allclose(first, em.embed_images(degraded, "d"), rtol=1e-6, atol=1e-6)
+
+    def extract(x):
+        f = x.reshape(len(x), -1)[:, :6].astype(np.float64)
+        return {"features": f, "logits": f[:, :4]}
+
+    df = validate_metrics(extract(ims[:4]), extract, ims[4:], labels[4:], n_boot=3, confidence=0.9, seed=0,
+                          degradations={"caption_mismatch": [0.0, 0.5, 1.0]}, text=text, real_labels=labels[:4])
+    t = df.set_index("metric")
+    assert {"clip_score", "pick_score", "csfid", "psfid", "cmmd"} <= set(t.index)
+    assert t.loc["fid", "expected"] == "flat" and t.loc["fid", "frac_correct"] == 1.0
+    assert t.loc["cmmd", "expected"] == "flat" and t.loc["cmmd", "frac_correct"] == 1.0
+    assert t.loc["clip_score", "expected"] == "worse"

@@ -178,3 +178,24 @@ def test_another_machine_reproduces_the_tables_within_tolerance(tiny_run, other_
         assert len(m) >= 5
         assert kendalltau(m["value_x"], m["value_y"]).statistic == pytest.approx(1.0), metric
     shutil.rmtree(wd / ".snakemake", ignore_errors=True)
+
+
+def test_training_augmentation_is_seeded_bounded_and_does_what_it_says():
+    from genbench.features.classifier import AUGMENT_KEYS, augment_batch
+
+    x = torch.linspace(-0.9, 0.9, 6 * 3 * 16 * 16, dtype=torch.float64).reshape(6, 3, 16, 16)
+    spec = {"brightness": 0.3, "contrast": 0.4, "saturation": 0.5, "invert": 0.5, "noise": 0.2, "scale": [0.7, 1.1],
+            "shift": 0.1}
+    assert set(spec) == set(AUGMENT_KEYS)
+    a = augment_batch(x, spec, torch.Generator().manual_seed(0))
+    b = augment_batch(x, spec, torch.Generator().manual_seed(0))
+    c = augment_batch(x, spec, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)  # seeded: a training run stays bit-identical
+    assert a.shape == x.shape and a.dtype == torch.float64 and a.abs().max() <= 1.0
+    inverted = augment_batch(x, {"invert": 1.0}, torch.Generator().manual_seed(0))
+    assert torch.equal(inverted, -x)  # 255 - pixel in the [-1, 1] units
+    assert torch.equal(augment_batch(x, {"invert": 0.0}, torch.Generator()), x)
+    zoomed = augment_batch(x, {"scale": [1.0, 1.0], "shift": 0.0}, torch.Generator())
+    assert torch.allclose(zoomed, x, atol=1e-12)  # the identity transform resamples to the same pixels
+    with pytest.raises(ValueError, match="unknown key"):
+        augment_batch(x, {"hue": 0.1}, torch.Generator())

@@ -259,6 +259,67 @@ def test_degradations_and_validation_rank_a_known_ordering():
     assert t.loc[("label_noise", "label_accuracy"), "frac_correct"] > 0.5
     assert (df["tau_ci_low"] <= df["tau_ci_high"]).all()
     assert kendall_tau(np.arange(4), np.zeros(4)) == 0.0
+    from scipy.stats import kendalltau  # the reference: tau-b, ties included
+
+    for values in rng.integers(0, 3, (30, 4)).astype(float).tolist() + rng.normal(size=(10, 6)).tolist():
+        if np.ptp(values):
+            assert kendall_tau(np.arange(len(values)), values) == pytest.approx(
+                kendalltau(np.arange(len(values)), values).statistic, abs=1e-12), values
+    assert kendall_tau(np.arange(4), [1.0, 2.0, np.inf, np.inf]) == pytest.approx(
+        kendalltau(np.arange(4), [1, 2, 3, 3]).statistic)
+
+
+def _coloured_squares(n: int, classes: int, seed: int = 0):
+    """Images of ``classes`` classes (class c: a bright square of colour c on a dark noisy background)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [220, 220, 40]])[:classes]
+    images = rng.integers(0, 40, (n, 16, 16, 3)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4:12, 4:12] = colours[c] + rng.integers(-15, 15, 3)
+    return images, labels, colours
+
+
+def test_caption_mismatch_moves_the_text_image_metrics_and_leaves_the_image_metrics_flat():
+    from genbench.metrics.validation import degrade_items, split_halves, swap_prompts, validate_metrics
+
+    images, labels, colours = _coloured_squares(80, 4)
+    swapped = swap_prompts(labels, 0.5, np.random.default_rng(0))
+    assert (swapped != labels).sum() == 40 and set(swapped) <= set(labels)
+    same, prompts = degrade_items(images, labels, "caption_mismatch", 0.25, np.random.default_rng(0))
+    assert same is images and (prompts != labels).sum() == 20
+
+    def centre_colour(ims):
+        return ims[:, 4:12, 4:12].astype(np.float64).mean((1, 2))
+
+    def extract(ims):  # features from the whole image, logits from the centre colour
+        x = ims.astype(np.float64) / 255
+        logits = -((centre_colour(ims)[:, None, :] - colours[None]) ** 2).sum(-1) / 500
+        return {"features": np.concatenate([x.mean((1, 2)), x.std((1, 2))], 1), "logits": logits}
+
+    def embed(ims):  # a "CLIP" whose image embedding is the soft class evidence, its text embedding the class
+        return np.exp(extract(ims)["logits"]) + 0.05
+
+    ref, deg = split_halves(labels)
+    calls = []
+    role = {"embed": lambda ims: calls.append(1) or embed(ims), "real_image_emb": embed(images[ref]),
+            "text_labels": np.arange(4), "text_emb": np.eye(4), "logit_scale": np.log(50.0)}
+    df = validate_metrics(extract(images[ref]), extract, images[deg], labels[deg], n_boot=10, confidence=0.9,
+                          seed=0, degradations={"caption_mismatch": [0.0, 0.25, 0.5, 0.75]},
+                          text={"clip": role, "pick": role}, real_labels=labels[ref])
+    t = df.set_index("metric")
+    aware = ["label_accuracy", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis"]
+    for m in aware:  # the known ordering: every level ranked, in every resample
+        assert t.loc[m, "expected"] == "worse" and t.loc[m, "tau"] == 1.0 and t.loc[m, "frac_correct"] == 1.0, m
+    clip = [float(v) for v in t.loc["clip_score", "values"].split(", ")]
+    assert clip[0] > clip[1] > clip[2] > clip[3] > 0
+    for m in ["fid", "kid", "is", "precision", "recall", "density", "coverage", "cmmd"]:  # the images are unchanged
+        assert t.loc[m, "expected"] == "flat" and t.loc[m, "frac_correct"] == 1.0 and t.loc[m, "tau"] == 0.0, m
+        assert len(set(t.loc[m, "values"].split(", "))) == 1, m
+    assert len(calls) == 8  # each role embeds each level's images once (this test's roles do not share a cache)
+    with pytest.raises(ValueError, match="real_labels"):
+        validate_metrics(extract(images[ref]), extract, images[deg], labels[deg], n_boot=0, confidence=0.9, seed=0,
+                         degradations={"caption_mismatch": [0.0, 0.5]}, text={"clip": role})
 
 
 def test_noise_floor_of_two_real_halves_extrapolates_to_about_zero():

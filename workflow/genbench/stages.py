@@ -861,11 +861,40 @@ def stage_figure_correlation(table: str | Path, pdf: str | Path, png: str | Path
     metric_correlation(pd.read_parquet(table), pdf, png, data)
 
 
+def _validation_text_inputs(dataset: str, manifest: pd.DataFrame, ref_images: np.ndarray, config: dict[str, Any],
+                            embedders: dict[str, str | Path | None]) -> dict[str, dict[str, Any]]:
+    """The text-image inputs of validate_metrics, by role (scoring.text_image): each class's prompt (the manifest's
+    prompt of its first item; the mini-world's val prompts are one per class) embedded once, the reference half's
+    image embeddings, and an ``embed`` function for the degraded images (one embedding per image set when two
+    roles share an embedder, as in the mini-world)."""
+    from .features.text_image import load_embedder
+
+    prompt_of = manifest.drop_duplicates("label_id").set_index("label_id")["prompt"]
+    text_labels = np.array(sorted(prompt_of.index), dtype=np.int64)
+    loaded: dict[str, dict[str, Any]] = {}
+    for name, checkpoint in embedders.items():
+        em = load_embedder(name, config["embedders"][name], checkpoint)
+        last: dict[str, Any] = {}
+
+        def embed(ims: np.ndarray, em=em, last=last) -> np.ndarray:
+            if last.get("images") is not ims:  # the same array again (a prompt-only level, or the other role)
+                last.update(images=ims, emb=em.embed_images(ims, f"degraded {dataset}"))
+            return last["emb"]
+
+        loaded[name] = {"embed": embed, "real_image_emb": em.embed_images(ref_images, f"real {dataset} (reference)"),
+                        "text_labels": text_labels, "logit_scale": em.logit_scale,
+                        "text_emb": em.embed_texts([str(prompt_of[c]) for c in text_labels], f"{dataset} prompts")}
+    return {role: loaded[name] for role, name in config["scoring"].get("text_image", {}).items() if name in loaded}
+
+
 def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dict[str, Any],
                             checkpoint: str | Path | None, full_config_hash: str, out: str | Path,
                             html: str | Path | None = None, noise_floor_out: str | Path | None = None,
-                            noise_floor_html: str | Path | None = None) -> None:
-    """Known-answer validation of the metrics on the real images of ``dataset`` (metrics/validation.py)."""
+                            noise_floor_html: str | Path | None = None,
+                            embedders: dict[str, str | Path | None] | None = None) -> None:
+    """Known-answer validation of the metrics on the real images of ``dataset`` (metrics/validation.py).
+    ``embedders``: {name: trained checkpoint or None} of the ``scoring.text_image`` embedders; given, the table
+    also validates the text-image metrics (and the caption/image mismatch degradation needs them)."""
     from .features.registry import load_extractor
     from .metrics.validation import noise_floor, split_halves, validate_metrics
 
@@ -876,9 +905,11 @@ def stage_metric_validation(dataset: str, manifest_path: str | Path, config: dic
     ref, deg = split_halves(labels)
     ex = load_extractor(name, config["extractors"][name], checkpoint)
     real = ex.extract(images[ref], f"real {dataset} (reference half)")
+    text = _validation_text_inputs(dataset, manifest, images[ref], config, embedders) if embedders else None
     df = validate_metrics(real, lambda ims: ex.extract(ims, f"degraded {dataset}"), images[deg], labels[deg],
                           n_boot=sc["bootstrap"]["n"], confidence=sc["bootstrap"]["confidence"],
-                          seed=sc["bootstrap"].get("seed", 0), k=sc["prdc"]["k"], is_splits=1)
+                          seed=sc["bootstrap"].get("seed", 0), k=sc["prdc"]["k"], is_splits=1, text=text,
+                          real_labels=labels[ref])
     df.insert(0, "dataset", dataset)
     write_parquet(df, out, metadata={**provenance(full_config_hash), "key_columns": ["dataset", "degradation",
                                                                                      "metric"]})

@@ -256,6 +256,21 @@ class Wiring:
         extra = [layout.manifest(d) for d in train.get("extra", [])]
         return {"manifest": layout.manifest(train["dataset"]), "extra": extra}
 
+    # ---- rule metric_validation: the scoring extractor, plus the text-image embedders for its text-image rows
+    def validation_config(self) -> dict[str, Any]:
+        return select(self.config, "scoring", f"extractors.{self.score_extractor}",
+                      *(f"embedders.{e}" for e in self.gen_embedders))
+
+    def validation_embedder_inputs(self) -> dict[str, str]:
+        """The trained stand-in checkpoints of the text-image embedders, keyed ``em_{embedder}``."""
+        return {feature_key(EMBEDDER, e): ckpt for e in self.gen_embedders
+                if (ckpt := self.embedder_inputs(e).get("checkpoint"))}
+
+    def validation_embedders(self, inputs: Any) -> dict[str, str | None]:
+        """{embedder: its checkpoint from the job's inputs, or None (real weights, resolved at run time)}."""
+        named = _named(inputs)
+        return {e: named.get(feature_key(EMBEDDER, e)) for e in self.gen_embedders}
+
     # ---- a generated cell
     def cell_shards(self, cell: Cell | CellPattern) -> list[str]:
         return layout.shards(cell, model_shards(self.config, cell.model))

@@ -110,6 +110,7 @@ rule pairwise_3d:
 rule metric_validation:
     input:
         unpack(lambda wc: wiring.extractor_inputs(SCORE_EXTRACTOR)),
+        unpack(lambda wc: wiring.validation_embedder_inputs()),
         manifest=lambda wc: layout.manifest(wiring.validation_datasets[0]),
     output:
         table=layout.table("metric_validation"),
@@ -136,8 +137,9 @@ rule metric_validation:
         "../envs/metrics.yaml"
     params:
         dataset=lambda wc: wiring.validation_datasets[0],
-        config=select(config, "scoring", f"extractors.{SCORE_EXTRACTOR}"),
+        config=wiring.validation_config(),
         checkpoint=lambda wc, input: wiring.extractor_checkpoint(SCORE_EXTRACTOR, input),
+        embedders=lambda wc, input: wiring.validation_embedders(input),
         config_hash=config_hash(config),
     script:
         "../scripts/statistics.py"

@@ -14,7 +14,7 @@ elif sm.rule == "figure_metric_correlation":
 elif sm.rule == "metric_validation":
     stages.stage_metric_validation(sm.params.dataset, sm.input.manifest, sm.params.config, sm.params.checkpoint,
                                    sm.params.config_hash, sm.output.table, sm.output.html, sm.output.noise_floor,
-                                   sm.output.noise_floor_html)
+                                   sm.output.noise_floor_html, sm.params.embedders)
 elif sm.rule == "pairwise_3d":
     stages.stage_pairwise_3d(sm.input.per_item, sm.params.config, sm.params.config_hash, sm.output.table,
                              sm.output.html)
