@@ -187,3 +187,26 @@ def test_config_and_wiring():
                                           r"\(kind dinov2\) has not; use an extractor of kind "
                                           "miniworld_classifier or inception_tf"):
         validate_config(cfg)
+
+
+def test_sfid_against_an_adm_batchs_precomputed_spatial_statistics():
+    """An ADM batch scored by its statistics: sFID is against its mu_s / sigma_s (as ADM's published sFIDs), with
+    the real side fixed; FID's and sFID's n_real are the batch's image count."""
+    from genbench.metrics.context import RealStatistics
+    from genbench.metrics.fid import feature_statistics
+
+    real, gen = _cell()
+    mu, sigma = feature_statistics(real["features"], "r")
+    mu_s, sigma_s = feature_statistics(real["spatial"], "rs")
+    st = RealStatistics(mu, sigma, 1234, "the precomputed mu/sigma of ref.npz", mu_s, sigma_s)
+    df = score_cell(real, gen, cell=CELL, metrics=["fid", "sfid"], is_splits=2, bootstrap=BOOT,
+                    real_statistics=st).set_index("metric")
+    row = df.loc["sfid"]
+    assert row["value"] == pytest.approx(frechet_distance(mu_s, sigma_s, *feature_statistics(gen["spatial"], "g")))
+    assert "real side fixed" in row["ci_method"] and "mu_s/sigma_s of ref.npz" in row["note"]
+    assert df.loc["fid", "n_real"] == row["n_real"] == 1234
+    no_spatial = RealStatistics(mu, sigma, 1234, "the precomputed mu/sigma of ref.npz")
+    df = score_cell(real, gen, cell=CELL, metrics=["sfid"], is_splits=2, bootstrap=BOOT,
+                    real_statistics=no_spatial).set_index("metric")
+    assert "re-extracted from the batch's images" in df.loc["sfid", "note"]
+    assert df.loc["sfid", "value"] == pytest.approx(frechet_distance_features(real["spatial"], gen["spatial"]))

@@ -15,7 +15,7 @@ import posixpath
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +71,15 @@ def save_npz(path: str | os.PathLike, runtime: dict[str, Any] | None = None, **a
     write_bytes(path, buf.getvalue())
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an .npz, without its runtime record (:func:`read_npz_runtime`)."""
+def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, without its runtime record (:func:`read_npz_runtime`); with ``keys``, only those
+    members are read (a feature file's ``features`` without its logits and spatial features)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k != RUNTIME_KEY}
+        want = [k for k in z.files if k != RUNTIME_KEY] if keys is None else list(keys)
+        missing = [k for k in want if k not in z.files]
+        if missing:
+            raise KeyError(f"{path}: no member(s) {missing} (has {sorted(z.files)}); rerun the rule that wrote it")
+        return {k: z[k] for k in want}
 
 
 def read_npz_runtime(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -176,5 +176,8 @@ def variant_config(config: dict[str, Any], knob: str, extractor: str, dataset: s
         out["datasets"][dataset]["prepare"] = copy.deepcopy(anc["prepare"])
     else:
         raise ValueError(f"protocol knob '{knob}' extracts no features (resize_mode and real_preparation do)")
-    out["protocol_delta"] = {"knob": knob, "anchor": anc}
+    # only this knob's anchor setting: another knob's (e.g. the text-only class-name table) must not rerun the
+    # Inception passes of this one
+    own = {"resize_mode": "resize", "real_preparation": "prepare"}[knob]
+    out["protocol_delta"] = {"knob": knob, "anchor": {own: anc[own]}}
     return out

@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -637,6 +638,22 @@ def _entry(cell: Cell) -> str:
     return f"{cell.model} {cell.setting} seed{cell.seed}"
 
 
+class _CellFeatures(Mapping):
+    """entry -> what ``pick`` takes from that cell's feature file, read on each look-up (nothing is kept)."""
+
+    def __init__(self, paths: dict[str, str | Path], keys: tuple[str, ...], pick):
+        self.paths, self.keys, self.pick = paths, keys, pick
+
+    def __getitem__(self, entry: str):
+        return self.pick(load_npz(self.paths[entry], self.keys))
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def stage_protocol_delta_2d(config: dict[str, Any], files: dict[str, Any], knobs: dict[str, dict[str, Any]],
                             out: str | Path) -> None:
     """The 2D knobs' ``delta`` rows (genbench.wiring.Wiring.protocol_delta_2d_files names every input by role:
@@ -649,33 +666,37 @@ def stage_protocol_delta_2d(config: dict[str, Any], files: dict[str, Any], knobs
     seed = int(boot.get("seed", config.get("seed", 0)))
     n_boot = int((config.get("protocol_delta") or {}).get("bootstrap", boot["n"]))
     conf = float(boot["confidence"])
-    real = {d: load_npz(p) for d, p in files["real"].items()}
-    gen: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for path, p in files["gen"].items():
-        cell = Cell.parse(path)
-        gen.setdefault(cell.dataset, {})[_entry(cell)] = load_npz(p)
+    keys = ("item_id", "features")  # not the logits or sFID's spatial features: only FID is re-scored here
+    real = {d: load_npz(p, keys) for d, p in files["real"].items()}
+
+    def by_dataset(paths: dict[str, str | Path], pick) -> dict[str, _CellFeatures]:
+        """data set -> {entry: features}, each cell's file read when the entry is looked up and not kept: a
+        paper-scale sweep's cells (432 x 50k x 2048 float64) do not fit in memory together."""
+        out: dict[str, dict[str, str | Path]] = {}
+        for path, p in paths.items():
+            cell = Cell.parse(path)
+            out.setdefault(cell.dataset, {})[_entry(cell)] = p
+        return {d: _CellFeatures(cells, keys, pick) for d, cells in out.items()}
+
+    def fset(npz: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return npz["item_id"], npz["features"]
+
     parts = []
     if wanted := set(knobs["statistics_precision"]["datasets"]):
         parts.append(precision_deltas_2d(
             {d: real[d]["features"] for d in wanted},
-            {d: {e: f["features"] for e, f in cells.items()} for d, cells in gen.items() if d in wanted},
+            {d: cells for d, cells in by_dataset(files["gen"], lambda z: z["features"]).items() if d in wanted},
             n_boot, conf, lambda d, e: numpy_rng(seed, "protocol_delta", "2d", d, e)))
-
-    def fset(npz: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return npz["item_id"], npz["features"]
 
     for knob in ("resize_mode", "real_preparation"):
         if knob not in files:
             continue
         k, extra = knobs[knob], files[knob]
-        real_from = {d: fset(load_npz(p)) for d, p in extra["real"].items()}
-        gen_to = {d: {e: fset(f) for e, f in gen[d].items()} for d in real_from}
+        real_from = {d: fset(load_npz(p, keys)) for d, p in extra["real"].items()}
+        gen_to = {d: cells for d, cells in by_dataset(files["gen"], fset).items() if d in real_from}
         gen_from = gen_to
         if "gen" in extra:  # resize_mode: the generated features under the anchor's resize too
-            gen_from = {}
-            for path, p in extra["gen"].items():
-                cell = Cell.parse(path)
-                gen_from.setdefault(cell.dataset, {})[_entry(cell)] = fset(load_npz(p))
+            gen_from = by_dataset(extra["gen"], fset)
         parts.append(feature_deltas_2d(knob, k["from_setting"], k["to_by_dataset"] or
                                        {d: k["to_setting"] for d in real_from}, real_from,
                                        {d: fset(real[d]) for d in real_from}, gen_from, gen_to, n_boot, conf,

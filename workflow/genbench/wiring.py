@@ -134,6 +134,21 @@ class Wiring:
     def dataset_config(self, dataset: str) -> dict[str, Any]:
         return select(self.config, "seed", f"datasets.{dataset}", "miniworld")
 
+    def _sam2_masks(self, dataset: str) -> bool:
+        """Whether prepare_3d runs SAM 2 for the seed's photo inputs (gso with mask source sam2_auto, the default)."""
+        spec = self.config["datasets3d"][dataset]
+        mask = (spec.get("legacy_input") or {}).get("mask") or {}
+        return bool(spec.get("legacy_input")) and spec["adapter"] == "gso" and mask.get("source",
+                                                                                         "sam2_auto") == "sam2_auto"
+
+    def prepare3d_gpus(self, dataset: str) -> int:
+        return 1 if self._sam2_masks(dataset) else 0
+
+    def prepare3d_runtime(self, dataset: str) -> int:
+        """Minutes: renders and GT take ~2 h at paper scale; SAM 2's 1024-point automatic masks add ~1 s per photo
+        on a GPU (hours on a CPU)."""
+        return 360 if self._sam2_masks(dataset) else 120
+
     def dataset3d_config(self, dataset: str) -> dict[str, Any]:
         # the seed's photo inputs may run SAM 2 for their masks: on the configured device
         extra = RUNTIME_METRIC if self.config["datasets3d"][dataset].get("legacy_input") else ()

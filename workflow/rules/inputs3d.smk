@@ -15,7 +15,8 @@ rule prepare_3d:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=lambda wc: wiring.prepare3d_runtime(wc.dataset3d),
+        gpu=lambda wc: wiring.prepare3d_gpus(wc.dataset3d),  # SAM 2's automatic masks of the seed's photos
     params:
         config=lambda wc: wiring.dataset3d_config(wc.dataset3d),
     script:

@@ -48,6 +48,7 @@ rule protocol_features_real:
     params:
         config=lambda wc: wiring.protocol_features_config(wc.knob, wc.extractor, wc.dataset),
         checkpoint=lambda wc, input: wiring.extractor_checkpoint(wc.extractor, input),
+        spatial=False,  # the knobs compare FID only
     script:
         "../scripts/features_real.py"
 

@@ -158,8 +158,12 @@ def adm_statistics(path: str | Path):
         raise ADMBatchError(f"{path} is missing; download the ADM reference batch (openai/guided-diffusion "
                             f"evaluations README) to that path, or set statistics: images")
     mu, sigma = read_adm_statistics(path)
+    try:  # sFID's: ADM's published sFIDs are against these
+        mu_s, sigma_s = read_adm_statistics(path, spatial=True)
+    except ADMBatchError:
+        mu_s = sigma_s = None
     return RealStatistics(mu, sigma, adm_image_count(path),
-                          f"the precomputed mu/sigma of {path.name} (sha256 {sha256_file(path)[:12]})")
+                          f"the precomputed mu/sigma of {path.name} (sha256 {sha256_file(path)[:12]})", mu_s, sigma_s)
 
 
 def compare_statistics(path: str | Path, features: np.ndarray) -> dict[str, float]:

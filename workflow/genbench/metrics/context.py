@@ -37,6 +37,8 @@ class RealStatistics:
     sigma: np.ndarray
     n: int  # images behind them (the batch's arr_0), for the rows' n_real
     source: str  # what they are, for the rows' note and the provenance
+    mu_s: np.ndarray | None = None  # the batch's spatial statistics (sFID's mu_s / sigma_s), when it has them
+    sigma_s: np.ndarray | None = None
 
 
 @dataclass

@@ -140,9 +140,20 @@ def fd_dinov2_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str,
 def sfid_rows(ctx: CellContext, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     """Row ``sfid``: FD on the scoring extractor's spatial features (``spatial``: Inception's ``mixed_6/conv``,
     first 7 channels, 17 x 17 x 7; the mini-world classifier's stand-in layer), with FID's debiased bootstrap."""
+    st = ctx.real_statistics
+    if st is not None and st.mu_s is not None:  # an ADM batch scored by its statistics: against its mu_s / sigma_s
+        fg = ctx.gen.get("spatial")
+        if fg is None:
+            ctx.spatial_features()  # raises, naming the feature set and the rule to rerun
+        row = fd_row_fixed_real(ctx, st.mu_s, st.sigma_s, fg, "sfid", st.n, st.source.replace("mu/sigma",
+                                                                                                  "mu_s/sigma_s"),
+                                f"{ctx.gen_name} (spatial)")[0]
+        return [dict(row, note=f"{len(st.mu_s)}-d spatial features; {row['note']}")]
     fr, fg = ctx.spatial_features()
     names = (f"{ctx.real_name} (spatial)", f"{ctx.gen_name} (spatial)")
     d = fr.shape[1]
     note = f"{d}-d spatial features" + (f"; {min(len(fr), len(fg))} samples <= {d} dimensions: singular covariances"
                                         if min(len(fr), len(fg)) <= d else "")
+    if st is not None:
+        note += "; real side re-extracted from the batch's images (it has no precomputed mu_s/sigma_s)"
     return [dict(fd_row(ctx, fr, fg, "sfid", names)[0], note=note)]

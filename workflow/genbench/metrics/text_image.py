@@ -158,7 +158,7 @@ def _score_and_scaled_rows(ctx: CellContext, metrics: tuple[str, ...], role: str
             value = fid_row["value"] / ratio
             reps = np.array([fid_rep / (g / r) for fid_rep, (ir, ig) in zip(fid_reps, fid_idx, strict=True)
                              for g, r in [means(ig, ir)]])
-            n_real = len(ctx.real["features"])
+            n_real = int(fid_row["n_real"])  # the FID row's: the precomputed statistics' count where FID uses them
         else:
             value = is_value * ratio
             real_idx = resamples(ctx.rng_for(f"{m}-real"), (len(per_real),), n_boot)
