@@ -230,6 +230,18 @@ def converted_meta(model: str) -> str:
     return f"{model_dir(model)}/converted.json"
 
 
+def reconstructor_dir(recon: str) -> str:
+    """A reconstructor the pipeline trains (its ``train:`` entry, e.g. the toy ``diff2to3``): a folder apart from
+    the generators' (``models3d``), so that no name can match both training rules."""
+    return f"{RESULTS}/models3d/{recon}"
+
+
+def reconstructor_weights(recon: str, name: str = "model.safetensors") -> str:
+    """A trained reconstructor's files: ``model.safetensors`` (the weights) and ``config.json`` (the configs and the
+    training report); the reconstructor loads the folder."""
+    return f"{reconstructor_dir(recon)}/{name}"
+
+
 def extractor_dir(extractor: str) -> str:
     return f"{RESULTS}/extractors/{extractor}"
 

@@ -511,12 +511,27 @@ def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path,
 # 3D track: reconstruction, scoring, aggregation
 
 
+def stage_train_reconstructor(recon: str, config: dict[str, Any], weights: str | Path) -> None:
+    """A reconstructor the pipeline trains (its entry's ``train:``): the kind's trainer
+    (catalog.RECONSTRUCTOR_TRAINERS) writes the folder of ``weights`` (model.safetensors + config.json)."""
+    from .catalog import RECONSTRUCTOR_TRAINERS
+
+    spec = config["reconstructors"][recon]
+    train = RECONSTRUCTOR_TRAINERS.plugin(spec["kind"]).load()
+    report = train(recon, spec["train"], int(config.get("seed", 0)), Path(weights).parent)
+    log.info("%s trained: %s", recon, {k: v for k, v in report.items() if not isinstance(v, list)})
+
+
 def stage_reconstruct_3d(dataset: str, model: str, config: dict[str, Any], manifest_path: str | Path,
-                         table: str | Path) -> None:
+                         table: str | Path, weights: str | Path | None = None) -> None:
+    """``weights``: a reconstructor the pipeline trained (rule train_reconstructor's model.safetensors): its folder
+    replaces the entry's ``weights``."""
     from .recon3d.evaluate import reconstruct_dataset
 
-    df = reconstruct_dataset(dataset, model, config["reconstructors"][model], manifest_path, Path(table).parent,
-                             int(config.get("seed", 0)))
+    spec = dict(config["reconstructors"][model])
+    if weights is not None:
+        spec["weights"] = {"path": str(Path(weights).parent)}
+    df = reconstruct_dataset(dataset, model, spec, manifest_path, Path(table).parent, int(config.get("seed", 0)))
     write_parquet(df, table, provenance(config_hash(config)))
     counts = df["status"].value_counts().to_dict()
     log.info("%s / %s: %s", dataset, model, counts)

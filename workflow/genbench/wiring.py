@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import layout
-from .catalog import GENERATORS, RECONSTRUCTORS
+from .catalog import GENERATORS, RECONSTRUCTOR_TRAINERS, RECONSTRUCTORS
 from .config import cells, model_shards, select
 from .layout import CELL, Cell, Cell3D, CellPattern
 from .protocol2d import Knob2D, anchor, plan, variant_config
@@ -397,6 +397,28 @@ class Wiring:
         if not r3:
             return []
         return [layout.recon3d_metrics(c) for d in r3["datasets"] for c in self.recon3d_cells(d)]
+
+    def reconstructor_inputs(self, cell: Cell3D) -> dict[str, str]:
+        """reconstruct_3d's inputs: the data set's manifest, plus the trained weights when the pipeline trains the
+        reconstructor (its entry's ``train:``; rule train_reconstructor)."""
+        inputs = {"manifest": layout.manifest3d(cell.dataset)}
+        if "train" in self.config["reconstructors"][cell.recon]:
+            inputs["weights"] = layout.reconstructor_weights(cell.recon)
+        return inputs
+
+    def trained_reconstructors(self) -> list[str]:
+        """The reconstructors of the 3D track the pipeline trains (wildcard constraint of train_reconstructor)."""
+        spec = self.config.get("reconstructors") or {}
+        models = (self.config.get("recon3d") or {}).get("models", [])
+        return [m for m in models if "train" in spec.get(m, {})]
+
+    def trained_reconstructors_regex(self) -> str:
+        return _names_regex(self.trained_reconstructors())
+
+    def reconstructor_train_env(self, recon: str) -> str:
+        """The env of a reconstructor's training job: its trainer's (catalog.RECONSTRUCTOR_TRAINERS)."""
+        kind = self.config["reconstructors"][recon]["kind"]
+        return f"../envs/{RECONSTRUCTOR_TRAINERS.plugin(kind).env}.yaml"
 
     def recon3d_manifests(self) -> list[str]:
         return [layout.manifest3d(d) for d in self.config.get("recon3d", {}).get("datasets", [])]

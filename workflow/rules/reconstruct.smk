@@ -2,9 +2,33 @@
 # own env), score under every protocol (CPU), aggregate with bootstrap CIs, draw the figures.
 
 
+# a reconstructor the pipeline trains itself (its entry's train:, e.g. the toy diff2to3): on solids drawn for the
+# purpose, never the evaluation data sets; its trainer (catalog.RECONSTRUCTOR_TRAINERS) names the env
+rule train_reconstructor:
+    output:
+        weights=layout.reconstructor_weights("{recon}"),
+        config=layout.reconstructor_weights("{recon}", "config.json"),
+    log:
+        layout.log("train_reconstructor", "{recon}"),
+    benchmark:
+        layout.benchmark("train_reconstructor", "{recon}")
+    wildcard_constraints:
+        recon=wiring.trained_reconstructors_regex(),
+    conda:
+        lambda wc: wiring.reconstructor_train_env(wc.recon)
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=lambda wc: wiring.reconstructor_config(wc.recon),
+    script:
+        "../scripts/train_reconstructor.py"
+
+
 rule reconstruct_3d:
     input:
-        manifest=layout.manifest3d("{dataset3d}"),
+        unpack(per_cell3d(wiring.reconstructor_inputs)),
     output:
         table=layout.reconstructions(CELL3D),
     log:

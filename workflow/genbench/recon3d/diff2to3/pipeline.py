@@ -195,3 +195,28 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     report["train_assets"], report["test_assets"] = ds.train_ids, ds.test_ids
     log.info("diff2to3 trained: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
     return pipe, report
+
+
+# a reconstructor entry's ``train:`` mapping (config/config.yaml): the training seed, the job's threads, and the
+# sections of :func:`train_pipeline`'s spec, with its budgets under ``budgets`` (its ``train`` section)
+TRAIN_ENTRY_KEYS = ("seed", "threads", "vae", "flow", "condition", "budgets")
+
+
+def train_weights(name: str, entry: dict[str, Any], seed: int, folder: str | Path) -> dict[str, Any]:
+    """Train the ``diff2to3`` reconstructor ``name`` from its config entry's ``train`` mapping and save it to
+    ``folder`` (model.safetensors + config.json, which :class:`Pipeline.load` reads). ``seed`` is the run's seed;
+    ``entry['seed']``, when set, replaces it. The solids are drawn from that seed by the diff2to3 data set
+    (``diff2to3/assets/...``), never the evaluation data sets' (datasets3d). Returns the training report."""
+    unknown = set(entry) - set(TRAIN_ENTRY_KEYS)
+    if unknown:
+        raise ValueError(f"reconstructors.{name}.train: unknown key(s) {sorted(unknown)} (known: "
+                         f"{list(TRAIN_ENTRY_KEYS)})")
+    torch.set_num_threads(int(entry.get("threads", 1)))
+    spec = {k: entry[k] for k in ("vae", "flow", "condition") if k in entry}
+    if "budgets" in entry:
+        spec["train"] = entry["budgets"]
+    train_seed = int(entry.get("seed", seed))
+    pipe, report = train_pipeline(spec, train_seed)
+    report["reconstructor"] = name
+    pipe.save(folder, report)
+    return report
