@@ -389,7 +389,7 @@ def test_the_wiring_imports_no_heavy_module(root):
 
 
 def test_a_trained_reconstructor_gets_its_weights_from_the_train_rule(wirings, configs):
-    """The default run trains diff2to3_mini (rule train_reconstructor, its trainer's env) and reconstruct_3d reads
+    """The default run trains diff2to3_mini (rule train_reconstructor) and reconstruct_3d reads
     the weights as an input; the baselines read only the manifest; tiny (CI) and paper train none."""
     w = wirings["default"]
     assert w.trained_reconstructors() == ["diff2to3_mini"]
@@ -400,7 +400,6 @@ def test_a_trained_reconstructor_gets_its_weights_from_the_train_rule(wirings, c
         "weights": "results/models3d/diff2to3_mini/model.safetensors"}
     assert w.reconstructor_inputs(Cell3D("mw_phantoms", "extrude")) == {
         "manifest": "results/data3d/mw_phantoms/manifest.parquet"}
-    assert w.reconstructor_train_env("diff2to3_mini") == "../envs/diff2to3.yaml"
     assert w.plugin_env("reconstructors", "diff2to3_mini") == "../envs/metrics.yaml"  # inference: torch only
     sub = w.reconstructor_config("diff2to3_mini")
     assert set(sub) == {"seed", "reconstructors"} and "train" in sub["reconstructors"]["diff2to3_mini"]

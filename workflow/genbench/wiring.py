@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import layout
-from .catalog import GENERATORS, RECONSTRUCTOR_TRAINERS, RECONSTRUCTORS
+from .catalog import GENERATORS, RECONSTRUCTORS
 from .config import cells, model_shards, select
 from .layout import CELL, Cell, Cell3D, CellPattern
 from .protocol2d import Knob2D, anchor, plan, variant_config
@@ -414,11 +414,6 @@ class Wiring:
 
     def trained_reconstructors_regex(self) -> str:
         return _names_regex(self.trained_reconstructors())
-
-    def reconstructor_train_env(self, recon: str) -> str:
-        """The env of a reconstructor's training job: its trainer's (catalog.RECONSTRUCTOR_TRAINERS)."""
-        kind = self.config["reconstructors"][recon]["kind"]
-        return f"../envs/{RECONSTRUCTOR_TRAINERS.plugin(kind).env}.yaml"
 
     def recon3d_manifests(self) -> list[str]:
         return [layout.manifest3d(d) for d in self.config.get("recon3d", {}).get("datasets", [])]

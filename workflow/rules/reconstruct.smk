@@ -2,8 +2,10 @@
 # own env), score under every protocol (CPU), aggregate with bootstrap CIs, draw the figures.
 
 
-# a reconstructor the pipeline trains itself (its entry's train:, e.g. the toy diff2to3): on solids drawn for the
-# purpose, never the evaluation data sets; its trainer (catalog.RECONSTRUCTOR_TRAINERS) names the env
+# a reconstructor the pipeline trains itself (its entry's train:, e.g. the toy diff2to3; its trainer is
+# catalog.RECONSTRUCTOR_TRAINERS'): on solids drawn for the purpose, never the evaluation data sets. The env is the
+# diff2to3 one (torch + the solids' mesh stack), the only trainable kind's; tests/test_envs.py checks it holds the
+# import closure of every trainer
 rule train_reconstructor:
     output:
         weights=layout.reconstructor_weights("{recon}"),
@@ -15,7 +17,7 @@ rule train_reconstructor:
     wildcard_constraints:
         recon=wiring.trained_reconstructors_regex(),
     conda:
-        lambda wc: wiring.reconstructor_train_env(wc.recon)
+        "../envs/diff2to3.yaml"
     threads: 1
     resources:
         mem_mb=4000,
