@@ -338,6 +338,12 @@ def appearance3d(cell: Cell3D, sets: bool = False) -> str:
 
 
 # ---- the toy Diff2to3's paper tables (config/diff2to3.yaml)
+def diff2to3_ablation_run(exp: str, seed: int | str, ext: str = "parquet") -> str:
+    """One Table 3 run: experiment ``exp``'s pipeline under one training seed (per held-out asset scores; .json:
+    the training report)."""
+    return f"{RESULTS}/diff2to3/ablation/{exp}/seed{seed}.{ext}"
+
+
 def diff2to3_vae_run(source: str, seed: int | str, ext: str = "parquet") -> str:
     """One Table 1 training run's per-held-out-asset scores (``parquet``) or its record (``json``)."""
     return f"{RESULTS}/diff2to3/vae/{source}/seed{seed}.{ext}"

@@ -147,6 +147,13 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     """Train the whole toy pipeline on procedural solids (drawn with their own seed, never the evaluation data
     set's) and return it with a report: the VAE's held-out PSNR/SSIM, the structure stage's held-out voxel IoU,
     the losses and the seconds of each stage."""
+    pipe, report, _ = train_pipeline_data(spec, seed)
+    return pipe, report
+
+
+def train_pipeline_data(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str, Any], D.DataSet]:
+    """:func:`train_pipeline`, also returning the data set it trained on (its held-out assets, their views and
+    conditioning renders: what the ablation scores generations on)."""
     _check_keys(spec, SECTIONS, "diff2to3 train spec")
     tr = {**TRAIN_DEFAULTS, **spec.get("train", {})}
     _check_keys(tr, TRAIN_DEFAULTS, "diff2to3 train")
@@ -194,7 +201,7 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     report["total_s"] = time.perf_counter() - t0
     report["train_assets"], report["test_assets"] = ds.train_ids, ds.test_ids
     log.info("diff2to3 trained: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
-    return pipe, report
+    return pipe, report, ds
 
 
 # a reconstructor entry's ``train:`` mapping (config/config.yaml): the training seed, the job's threads, and the
