@@ -236,7 +236,8 @@ def test_diff2to3_config_adds_the_table_targets():
     w = Wiring(cfg)
     runs = w.diff2to3_vae_runs()
     assert len(runs) == 6 and len(set(runs)) == 6  # 2 sources x 3 seeds
-    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv"]
+    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv",
+                                    "results/tables/diff2to3_ablation.parquet", "results/tables/diff2to3_ablation.csv"]
 
 
 def test_the_train_rule_trains_from_the_entry_and_reconstruct_3d_reads_its_weights(trained, tmp_path, monkeypatch):
