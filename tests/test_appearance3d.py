@@ -1,6 +1,8 @@
 """Appearance metrics of reconstructions: PSNR and SSIM against torchmetrics on the same images, and the stage on a
 small prepared object data set (the GT ceiling re-rendered matches its GT renders; a baseline does not)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,8 +87,53 @@ def test_appearance_skips_what_cannot_be_rendered(tmp_path):
     scores.to_parquet(tmp_path / "s.parquet")
     rows, sets = appearance_dataset("o", "g", tmp_path / "data/manifest.parquet", tmp_path / "s.parquet",
                                     tmp_path, {}, {}, None)
-    assert rows.iloc[0]["status"] == "skipped" and "no surface to render" in rows.iloc[0]["reason"]
+    assert rows.iloc[0]["status"] == "skipped" and "gaussians is off" in rows.iloc[0]["reason"]
     assert sets.empty
+    rows, _ = appearance_dataset("o", "g", tmp_path / "data/manifest.parquet", tmp_path / "s.parquet",
+                                 tmp_path, {"gaussians": True}, {}, None)
+    assert rows.iloc[0]["status"] == "skipped" and "no pred_gaussians.ply" in rows.iloc[0]["reason"]
+    scores.assign(kind="points").to_parquet(tmp_path / "p.parquet")
+    rows, _ = appearance_dataset("o", "g", tmp_path / "data/manifest.parquet", tmp_path / "p.parquet",
+                                 tmp_path, {"gaussians": True}, {}, None)
+    assert "no surface to render" in rows.iloc[0]["reason"]
+
+
+def test_appearance_renders_gaussians_after_the_alignment(tmp_path):
+    """recon3d.appearance.gaussians: a model's pred_gaussians.ply is rendered from the evaluation cameras after the
+    corrected protocol's alignment: Gaussians on the GT surface cover its silhouette; the same Gaussians shifted
+    score worse, and shifted with the inverse shift as their alignment score as the unshifted ones (float32 rounding)."""
+    from genbench.io import load_npz
+    from genbench.recon3d import gaussians as gs
+
+    spec = {"adapter": "procedural", "objects": 1, "seed": 0, "render": {"size": 32, "cameras": "one2345"},
+            "gt": {"samples": 2000, "occupancy_res": 16}}
+    man = prepare_objects("o", spec, tmp_path / "data")
+    man.to_parquet(tmp_path / "data/manifest.parquet")
+    pts = torch.as_tensor(load_npz(tmp_path / "data" / man.iloc[0]["gt_samples"])["points"][:600], dtype=torch.float32)
+    n = len(pts)
+
+    def case(name, shift, align):
+        g = gs.Gaussians(pts + torch.tensor(shift), torch.full((n, 3), 0.03), torch.tensor([[1.0, 0, 0, 0]] * n),
+                         torch.full((n,), 0.9), torch.full((n, 3), 0.5))
+        (tmp_path / name / "input/solid000").mkdir(parents=True)
+        gs.save_ply(g, tmp_path / name / "input/solid000/pred_gaussians.ply")
+        m = np.eye(4)
+        m[:3, 3] = align
+        pd.DataFrame([{"dataset": "o", "model": name, "protocol": "corrected", "item_id": "solid000", "status": "ok",
+                       "kind": "gaussians", "reason": None, "prediction": "input/solid000",
+                       "alignment": json.dumps(m.tolist())}]).to_parquet(tmp_path / f"{name}.parquet")
+        rows, _ = appearance_dataset("o", name, tmp_path / "data/manifest.parquet", tmp_path / f"{name}.parquet",
+                                     tmp_path / name, {"views": 3, "gaussians": True}, {}, None)
+        assert rows.iloc[0]["status"] == "ok" and rows.iloc[0]["n_views"] == 3
+        return rows.iloc[0]
+
+    on = case("on", [0, 0, 0], [0, 0, 0])
+    off = case("off", [0.3, 0, 0], [0, 0, 0])
+    back = case("back", [0.3, 0, 0], [-0.3, 0, 0])
+    assert on["silhouette_iou"] > 0.6 and off["silhouette_iou"] < on["silhouette_iou"] - 0.2
+    # equal up to float32 rounding of the shifted means (a few uint8 pixel steps)
+    for k, tol in (("psnr", 0.01), ("ssim", 1e-3), ("silhouette_iou", 1e-3)):
+        assert back[k] == pytest.approx(on[k], abs=tol) and abs(off[k] - on[k]) > 10 * tol
 
 
 def test_lpips_trunk_loads_from_a_torchvision_state_dict(tmp_path):

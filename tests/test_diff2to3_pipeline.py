@@ -4,6 +4,7 @@ pipeline's save/load and seeding, and the reconstructor's Gaussians (docs/diff2t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from genbench.recon3d.diff2to3 import vae as V
 from genbench.recon3d.diff2to3.reconstructor import Diff2to3Reconstructor
 from genbench.recon3d.reconstructors import ReconstructionError, load_reconstructor
 from genbench.recon3d.render import render, transforms_json
+from genbench.seeding import derive_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -234,4 +236,122 @@ def test_diff2to3_config_adds_the_table_targets():
     w = Wiring(cfg)
     runs = w.diff2to3_vae_runs()
     assert len(runs) == 6 and len(set(runs)) == 6  # 2 sources x 3 seeds
-    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv"]
+    assert w.diff2to3_targets() == ["results/tables/diff2to3_vae.parquet", "results/tables/diff2to3_vae.csv",
+                                    "results/tables/diff2to3_ablation.parquet", "results/tables/diff2to3_ablation.csv"]
+
+
+def test_the_train_rule_trains_from_the_entry_and_reconstruct_3d_reads_its_weights(trained, tmp_path, monkeypatch):
+    """stage_train_reconstructor: the entry's train mapping reaches train_pipeline (budgets as its train section, the
+    entry's seed over the run's), the kind's trainer writes a folder the reconstructor loads; stage_reconstruct_3d
+    with the rule's weights input reconstructs from that folder although the entry names no weights."""
+    from PIL import Image
+
+    from genbench.stages import stage_reconstruct_3d, stage_train_reconstructor
+
+    pipe, report, _ = trained
+    seen = {}
+
+    def fake_train(spec, seed):  # the real training is the `trained` fixture's (same function, TINY sizes)
+        seen.update(spec=spec, seed=seed)
+        return pipe, dict(report)
+
+    monkeypatch.setattr(P, "train_pipeline", fake_train)
+    entry = {"kind": "diff2to3", "train": {"seed": 4, "threads": 1, "vae": TINY_VAE, "flow": TINY["flow"],
+                                           "budgets": TINY["train"]}, "settings": {"steps": 2}}
+    config = {"seed": 9, "reconstructors": {"d2t3": entry}}
+    weights = tmp_path / "models3d/d2t3/model.safetensors"
+    stage_train_reconstructor("d2t3", config, weights)
+    assert seen == {"spec": {"vae": TINY_VAE, "flow": TINY["flow"], "train": TINY["train"]}, "seed": 4}
+    assert weights.is_file() and json.loads((weights.parent / "config.json").read_text())["report"][
+        "reconstructor"] == "d2t3"
+    del entry["train"]["seed"]
+    stage_train_reconstructor("d2t3", config, weights)
+    assert seen["seed"] == 9  # no seed in the entry: the run's
+    with pytest.raises(ValueError, match="unknown key"):
+        P.train_weights("d2t3", {"steps": 3}, 0, tmp_path / "x")
+
+    data = tmp_path / "data"
+    _, mesh = D.solids([2], 11)[0]
+    for name in ("a", "b"):
+        (data / "items" / name).mkdir(parents=True)
+        Image.fromarray(render(mesh, pipe.view, 48)).save(data / "items" / name / "input.png")
+    pd.DataFrame([{"dataset": "t", "item_id": n, "status": "ok", "reason": None,
+                   "input_path": f"items/{n}/input.png"} for n in "ab"]).to_parquet(data / "manifest.parquet")
+    table = tmp_path / "recon/t/d2t3/reconstructions.parquet"
+    stage_reconstruct_3d("t", "d2t3", config, data / "manifest.parquet", table, weights=weights)
+    df = pd.read_parquet(table)
+    assert list(df["status"]) == ["ok", "ok"] and set(df["kind"]) == {"gaussians"}
+    assert (table.parent / "input/a/pred_gaussians.ply").is_file()
+    # without the input the entry's weights are read (none here): every item fails, naming the fix
+    stage_reconstruct_3d("t", "d2t3", config, data / "manifest.parquet", tmp_path / "r2/x.parquet")
+    df = pd.read_parquet(tmp_path / "r2/x.parquet")
+    assert list(df["status"]) == ["failed", "failed"] and df["reason"].str.contains("no trained weights").all()
+
+
+def test_training_solids_are_not_the_evaluation_solids():
+    """The train rule's solids come from the diff2to3 data set's own seed stream, never mw_solids' (procedural, objects
+    seed 0): no training solid of seeds 0 and 1 equals an evaluation solid, while the same draw repeats exactly."""
+    from genbench.recon3d.objects import normalise_unit_cube, procedural_solid
+
+    evaluation = [normalise_unit_cube(procedural_solid(i, 0)[1])[0].vertices for i in range(6)]
+    same = [normalise_unit_cube(procedural_solid(i, 0)[1])[0].vertices for i in range(6)]
+    assert all(np.array_equal(a, b) for a, b in zip(evaluation, same, strict=True))
+    for seed in (0, 1):
+        for _, m in D.solids(list(range(8)), derive_seed(seed, "diff2to3", "solids")):
+            assert not any(len(m.vertices) == len(e) and np.allclose(m.vertices, e, atol=1e-3) for e in evaluation)
+
+
+def test_ablation_run_scores_generations_of_the_held_out_solids():
+    """One Table 3 run at tiny sizes: rows = the held-out assets, metrics finite and in range, the experiment's
+    feature source and architecture reach the pipeline; unknown experiments and keys fail."""
+    from genbench.recon3d.diff2to3.tables import EXPERIMENTS, ablation_run
+
+    budgets = {"assets": 4, "held_out": 2, "ae_steps": 10, "vae_steps": 2, "structure_steps": 5, "structure_batch": 2,
+               "flow_steps": 3}
+    spec = {"vae": {**TINY_VAE, "views": 2}, "flow": TINY["flow"], "train": budgets, "sample": {"steps": 2}}
+    df, rec = ablation_run(spec, "exp3", 0)
+    assert list(df.columns) == ["exp", "seed", "asset", "psnr", "ssim", "voxel_iou", "n_gaussians"]
+    assert list(df["asset"]) == rec["test_assets"] and not set(rec["test_assets"]) & set(rec["train_assets"])
+    assert df["psnr"].between(3, 60).all() and df["ssim"].between(-1, 1).all() and df["voxel_iou"].between(0, 1).all()
+    assert set(EXPERIMENTS["exp3"]["flow"].items()) == {("arch", "smdit"), ("pos_embed", "absolute")}
+    assert EXPERIMENTS["exp1"]["source"] == "semantic" and EXPERIMENTS["exp1"]["flow"]["arch"] == "dit"
+    with pytest.raises(ValueError, match="unknown experiment"):
+        ablation_run(spec, "exp5", 0)
+    with pytest.raises(ValueError, match="unknown keys"):
+        ablation_run({**spec, "steps": 3}, "exp1", 0)
+
+
+def test_ablation_table_pools_seeds_and_pairs_the_experiments():
+    """Synthetic rows: exp k = a per-asset base + 0.5 k dB: the pooled means, the paired differences recover
+    0.5 dB per step with narrow intervals, and every interval holds its value."""
+    from genbench.recon3d.diff2to3.tables import ablation_table
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(15, 2, size=(3, 4))
+    rows = [{"exp": f"exp{k}", "seed": s, "asset": a, "psnr": base[s, a] + 0.5 * k + rng.normal(0, 0.01),
+             "ssim": 0.5, "voxel_iou": 0.2, "n_gaussians": 10}
+            for k in (1, 2, 3, 4) for s in range(3) for a in range(4)]
+    t = ablation_table(pd.DataFrame(rows), 500, 0.95, 0)
+    p = t[t["metric"] == "psnr"].set_index("exp")
+    assert (p["n"] == 12).all() and (p["n_seeds"] == 3).all()
+    assert (p["ci_low"] <= p["value"]).all() and (p["value"] <= p["ci_high"]).all()
+    for pair, want in (("exp2-exp1", 0.5), ("exp3-exp2", 0.5), ("exp4-exp3", 0.5), ("exp4-exp1", 1.5)):
+        assert abs(p.loc[pair, "value"] - want) < 0.02 and p.loc[pair, "ci_high"] - p.loc[pair, "ci_low"] < 0.05
+    assert p.loc["exp1", "ci_high"] - p.loc["exp1", "ci_low"] > 1.0  # the assets' spread, removed by pairing
+
+
+def test_diff2to3_config_adds_the_ablation_runs():
+    import yaml
+
+    from genbench.config import validate_config
+    from genbench.wiring import Wiring
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config/config.yaml").read_text())
+    cfg = {**base, **yaml.safe_load((root / "config/diff2to3.yaml").read_text())}
+    validate_config(cfg)
+    w = Wiring(cfg)
+    runs = w.diff2to3_ablation_runs()
+    assert len(runs) == 12 and len(set(runs)) == 12  # 4 experiments x 3 seeds
+    assert "results/tables/diff2to3_ablation.parquet" in w.diff2to3_targets()
+    assert Wiring(validate_config(dict(base))).diff2to3_ablation_runs() == []

@@ -75,11 +75,12 @@ def test_the_default_targets_are_the_mini_worlds(wirings):
     assert w.validation_datasets == ["mw_val"]
     assert "results/tables/metric_validation.parquet" in w.statistics_targets()
     assert "results/tables/recon3d_pairwise.html" in w.statistics_targets()
-    # 3D: two data sets x four reconstructors; appearance on the object data set only, two tables each
-    assert len(w.recon3d_tables()) == 8
+    # 3D: two data sets x five reconstructors (three baselines, the trained diff2to3_mini, the ceiling); appearance on
+    # the object data set only, two tables each
+    assert len(w.recon3d_tables()) == 10
     assert w.appearance_tables()[:2] == ["results/metrics/appearance3d/mw_solids/ellipsoid.parquet",
                                          "results/metrics/appearance3d/mw_solids/ellipsoid.sets.parquet"]
-    assert len(w.appearance_tables()) == 8
+    assert len(w.appearance_tables()) == 10
     assert w.protocol_delta_parts() == ["results/protocol_delta/2d.parquet",
                                         "results/protocol_delta/3d/mw_phantoms.parquet",
                                         "results/protocol_delta/3d/mw_solids.parquet"]
@@ -385,3 +386,38 @@ def test_the_wiring_imports_no_heavy_module(root):
     code = ("import sys, genbench.wiring; heavy = {'torch', 'numpy', 'pandas', 'matplotlib'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=root / "workflow", check=True)
+
+
+def test_a_trained_reconstructor_gets_its_weights_from_the_train_rule(wirings, configs):
+    """The default run trains diff2to3_mini (rule train_reconstructor) and reconstruct_3d reads
+    the weights as an input; the baselines read only the manifest; tiny (CI) and paper train none."""
+    w = wirings["default"]
+    assert w.trained_reconstructors() == ["diff2to3_mini"]
+    assert re.fullmatch(w.trained_reconstructors_regex(), "diff2to3_mini")
+    assert not re.fullmatch(w.trained_reconstructors_regex(), "extrude")
+    assert w.reconstructor_inputs(Cell3D("mw_solids", "diff2to3_mini")) == {
+        "manifest": "results/data3d/mw_solids/manifest.parquet",
+        "weights": "results/models3d/diff2to3_mini/model.safetensors"}
+    assert w.reconstructor_inputs(Cell3D("mw_phantoms", "extrude")) == {
+        "manifest": "results/data3d/mw_phantoms/manifest.parquet"}
+    assert w.plugin_env("reconstructors", "diff2to3_mini") == "../envs/metrics.yaml"  # inference: torch only
+    sub = w.reconstructor_config("diff2to3_mini")
+    assert set(sub) == {"seed", "reconstructors"} and "train" in sub["reconstructors"]["diff2to3_mini"]
+    for name in ("tiny", "paper"):
+        assert wirings[name].trained_reconstructors() == []
+        assert not re.fullmatch(wirings[name].trained_reconstructors_regex(), "diff2to3_mini")
+    # the weights folder is not the generators' (train_generator's outputs): no file matches both rules
+    assert not layout.reconstructor_weights("x").startswith(layout.model_dir("x"))
+
+
+def test_train_is_refused_for_a_kind_the_pipeline_cannot_train(configs):
+    from genbench.config import ConfigError, validate_config
+
+    cfg = copy.deepcopy(configs["default"])
+    cfg["reconstructors"]["extrude"]["train"] = {"seed": 0}
+    with pytest.raises(ConfigError, match=r"reconstructors\.extrude\.train: the pipeline cannot train 'extrude'"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(configs["default"])
+    cfg["reconstructors"]["diff2to3_mini"]["weights"] = {"path": "x"}
+    with pytest.raises(ConfigError, match="both train and weights"):
+        validate_config(cfg)

@@ -71,6 +71,12 @@ RECONSTRUCTORS: Registry[Any] = Registry("3D reconstructor kind", {
     "sam3d": Plugin("genbench.recon3d.external:SAM3DReconstructor", env="sam3d", gpus=1),
 })
 
+# reconstructor kinds the pipeline can train itself (a reconstructor entry's ``train:``; rule train_reconstructor,
+# in the diff2to3 env: torch + manifold3d for the solids' booleans): ``train(name, train_spec, seed, folder)``
+RECONSTRUCTOR_TRAINERS: Registry[Any] = Registry("trainable 3D reconstructor kind", {
+    "diff2to3": Plugin("genbench.recon3d.diff2to3.pipeline:train_weights"),
+})
+
 # 2D data sets (prepare_dataset); the config's "curated" data sets are written by the curation rules instead
 ADAPTERS: Registry[Any] = Registry("data set adapter", {
     "miniworld": Plugin("genbench.data.registry:miniworld_adapter"),

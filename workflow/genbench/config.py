@@ -234,6 +234,13 @@ def _check_references(config: dict[str, Any]) -> None:
                 problems.append(f"recon3d.models: unknown reconstructor '{m}' (defined under reconstructors: "
                                 f"{', '.join(config.get('reconstructors', {})) or 'none'})")
     for name, spec in (config.get("reconstructors") or {}).items():
+        if "train" in spec and spec["kind"] in catalog.RECONSTRUCTORS \
+                and spec["kind"] not in catalog.RECONSTRUCTOR_TRAINERS:
+            problems.append(f"reconstructors.{name}.train: the pipeline cannot train '{spec['kind']}' (trainable "
+                            f"kinds: {', '.join(catalog.RECONSTRUCTOR_TRAINERS)}); remove train and give weights")
+        if "train" in spec and "weights" in spec:
+            problems.append(f"reconstructors.{name}: both train and weights; the trained weights would replace "
+                            f"weights: keep one")
         if spec.get("photo_input") == "rgb" and spec["kind"] in catalog.RECONSTRUCTORS \
                 and "photo_rgb" not in catalog.RECONSTRUCTORS.plugin(spec["kind"]).traits:
             problems.append(f"reconstructors.{name}.photo_input: '{spec['kind']}' needs the mask, so it cannot take "

@@ -230,6 +230,18 @@ def converted_meta(model: str) -> str:
     return f"{model_dir(model)}/converted.json"
 
 
+def reconstructor_dir(recon: str) -> str:
+    """A reconstructor the pipeline trains (its ``train:`` entry, e.g. the toy ``diff2to3``): a folder apart from
+    the generators' (``models3d``), so that no name can match both training rules."""
+    return f"{RESULTS}/models3d/{recon}"
+
+
+def reconstructor_weights(recon: str, name: str = "model.safetensors") -> str:
+    """A trained reconstructor's files: ``model.safetensors`` (the weights) and ``config.json`` (the configs and the
+    training report); the reconstructor loads the folder."""
+    return f"{reconstructor_dir(recon)}/{name}"
+
+
 def extractor_dir(extractor: str) -> str:
     return f"{RESULTS}/extractors/{extractor}"
 
@@ -326,6 +338,12 @@ def appearance3d(cell: Cell3D, sets: bool = False) -> str:
 
 
 # ---- the toy Diff2to3's paper tables (config/diff2to3.yaml)
+def diff2to3_ablation_run(exp: str, seed: int | str, ext: str = "parquet") -> str:
+    """One Table 3 run: experiment ``exp``'s pipeline under one training seed (per held-out asset scores; .json:
+    the training report)."""
+    return f"{RESULTS}/diff2to3/ablation/{exp}/seed{seed}.{ext}"
+
+
 def diff2to3_vae_run(source: str, seed: int | str, ext: str = "parquet") -> str:
     """One Table 1 training run's per-held-out-asset scores (``parquet``) or its record (``json``)."""
     return f"{RESULTS}/diff2to3/vae/{source}/seed{seed}.{ext}"

@@ -512,12 +512,27 @@ def stage_figure(name: str, table: str | Path, pdf: str | Path, png: str | Path,
 # 3D track: reconstruction, scoring, aggregation
 
 
+def stage_train_reconstructor(recon: str, config: dict[str, Any], weights: str | Path) -> None:
+    """A reconstructor the pipeline trains (its entry's ``train:``): the kind's trainer
+    (catalog.RECONSTRUCTOR_TRAINERS) writes the folder of ``weights`` (model.safetensors + config.json)."""
+    from .catalog import RECONSTRUCTOR_TRAINERS
+
+    spec = config["reconstructors"][recon]
+    train = RECONSTRUCTOR_TRAINERS.plugin(spec["kind"]).load()
+    report = train(recon, spec["train"], int(config.get("seed", 0)), Path(weights).parent)
+    log.info("%s trained: %s", recon, {k: v for k, v in report.items() if not isinstance(v, list)})
+
+
 def stage_reconstruct_3d(dataset: str, model: str, config: dict[str, Any], manifest_path: str | Path,
-                         table: str | Path) -> None:
+                         table: str | Path, weights: str | Path | None = None) -> None:
+    """``weights``: a reconstructor the pipeline trained (rule train_reconstructor's model.safetensors): its folder
+    replaces the entry's ``weights``."""
     from .recon3d.evaluate import reconstruct_dataset
 
-    df = reconstruct_dataset(dataset, model, config["reconstructors"][model], manifest_path, Path(table).parent,
-                             int(config.get("seed", 0)))
+    spec = dict(config["reconstructors"][model])
+    if weights is not None:
+        spec["weights"] = {"path": str(Path(weights).parent)}
+    df = reconstruct_dataset(dataset, model, spec, manifest_path, Path(table).parent, int(config.get("seed", 0)))
     write_parquet(df, table, provenance(config_hash(config)))
     counts = df["status"].value_counts().to_dict()
     log.info("%s / %s: %s", dataset, model, counts)
@@ -976,5 +991,32 @@ def stage_diff2to3_vae_table(tables: list[str | Path], config: dict[str, Any], f
     boot = config.get("diff2to3", {}).get("bootstrap", {})
     df = vae_table(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
                    int(config.get("seed", 0)))
+    write_parquet(df, out, provenance(full_config_hash))
+    write_bytes(csv, df.to_csv(index=False).encode())
+
+
+def stage_diff2to3_ablation_run(config: dict[str, Any], exp: str, seed: int, table: str | Path,
+                                record: str | Path, threads: int = 1) -> None:
+    """One Table 3 run: train experiment ``exp``'s pipeline under training ``seed``, score its generations of the
+    held-out solids."""
+    from .recon3d.diff2to3.tables import ablation_run
+
+    spec = {k: v for k, v in config["diff2to3"]["ablation"].items() if k != "experiments"}
+    df, rec = ablation_run(spec, exp, int(seed), threads)
+    log.info("diff2to3 ablation %s seed %s: %s", exp, seed, {k: v for k, v in rec.items() if not isinstance(v, list)})
+    write_parquet(df, table, provenance(config_hash(config)))
+    write_json(record, rec)
+
+
+def stage_diff2to3_ablation_table(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                                  out: str | Path, csv: str | Path) -> None:
+    """Table 3 (``diff2to3_ablation``): every run's held-out generation scores pooled per experiment with BCa
+    intervals, and the paired differences between experiments."""
+    from .recon3d.diff2to3.tables import ablation_table
+
+    per_asset = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    boot = config.get("diff2to3", {}).get("bootstrap", {})
+    df = ablation_table(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
+                        int(config.get("seed", 0)))
     write_parquet(df, out, provenance(full_config_hash))
     write_bytes(csv, df.to_csv(index=False).encode())

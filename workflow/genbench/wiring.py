@@ -95,6 +95,7 @@ def _named(inputs: Any) -> dict[str, Any]:
 
 
 DIFF2TO3_SOURCES = ("reconstructive", "semantic")  # Table 1 rows (genbench.recon3d.diff2to3.tables)
+DIFF2TO3_EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")  # Table 3 rows (tables.EXPERIMENTS)
 
 
 class Wiring:
@@ -428,6 +429,23 @@ class Wiring:
             return []
         return [layout.recon3d_metrics(c) for d in r3["datasets"] for c in self.recon3d_cells(d)]
 
+    def reconstructor_inputs(self, cell: Cell3D) -> dict[str, str]:
+        """reconstruct_3d's inputs: the data set's manifest, plus the trained weights when the pipeline trains the
+        reconstructor (its entry's ``train:``; rule train_reconstructor)."""
+        inputs = {"manifest": layout.manifest3d(cell.dataset)}
+        if "train" in self.config["reconstructors"][cell.recon]:
+            inputs["weights"] = layout.reconstructor_weights(cell.recon)
+        return inputs
+
+    def trained_reconstructors(self) -> list[str]:
+        """The reconstructors of the 3D track the pipeline trains (wildcard constraint of train_reconstructor)."""
+        spec = self.config.get("reconstructors") or {}
+        models = (self.config.get("recon3d") or {}).get("models", [])
+        return [m for m in models if "train" in spec.get(m, {})]
+
+    def trained_reconstructors_regex(self) -> str:
+        return _names_regex(self.trained_reconstructors())
+
     def recon3d_manifests(self) -> list[str]:
         return [layout.manifest3d(d) for d in self.config.get("recon3d", {}).get("datasets", [])]
 
@@ -477,9 +495,23 @@ class Wiring:
     def diff2to3_vae_config(self) -> dict[str, Any]:
         return select(self.config, "diff2to3.vae")
 
+    def diff2to3_ablation_runs(self, ext: str = "parquet") -> list[str]:
+        spec = self.config.get("diff2to3", {})
+        if "ablation" not in spec:
+            return []
+        exps = spec["ablation"].get("experiments", list(DIFF2TO3_EXPERIMENTS))
+        return [layout.diff2to3_ablation_run(e, seed, ext) for e in exps for seed in spec.get("seeds", [0, 1, 2])]
+
+    def diff2to3_ablation_config(self) -> dict[str, Any]:
+        return select(self.config, "diff2to3.ablation")
+
     def diff2to3_targets(self) -> list[str]:
-        """The Diff2to3 tables the config asks for (not part of ``all``: `make diff2to3-vae` requests them)."""
-        return [layout.table("diff2to3_vae", e) for e in ("parquet", "csv")] if self.diff2to3_vae_runs() else []
+        """The Diff2to3 tables the config asks for (not part of ``all``: `make diff2to3-vae` / `make
+        diff2to3-ablation` request them)."""
+        out = [layout.table("diff2to3_vae", e) for e in ("parquet", "csv")] if self.diff2to3_vae_runs() else []
+        if self.diff2to3_ablation_runs():
+            out += [layout.table("diff2to3_ablation", e) for e in ("parquet", "csv")]
+        return out
 
     # ---- the protocol delta (protocol_delta.smk)
     def protocol_delta_parts(self) -> list[str]:

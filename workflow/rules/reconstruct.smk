@@ -2,9 +2,35 @@
 # own env), score under every protocol (CPU), aggregate with bootstrap CIs, draw the figures.
 
 
+# a reconstructor the pipeline trains itself (its entry's train:, e.g. the toy diff2to3; its trainer is
+# catalog.RECONSTRUCTOR_TRAINERS'): on solids drawn for the purpose, never the evaluation data sets. The env is the
+# diff2to3 one (torch + the solids' mesh stack), the only trainable kind's; tests/test_envs.py checks it holds the
+# import closure of every trainer
+rule train_reconstructor:
+    output:
+        weights=layout.reconstructor_weights("{recon}"),
+        config=layout.reconstructor_weights("{recon}", "config.json"),
+    log:
+        layout.log("train_reconstructor", "{recon}"),
+    benchmark:
+        layout.benchmark("train_reconstructor", "{recon}")
+    wildcard_constraints:
+        recon=wiring.trained_reconstructors_regex(),
+    conda:
+        "../envs/diff2to3.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=lambda wc: wiring.reconstructor_config(wc.recon),
+    script:
+        "../scripts/train_reconstructor.py"
+
+
 rule reconstruct_3d:
     input:
-        manifest=layout.manifest3d("{dataset3d}"),
+        unpack(per_cell3d(wiring.reconstructor_inputs)),
     output:
         table=layout.reconstructions(CELL3D),
     log:

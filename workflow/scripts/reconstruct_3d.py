@@ -7,4 +7,5 @@ from genbench.stages import setup_logging, stage_reconstruct_3d  # noqa: E402
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0], sm.threads)
-stage_reconstruct_3d(sm.wildcards.dataset3d, sm.wildcards.recon, sm.params.config, sm.input.manifest, sm.output.table)
+stage_reconstruct_3d(sm.wildcards.dataset3d, sm.wildcards.recon, sm.params.config, sm.input.manifest, sm.output.table,
+                     weights=sm.input.get("weights"))

@@ -16,7 +16,10 @@ package: its bundled linear calibration weights on a trunk loaded from a local t
 (``lpips.backbone``: a weights spec), or, in the mini-world where no trunk weights can be fetched, a seeded random
 trunk (``backbone: random``; a stand-in, like the mini-world's random DINOv2: the number is not LPIPS as published).
 
-Predictions with no mesh (Gaussian centres, points) have no surface to render: recorded as skipped with the reason.
+Predictions with no mesh (points) have no surface to render: recorded as skipped with the reason. Gaussian
+predictions whose model wrote its Gaussians (``pred_gaussians.ply``) are rendered by the 3DGS renderer
+(genbench.recon3d.gaussians) after the same alignment, when ``gaussians: true`` (off by default: the dense CPU
+renderer costs ~20 s per mini-world item at 8 views); otherwise recorded as skipped.
 """
 
 from __future__ import annotations
@@ -183,16 +186,28 @@ def appearance_dataset(dataset: str, model: str, manifest_path: str | Path, scor
             rows.append({**base, "status": "skipped", "reason": f"no aligned reconstruction: {why}"})
             continue
         sc = scores.loc[item["item_id"]]
-        if sc["kind"] != "mesh":
-            rows.append({**base, "status": "skipped", "reason": f"{sc['kind']}: no surface to render"})
+        splats = (recon_dir / sc["prediction"] / "pred_gaussians.ply"
+                  if sc["kind"] == "gaussians" and isinstance(sc.get("prediction"), str) else None)
+        if sc["kind"] != "mesh" and not (splats is not None and spec.get("gaussians") and splats.is_file()):
+            why = "no surface to render" if sc["kind"] != "gaussians" else (
+                "not rendered (recon3d.appearance.gaussians is off)" if not spec.get("gaussians")
+                else "no pred_gaussians.ply beside the prediction")
+            rows.append({**base, "status": "skipped", "reason": f"{sc['kind']}: {why}"})
             continue
         transforms = json.loads((root / item["views_path"]).read_text())
         frames = transforms["frames"][:n_views] if n_views else transforms["frames"]
         views = views_from({"frames": frames})
-        mesh = trimesh.load(str(recon_dir / sc["prediction"] / "pred.ply"), force="mesh", process=False)
-        mesh.apply_transform(np.asarray(json.loads(sc["alignment"])))
+        align = np.asarray(json.loads(sc["alignment"]))
         gt = np.stack([_read(Path(root / item["views_path"]).parent / f["file_path"]) for f in frames])
-        pred = np.stack([render(mesh, v, gt.shape[1]) for v in views])
+        if sc["kind"] == "mesh":
+            mesh = trimesh.load(str(recon_dir / sc["prediction"] / "pred.ply"), force="mesh", process=False)
+            mesh.apply_transform(align)
+            pred = np.stack([render(mesh, v, gt.shape[1]) for v in views])
+        else:  # the model's Gaussians, moved by the same alignment as their scored centres
+            from . import gaussians as gs
+
+            g = gs.transform(gs.load_ply(splats), align)
+            pred = np.stack([gs.render_rgba(g, v, gt.shape[1]) for v in views])
         row = {**base, "status": "ok", "reason": None, "n_views": len(views), **image_metrics(pred, gt)}
         if lpips_model is not None:
             row["lpips"] = lpips_distance(lpips_model, pred, gt, lpips_runtime)

@@ -195,6 +195,69 @@ def render(g: Gaussians, camera: Camera, background: torch.Tensor | tuple[float,
     return rasterize(g.means, g.scales, g.rotations, g.opacities, g.colours, camera, background, **kw)
 
 
+def rotmat_to_quat(r: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z), w >= 0 (Shepperd's method: the largest of
+    the four diagonal combinations is the pivot, so no division by a small number)."""
+    m = r.reshape(-1, 3, 3)
+    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cand = torch.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], 1)
+    k = cand.argmax(1)
+    q = torch.empty(len(m), 4, dtype=m.dtype)
+    for idx in range(4):
+        sel = k == idx
+        if not sel.any():
+            continue
+        a = m[sel]
+        if idx == 0:
+            s4 = 2 * torch.sqrt(1 + cand[sel, 0])
+            q[sel] = torch.stack([s4 / 4, (a[:, 2, 1] - a[:, 1, 2]) / s4, (a[:, 0, 2] - a[:, 2, 0]) / s4,
+                                  (a[:, 1, 0] - a[:, 0, 1]) / s4], 1)
+        elif idx == 1:
+            s4 = 2 * torch.sqrt(1 + a[:, 0, 0] - a[:, 1, 1] - a[:, 2, 2])
+            q[sel] = torch.stack([(a[:, 2, 1] - a[:, 1, 2]) / s4, s4 / 4, (a[:, 0, 1] + a[:, 1, 0]) / s4,
+                                  (a[:, 0, 2] + a[:, 2, 0]) / s4], 1)
+        elif idx == 2:
+            s4 = 2 * torch.sqrt(1 + a[:, 1, 1] - a[:, 0, 0] - a[:, 2, 2])
+            q[sel] = torch.stack([(a[:, 0, 2] - a[:, 2, 0]) / s4, (a[:, 0, 1] + a[:, 1, 0]) / s4, s4 / 4,
+                                  (a[:, 1, 2] + a[:, 2, 1]) / s4], 1)
+        else:
+            s4 = 2 * torch.sqrt(1 + a[:, 2, 2] - a[:, 0, 0] - a[:, 1, 1])
+            q[sel] = torch.stack([(a[:, 1, 0] - a[:, 0, 1]) / s4, (a[:, 0, 2] + a[:, 2, 0]) / s4,
+                                  (a[:, 1, 2] + a[:, 2, 1]) / s4, s4 / 4], 1)
+    return q * torch.where(q[:, :1] < 0, -1.0, 1.0).to(q.dtype)
+
+
+def transform(g: Gaussians, matrix) -> Gaussians:
+    """The Gaussians moved by a 4x4 similarity ``matrix`` [s R | t] (e.g. a protocol's alignment): means -> s R x + t,
+    covariances -> s^2 R Sigma R^T (scales times s, rotations composed with R); opacities and colours unchanged.
+    A matrix whose 3x3 block is not a positive multiple of a rotation fails."""
+    m = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+    a, t = m[:3, :3], m[:3, 3]
+    det = float(torch.linalg.det(a))
+    if det <= 0:
+        raise ValueError(f"transform: the 3x3 block has determinant {det:.3g}; a similarity needs > 0")
+    s = det ** (1 / 3)
+    r = a / s
+    if not torch.allclose(r @ r.T, torch.eye(3, dtype=r.dtype), atol=1e-5):
+        raise ValueError("transform: the 3x3 block is not a uniform scale times a rotation")
+    dt = g.means.dtype
+    rot = r.to(dt)
+    means = g.means @ rot.T * s + t.to(dt)
+    rots = rotmat_to_quat((rot[None] @ quat_to_rotmat(g.rotations).to(dt)).to(torch.float64)).to(dt)
+    return Gaussians(means, g.scales * s, rots, g.opacities, g.colours)
+
+
+def render_rgba(g: Gaussians, view, size: int) -> np.ndarray:
+    """RGBA uint8 (size, size, 4) of ``g`` seen from a ``render.View`` (straight colour, alpha = coverage), the
+    mesh renderer's format, so the appearance metrics compare it with GT renders the same way."""
+    with torch.no_grad():
+        out = render(g, Camera.from_view(view, size))
+    alpha = out.alpha.clamp(0, 1).numpy().astype(np.float64)
+    rgb = out.rgb.numpy().astype(np.float64) / np.maximum(alpha, 1e-6)[..., None]  # un-premultiply (black background)
+    rgba = np.concatenate([np.clip(rgb, 0, 1) * 255, alpha[..., None] * 255], -1)
+    return np.clip(np.round(rgba), 0, 255).astype(np.uint8)
+
+
 # --- 3DGS PLY files ----------------------------------------------------------------------------------------------
 
 PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",

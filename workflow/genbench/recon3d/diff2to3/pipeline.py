@@ -147,6 +147,13 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     """Train the whole toy pipeline on procedural solids (drawn with their own seed, never the evaluation data
     set's) and return it with a report: the VAE's held-out PSNR/SSIM, the structure stage's held-out voxel IoU,
     the losses and the seconds of each stage."""
+    pipe, report, _ = train_pipeline_data(spec, seed)
+    return pipe, report
+
+
+def train_pipeline_data(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str, Any], D.DataSet]:
+    """:func:`train_pipeline`, also returning the data set it trained on (its held-out assets, their views and
+    conditioning renders: what the ablation scores generations on)."""
     _check_keys(spec, SECTIONS, "diff2to3 train spec")
     tr = {**TRAIN_DEFAULTS, **spec.get("train", {})}
     _check_keys(tr, TRAIN_DEFAULTS, "diff2to3 train")
@@ -194,4 +201,29 @@ def train_pipeline(spec: dict[str, Any], seed: int) -> tuple[Pipeline, dict[str,
     report["total_s"] = time.perf_counter() - t0
     report["train_assets"], report["test_assets"] = ds.train_ids, ds.test_ids
     log.info("diff2to3 trained: %s", {k: v for k, v in report.items() if not isinstance(v, list)})
-    return pipe, report
+    return pipe, report, ds
+
+
+# a reconstructor entry's ``train:`` mapping (config/config.yaml): the training seed, the job's threads, and the
+# sections of :func:`train_pipeline`'s spec, with its budgets under ``budgets`` (its ``train`` section)
+TRAIN_ENTRY_KEYS = ("seed", "threads", "vae", "flow", "condition", "budgets")
+
+
+def train_weights(name: str, entry: dict[str, Any], seed: int, folder: str | Path) -> dict[str, Any]:
+    """Train the ``diff2to3`` reconstructor ``name`` from its config entry's ``train`` mapping and save it to
+    ``folder`` (model.safetensors + config.json, which :class:`Pipeline.load` reads). ``seed`` is the run's seed;
+    ``entry['seed']``, when set, replaces it. The solids are drawn from that seed by the diff2to3 data set
+    (``diff2to3/assets/...``), never the evaluation data sets' (datasets3d). Returns the training report."""
+    unknown = set(entry) - set(TRAIN_ENTRY_KEYS)
+    if unknown:
+        raise ValueError(f"reconstructors.{name}.train: unknown key(s) {sorted(unknown)} (known: "
+                         f"{list(TRAIN_ENTRY_KEYS)})")
+    torch.set_num_threads(int(entry.get("threads", 1)))
+    spec = {k: entry[k] for k in ("vae", "flow", "condition") if k in entry}
+    if "budgets" in entry:
+        spec["train"] = entry["budgets"]
+    train_seed = int(entry.get("seed", seed))
+    pipe, report = train_pipeline(spec, train_seed)
+    report["reconstructor"] = name
+    pipe.save(folder, report)
+    return report

@@ -1,6 +1,8 @@
 """The toy Diff2to3's paper tables. ``diff2to3_vae`` (Table 1): the 2to3-VAE's reconstruction of held-out assets
 with reconstructive (the paper's FLUX features) vs semantic (TRELLIS's DINOv2) voxel features, per training seed;
 the table pools the seeds with bootstrap intervals and the paired difference (docs/diff2to3.md, "Table 1 target").
+``diff2to3_ablation`` (Table 3, Exp 1-4): the whole pipeline per (experiment, training seed), its generations from
+held-out solids' conditioning images rendered at their held-out views (docs/diff2to3.md, "Table 3 target").
 """
 
 from __future__ import annotations
@@ -89,4 +91,95 @@ def vae_table(per_asset: pd.DataFrame, n_boot: int, confidence: float, seed: int
                          "n": len(diff), "n_seeds": int(per_seed.size),
                          "seed_means": ", ".join(f"{v:.4g}" for v in per_seed.to_numpy()),
                          "seed_sd": float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+# ---- Table 3 (diff2to3_ablation): the paper's Exp 1-4, each a (VAE feature source, flow architecture) pair
+EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "exp1": {"source": "semantic", "flow": {"arch": "dit"}, "label": "Exp 1: semantic VAE, DiT, absolute"},
+    "exp2": {"source": "reconstructive", "flow": {"arch": "dit"}, "label": "Exp 2: 2to3-VAE, DiT, absolute"},
+    "exp3": {"source": "reconstructive", "flow": {"arch": "smdit", "pos_embed": "absolute"},
+             "label": "Exp 3: 2to3-VAE, SMDiT, absolute"},
+    "exp4": {"source": "reconstructive", "flow": {"arch": "smdit", "pos_embed": "marope"},
+             "label": "Exp 4: 2to3-VAE, SMDiT, MARoPE"},
+}
+ABLATION_METRICS = ("psnr", "ssim", "voxel_iou")
+# the paired differences the paper's text argues from: Exp 2 vs 1 (VAE alone), 3 vs 2 (SMDiT), 4 vs 3 (MARoPE)
+ABLATION_PAIRS = (("exp2", "exp1"), ("exp3", "exp2"), ("exp4", "exp3"), ("exp4", "exp1"))
+SAMPLE_DEFAULTS = {"steps": 12, "cfg": 3.0}
+
+
+def ablation_run(spec: dict[str, Any], exp: str, seed: int, threads: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train the pipeline of experiment ``exp`` under training ``seed`` (the solids, split, views and
+    initialisations follow the seed, so the four experiments see the same solids for one seed) and generate from
+    each held-out solid's conditioning image: one row per held-out asset with PSNR/SSIM of the generated Gaussians
+    rendered at the asset's held-out views against its GT renders, and the structure's voxel IoU."""
+    from .generate import voxel_iou
+    from .pipeline import train_pipeline_data
+
+    unknown = set(spec) - {"vae", "flow", "condition", "train", "sample"}
+    if unknown:
+        raise ValueError(f"diff2to3.ablation: unknown keys {sorted(unknown)} (vae, flow, condition, train, sample)")
+    if exp not in EXPERIMENTS:
+        raise ValueError(f"diff2to3.ablation: unknown experiment '{exp}' ({', '.join(EXPERIMENTS)})")
+    sample = {**SAMPLE_DEFAULTS, **spec.get("sample", {})}
+    if set(sample) - set(SAMPLE_DEFAULTS):
+        raise ValueError(f"diff2to3.ablation.sample: unknown keys {sorted(set(sample) - set(SAMPLE_DEFAULTS))}")
+    e = EXPERIMENTS[exp]
+    torch.set_num_threads(threads)
+    full = {"vae": {**spec.get("vae", {}), "feature_source": e["source"]},
+            "flow": {**spec.get("flow", {}), **e["flow"]}, "condition": spec.get("condition", {}),
+            "train": spec.get("train", {})}
+    pipe, report, ds = train_pipeline_data(full, seed)
+    rows = []
+    t0 = time.perf_counter()
+    for k, a in enumerate(ds.test):
+        asset = ds.test_ids[k]
+        g, coords = pipe.generate(ds.cond_test[k], derive_seed(seed, "diff2to3", "ablation", asset),
+                                  int(sample["steps"]), float(sample["cfg"]))
+        psnrs, ssims = [], []
+        with torch.no_grad():
+            for v in range(a.n_views, len(a.cameras)):
+                pred = V.render_gaussians(g, a.cameras[v])
+                psnrs.append(V.psnr(pred, a.images[v]))
+                ssims.append(float(V.ssim(pred, a.images[v])))
+        rows.append({"exp": exp, "seed": seed, "asset": asset, "psnr": float(np.mean(psnrs)),
+                     "ssim": float(np.mean(ssims)), "voxel_iou": float(voxel_iou(coords, a.coords)),
+                     "n_gaussians": len(g)})
+    record = {**report, "exp": exp, "seed": seed, "generate_s": time.perf_counter() - t0}
+    return pd.DataFrame(rows), record
+
+
+def _summary(vals: np.ndarray, per_seed: pd.Series, n_boot: int, confidence: float, rng, what: str) -> dict[str, Any]:
+    from ...metrics.bootstrap import bca_mean_interval, method_label
+
+    lo, hi, how = bca_mean_interval(vals, n_boot, confidence, rng)
+    return {"value": float(vals.mean()), "ci_low": lo, "ci_high": hi,
+            "ci_method": method_label(how, n_boot, confidence, what), "n": len(vals), "n_seeds": int(per_seed.size),
+            "seed_means": ", ".join(f"{v:.4g}" for v in per_seed.to_numpy()),
+            "seed_sd": float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")}
+
+
+def ablation_table(per_asset: pd.DataFrame, n_boot: int, confidence: float, seed: int) -> pd.DataFrame:
+    """Table 3 from the per-asset rows of every (experiment, seed): per experiment and metric the mean over the
+    (seed, held-out asset) items with its BCa interval and the per-seed means; then the paired differences of
+    :data:`ABLATION_PAIRS` over the same items (one seed's held-out solids are the same in every experiment)."""
+    rows = []
+    for exp, grp in per_asset.groupby("exp", sort=True):
+        for metric in ABLATION_METRICS:
+            vals = grp[metric].to_numpy(np.float64)
+            rows.append({"row": EXPERIMENTS.get(exp, {}).get("label", exp), "exp": exp, "metric": metric,
+                         **_summary(vals, grp.groupby("seed")[metric].mean(), n_boot, confidence,
+                                    numpy_rng(seed, "diff2to3_ablation", exp, metric), "seed x held-out asset items")})
+    wide = per_asset.pivot_table(index=["seed", "asset"], columns="exp", values=list(ABLATION_METRICS))
+    for a, b in ABLATION_PAIRS:
+        if a not in set(per_asset["exp"]) or b not in set(per_asset["exp"]):
+            continue
+        for metric in ABLATION_METRICS:
+            pair = wide[metric][[a, b]].dropna()
+            diff = pair[a] - pair[b]
+            rows.append({"row": f"difference {a} - {b}, paired", "exp": f"{a}-{b}", "metric": metric,
+                         **_summary(diff.to_numpy(np.float64), diff.groupby(level="seed").mean(), n_boot, confidence,
+                                    numpy_rng(seed, "diff2to3_ablation", a, b, metric),
+                                    "paired seed x held-out asset items")})
     return pd.DataFrame(rows)

@@ -1,0 +1,10 @@
+# Thin entry point: unpack the rule, call one genbench stage.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821  (workflow/ holds genbench)
+from genbench.stages import setup_logging, stage_train_reconstructor  # noqa: E402
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0], sm.threads)
+stage_train_reconstructor(sm.wildcards.recon, sm.params.config, sm.output.weights)
