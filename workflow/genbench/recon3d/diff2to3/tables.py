@@ -64,33 +64,22 @@ def vae_table(per_asset: pd.DataFrame, n_boot: int, confidence: float, seed: int
     (seed, held-out asset) items, its BCa interval (items resampled), the seeds' own means (their spread is the
     training-seed variation), and per metric the paired difference reconstructive - semantic over the same items
     (each seed's held-out assets are the same for both sources)."""
-    from ...metrics.bootstrap import bca_mean_interval, method_label
-
     rows = []
     for source, grp in per_asset.groupby("source", sort=False):
         for metric in VAE_METRICS:
-            vals = grp[metric].to_numpy(np.float64)
-            lo, hi, how = bca_mean_interval(vals, n_boot, confidence, numpy_rng(seed, "diff2to3_vae", source, metric))
-            per_seed = grp.groupby("seed")[metric].mean()
             rows.append({"row": ROW_LABEL.get(source, source), "source": source, "metric": metric,
-                         "value": float(vals.mean()), "ci_low": lo, "ci_high": hi,
-                         "ci_method": method_label(how, n_boot, confidence, "seed x held-out asset items"),
-                         "n": len(vals), "n_seeds": int(per_seed.size),
-                         "seed_means": ", ".join(f"{v:.4g}" for v in per_seed.to_numpy()),
-                         "seed_sd": float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")})
+                         **_summary(grp[metric].to_numpy(np.float64), grp["seed"].to_numpy(), n_boot, confidence,
+                                    numpy_rng(seed, "diff2to3_vae", source, metric), "held-out asset items")})
     if set(SOURCES) <= set(per_asset["source"]):
         wide = per_asset.pivot_table(index=["seed", "asset"], columns="source", values=list(VAE_METRICS))
         for metric in VAE_METRICS:
             pair = wide[metric].dropna()
-            diff = (pair["reconstructive"] - pair["semantic"]).to_numpy(np.float64)
-            lo, hi, how = bca_mean_interval(diff, n_boot, confidence, numpy_rng(seed, "diff2to3_vae", "diff", metric))
-            per_seed = (pair["reconstructive"] - pair["semantic"]).groupby(level="seed").mean()
+            diff = pair["reconstructive"] - pair["semantic"]
             rows.append({"row": "difference (reconstructive - semantic), paired", "source": "difference",
-                         "metric": metric, "value": float(diff.mean()), "ci_low": lo, "ci_high": hi,
-                         "ci_method": method_label(how, n_boot, confidence, "paired seed x held-out asset items"),
-                         "n": len(diff), "n_seeds": int(per_seed.size),
-                         "seed_means": ", ".join(f"{v:.4g}" for v in per_seed.to_numpy()),
-                         "seed_sd": float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")})
+                         "metric": metric,
+                         **_summary(diff.to_numpy(np.float64), diff.index.get_level_values("seed").to_numpy(),
+                                    n_boot, confidence, numpy_rng(seed, "diff2to3_vae", "diff", metric),
+                                    "paired held-out asset items")})
     return pd.DataFrame(rows)
 
 
@@ -150,12 +139,39 @@ def ablation_run(spec: dict[str, Any], exp: str, seed: int, threads: int = 1) ->
     return pd.DataFrame(rows), record
 
 
-def _summary(vals: np.ndarray, per_seed: pd.Series, n_boot: int, confidence: float, rng, what: str) -> dict[str, Any]:
+def two_stage_interval(vals: np.ndarray, seeds: np.ndarray, n_boot: int, confidence: float,
+                       rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile interval of the mean under a two-stage (cluster) bootstrap: training seeds resampled with
+    replacement, then each drawn seed's held-out items resampled within it. Items of one training run share its
+    weights, so resampling items alone (as if independent) leaves the seed-to-seed variation out and is too narrow;
+    with 3 seeds there are only 10 distinct seed draws, so this interval is wide, which is what 3 runs can say."""
+    vals, seeds = np.asarray(vals, np.float64), np.asarray(seeds)
+    if n_boot <= 0 or len(vals) == 0:
+        return float("nan"), float("nan")
+    groups = [vals[seeds == s] for s in np.unique(seeds)]
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        picked = rng.integers(0, len(groups), len(groups))
+        reps[b] = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in (groups[i] for i in picked)]).mean()
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(reps, alpha)), float(np.quantile(reps, 1 - alpha))
+
+
+def _summary(vals: np.ndarray, seeds: np.ndarray, n_boot: int, confidence: float, rng, what: str) -> dict[str, Any]:
+    """A table row's numbers: the mean over (seed, held-out asset) items; ``ci_low``/``ci_high`` the two-stage
+    interval (seeds, then assets within seed), ``items_ci_low``/``items_ci_high`` the BCa interval of the items
+    alone (narrower: it ignores which run an item came from), and the per-seed means."""
     from ...metrics.bootstrap import bca_mean_interval, method_label
 
-    lo, hi, how = bca_mean_interval(vals, n_boot, confidence, rng)
+    vals, seeds = np.asarray(vals, np.float64), np.asarray(seeds)
+    per_seed = pd.Series(vals).groupby(seeds).mean()
+    lo, hi = two_stage_interval(vals, seeds, n_boot, confidence, rng)
+    ilo, ihi, how = bca_mean_interval(vals, n_boot, confidence, rng)
     return {"value": float(vals.mean()), "ci_low": lo, "ci_high": hi,
-            "ci_method": method_label(how, n_boot, confidence, what), "n": len(vals), "n_seeds": int(per_seed.size),
+            "ci_method": method_label("percentile, two-stage bootstrap", n_boot, confidence,
+                                      f"training seeds, then {what} within each seed"),
+            "items_ci_low": ilo, "items_ci_high": ihi, "items_ci_method": method_label(how, n_boot, confidence, what),
+            "n": len(vals), "n_seeds": int(per_seed.size),
             "seed_means": ", ".join(f"{v:.4g}" for v in per_seed.to_numpy()),
             "seed_sd": float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")}
 
@@ -169,8 +185,8 @@ def ablation_table(per_asset: pd.DataFrame, n_boot: int, confidence: float, seed
         for metric in ABLATION_METRICS:
             vals = grp[metric].to_numpy(np.float64)
             rows.append({"row": EXPERIMENTS.get(exp, {}).get("label", exp), "exp": exp, "metric": metric,
-                         **_summary(vals, grp.groupby("seed")[metric].mean(), n_boot, confidence,
-                                    numpy_rng(seed, "diff2to3_ablation", exp, metric), "seed x held-out asset items")})
+                         **_summary(vals, grp["seed"].to_numpy(), n_boot, confidence,
+                                    numpy_rng(seed, "diff2to3_ablation", exp, metric), "held-out asset items")})
     wide = per_asset.pivot_table(index=["seed", "asset"], columns="exp", values=list(ABLATION_METRICS))
     for a, b in ABLATION_PAIRS:
         if a not in set(per_asset["exp"]) or b not in set(per_asset["exp"]):
@@ -179,7 +195,7 @@ def ablation_table(per_asset: pd.DataFrame, n_boot: int, confidence: float, seed
             pair = wide[metric][[a, b]].dropna()
             diff = pair[a] - pair[b]
             rows.append({"row": f"difference {a} - {b}, paired", "exp": f"{a}-{b}", "metric": metric,
-                         **_summary(diff.to_numpy(np.float64), diff.groupby(level="seed").mean(), n_boot, confidence,
-                                    numpy_rng(seed, "diff2to3_ablation", a, b, metric),
-                                    "paired seed x held-out asset items")})
+                         **_summary(diff.to_numpy(np.float64), diff.index.get_level_values("seed").to_numpy(),
+                                    n_boot, confidence, numpy_rng(seed, "diff2to3_ablation", a, b, metric),
+                                    "paired held-out asset items")})
     return pd.DataFrame(rows)
