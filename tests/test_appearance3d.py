@@ -101,7 +101,8 @@ def test_appearance_skips_what_cannot_be_rendered(tmp_path):
 def test_appearance_renders_gaussians_after_the_alignment(tmp_path):
     """recon3d.appearance.gaussians: a model's pred_gaussians.ply is rendered from the evaluation cameras after the
     corrected protocol's alignment: Gaussians on the GT surface cover its silhouette; the same Gaussians shifted
-    score worse, and shifted with the inverse shift as their alignment score as the unshifted ones (float32 rounding)."""
+    score worse, and shifted with the inverse shift as their alignment score as the unshifted ones (float32
+    rounding)."""
     from genbench.io import load_npz
     from genbench.recon3d import gaussians as gs
 
