@@ -122,6 +122,8 @@ def _add_plugins(wd: Path) -> None:
     config["sweep"].append({"models": ["noise_m"], "datasets": ["mw_val"], "steps": [1], "cfg": [1.0]})
     config["extractors"]["colour"] = {"kind": "mean_colour"}
     config["scoring"]["extractor"] = "colour"
+    # sFID needs a spatial layer the new extractor does not declare (the config check says so)
+    config["scoring"]["metrics"] = [m for m in config["scoring"]["metrics"] if m != "sfid"]
     config["reconstructors"]["ball"] = {"kind": "sphere"}
     config["recon3d"]["models"].append("ball")
     config["figures"].append("fid_points")

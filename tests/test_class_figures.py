@@ -21,6 +21,7 @@ from genbench.metrics.names import best_settings
 from genbench.plots import classes
 from genbench.plots.figures import draw_figure
 from genbench.plots.registry import FIGURES
+from genbench.tables.keys import CELL_KEYS_BY_DATASET
 from genbench.wiring import Wiring
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ def test_best_settings_over_steps_and_guidance_ties_to_fewer_steps():
 
 def test_chosen_cells_are_the_best_settings_at_the_first_seed():
     cells_ = classes.chosen_cells(metrics_table(), "class_pinned")
-    assert cells_[["dataset", "model", "steps", "cfg", "seed", "seeds"]].values.tolist() == [
+    assert cells_[[*CELL_KEYS_BY_DATASET, "seeds"]].values.tolist() == [
         ["zeta", "a", 2, 1.0, 0, 2], ["zeta", "b", 1, 2.0, 0, 2], ["alpha", "a", 2, 1.0, 0, 2],
         ["alpha", "b", 1, 2.0, 0, 2]]
     assert cells_["fid"].tolist() == [40.0, 30.0, 43.0, 33.0] and cells_["fid_ci_low"].tolist()[0] == 39.0
@@ -211,7 +212,7 @@ def test_class_pinned_shows_the_pinned_classes_of_each_best_cell(tmp_path, world
     assert len(csv) == len(out) == 2 * 3 * 2  # data sets x (real + 2 models) x pinned classes
     assert csv["label_id"].tolist()[:2] == [0, 2] and csv["pinned_by"].str.startswith("default").all()
     gen = csv[csv["kind"] == "generated"]
-    assert gen.drop_duplicates(["dataset", "model"])[["dataset", "model", "steps", "cfg", "seed"]].values.tolist() == [
+    assert gen.drop_duplicates(["dataset", "model"])[list(CELL_KEYS_BY_DATASET)].values.tolist() == [
         ["zeta", "a", 2, 1.0, 0], ["zeta", "b", 1, 2.0, 0], ["alpha", "a", 2, 1.0, 0], ["alpha", "b", 1, 2.0, 0]]
     # the missing class stays, marked
     miss = csv[~csv["present"]]
@@ -261,7 +262,7 @@ def test_class_extremes_shows_best_and_worst_classes_beside_real_images(tmp_path
     csv = pd.read_csv(data)
     assert len(csv) == len(out) == 4 * 2 * 4  # panels x (best, worst) x (2 generated + 2 real)
     first = csv[csv["panel"] == 0]
-    assert first[["dataset", "model", "steps", "cfg", "seed"]].drop_duplicates().values.tolist() == [
+    assert first[list(CELL_KEYS_BY_DATASET)].drop_duplicates().values.tolist() == [
         ["zeta", "a", 2, 1.0, 0]]
     # a/zeta: class 2 has no value (no images), 0 and 1 tie lowest, 3 and 4 tie highest: the smaller id each
     assert first.drop_duplicates("row")[["group", "label_id", "value", "n_ranked"]].values.tolist() == [

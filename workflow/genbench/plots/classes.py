@@ -34,7 +34,7 @@ from ..data.stream import ManifestImages, ShardImages  # noqa: E402
 from ..errors import GenbenchError  # noqa: E402
 from ..layout import Cell  # noqa: E402
 from ..metrics.names import best_settings  # noqa: E402
-from ..tables.keys import CELL_KEYS  # noqa: E402
+from ..tables.keys import CELL_KEYS, CELL_KEYS_BY_DATASET  # noqa: E402
 from .figures import MAX_COLUMNS, PALETTE, STYLE, ci_text, save_data, save_figure  # noqa: E402
 
 MAX_TILE = 128  # display pixels of a tile: larger images are downsampled (bicubic), smaller ones upscaled (nearest)
@@ -98,7 +98,7 @@ def chosen_cells(metrics: pd.DataFrame, figure: str, *, by_steps: bool = False, 
             .drop(columns=["_d", "_m"]).merge(seeds, on=by))
     keys = list(CELL_KEYS)
     mmhm = metrics[metrics["metric"] == "mmhm"].set_index(keys)["value"]
-    out = rows[["dataset", "model", "steps", "cfg", "seed"]].copy()
+    out = rows[list(CELL_KEYS_BY_DATASET)].copy()
     out["cell"] = [Cell.from_mapping(r).path for r in rows[keys].to_dict("records")]
     out["fid"] = rows["value"].to_numpy(float)
     out["fid_ci_low"] = rows["ci_low"].to_numpy(float)
