@@ -20,7 +20,7 @@ from genbench.tables.diff import Tolerances, diff_paths
 # the registered figures (the tiny config draws every one: test_outputs checks it), and those drawn from the
 # metrics table
 FIGURES = list(REGISTRY)
-FROM_METRICS = [name for name, fig in REGISTRY.items() if fig.table == "gen2d_metrics"]
+FROM_METRICS = [name for name, fig in REGISTRY.items() if "gen2d_metrics" in (fig.table, *fig.extra_tables)]
 METRICS = {"fid", "is", "is_std", "kid", "kid_std", "clip_score", "pick_score", "csfid", "psfid", "csis", "psis",
            "mmhm", "fd_dinov2", "kd_dinov2", "kd_dinov2_std", "precision", "recall", "density", "coverage", "vendi",
            "cmmd", "fid_inf", "sfid"}
