@@ -981,18 +981,26 @@ def stage_diff2to3_vae_run(config: dict[str, Any], source: str, seed: int, table
     write_json(record, rec)
 
 
-def stage_diff2to3_vae_table(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
-                             out: str | Path, csv: str | Path) -> None:
-    """Table 1 (``diff2to3_vae``): every run's held-out scores pooled per feature source with BCa intervals, and
-    the paired difference."""
-    from .recon3d.diff2to3.tables import vae_table
-
+def _diff2to3_table(kind: str, build, tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                    out: str | Path, csv: str | Path) -> None:
+    """Pool every run's per-asset rows into one Diff2to3 table (``build``: tables.vae_table or ablation_table, with
+    the two-stage bootstrap over training seeds and held-out assets) as Parquet and CSV."""
+    if not tables:
+        raise ValueError(f"diff2to3 {kind} table: no runs to pool; add a diff2to3.{kind} section to the config "
+                         f"(config/diff2to3.yaml)")
     per_asset = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
     boot = config.get("diff2to3", {}).get("bootstrap", {})
-    df = vae_table(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
-                   int(config.get("seed", 0)))
+    df = build(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)), int(config.get("seed", 0)))
     write_parquet(df, out, provenance(full_config_hash))
     write_bytes(csv, df.to_csv(index=False).encode())
+
+
+def stage_diff2to3_vae_table(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
+                             out: str | Path, csv: str | Path) -> None:
+    """Table 1 (``diff2to3_vae``): the held-out scores per feature source, and the paired difference."""
+    from .recon3d.diff2to3.tables import vae_table
+
+    _diff2to3_table("vae", vae_table, tables, config, full_config_hash, out, csv)
 
 
 def stage_diff2to3_ablation_run(config: dict[str, Any], exp: str, seed: int, table: str | Path,
@@ -1010,13 +1018,8 @@ def stage_diff2to3_ablation_run(config: dict[str, Any], exp: str, seed: int, tab
 
 def stage_diff2to3_ablation_table(tables: list[str | Path], config: dict[str, Any], full_config_hash: str,
                                   out: str | Path, csv: str | Path) -> None:
-    """Table 3 (``diff2to3_ablation``): every run's held-out generation scores pooled per experiment with BCa
-    intervals, and the paired differences between experiments."""
+    """Table 3 (``diff2to3_ablation``): the held-out generation scores per experiment, and the paired differences
+    between experiments."""
     from .recon3d.diff2to3.tables import ablation_table
 
-    per_asset = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
-    boot = config.get("diff2to3", {}).get("bootstrap", {})
-    df = ablation_table(per_asset, int(boot.get("n", 1000)), float(boot.get("confidence", 0.95)),
-                        int(config.get("seed", 0)))
-    write_parquet(df, out, provenance(full_config_hash))
-    write_bytes(csv, df.to_csv(index=False).encode())
+    _diff2to3_table("ablation", ablation_table, tables, config, full_config_hash, out, csv)
