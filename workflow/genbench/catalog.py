@@ -69,6 +69,13 @@ RECONSTRUCTORS: Registry[Any] = Registry("3D reconstructor kind", {
     "direct3d": Plugin("genbench.recon3d.external:Direct3DReconstructor", env="direct3d", gpus=1, traits=_RGB),
     "triposg": Plugin("genbench.recon3d.external:TripoSGReconstructor", env="triposg", gpus=1, traits=_RGB),
     "sam3d": Plugin("genbench.recon3d.external:SAM3DReconstructor", env="sam3d", gpus=1),
+    # Table 2's baselines: Shap-E through diffusers, the other four through their checkouts at a pinned commit
+    "shap_e": Plugin("genbench.recon3d.shap_e:ShapEReconstructor", env="shap_e", gpus=1),
+    "lgm": Plugin("genbench.recon3d.upstream3d:LGMReconstructor", env="lgm", gpus=1),
+    "instantmesh": Plugin("genbench.recon3d.upstream3d:InstantMeshReconstructor", env="instantmesh", gpus=1),
+    "gaussiananything": Plugin("genbench.recon3d.upstream3d:GaussianAnythingReconstructor", env="gaussiananything",
+                               gpus=1),
+    "3dtopia_xl": Plugin("genbench.recon3d.upstream3d:Topia3DXLReconstructor", env="3dtopia_xl", gpus=1),
 })
 
 # reconstructor kinds the pipeline can train itself (a reconstructor entry's ``train:``; rule train_reconstructor,
