@@ -616,7 +616,10 @@ def test_the_import_walk_follows_what_runs():
     assert "matplotlib" in _closure("figure_fid_vs_cfg")  # the drawing function, by its import target
     assert {rule for rule, *_ in rule_checks() if rule.startswith("reconstruct_3d[")} >= {
         f"reconstruct_3d[{k}]" for k in ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d",
-                                         "ellipsoid")}
+                                         "ellipsoid", "shap_e", "lgm", "instantmesh", "gaussiananything",
+                                         "3dtopia_xl")}
+    # Table 2's checkout-run adapters load configs with OmegaConf and Zero123++ through diffusers in their envs
+    assert {"omegaconf", "diffusers"} <= set(_closure("reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "lgm"}))
 
 
 def test_a_missing_package_is_reported(monkeypatch):

@@ -262,7 +262,13 @@ def test_paper_config_weights_are_registered(root):
     assert specs["reconstructors.trellis"].repo_id == TrellisReconstructor.default_weights["repo_id"]
     assert {o for o in specs if o.startswith("reconstructors.")} == {
         "reconstructors.sam3d", "reconstructors.hunyuan3d21", "reconstructors.direct3d", "reconstructors.hi3dgen",
-        "reconstructors.triposg", "reconstructors.trellis"}  # the baselines need no weights
+        "reconstructors.triposg", "reconstructors.trellis", "reconstructors.shap_e", "reconstructors.lgm",
+        "reconstructors.instantmesh", "reconstructors.gaussiananything", "reconstructors.3dtopia_xl",
+        # the multi-view diffusion models LGM and InstantMesh run first
+        "reconstructors.lgm.multiview_model", "reconstructors.instantmesh.multiview_model"}  # the baselines: none
+    assert specs["reconstructors.shap_e"].repo_id == "openai/shap-e-img2img"
+    assert specs["reconstructors.lgm.multiview_model"].repo_id == "ashawkey/imagedream-ipmv-diffusers"
+    assert specs["reconstructors.instantmesh.multiview_model"].repo_id == "sudo-ai/zero123plus-v1.2"
     sam3d = specs["reconstructors.sam3d"]
     assert sam3d.is_repository and sam3d.path == "resources/code/sam-3d-objects/checkpoints/hf"
     assert "hf download facebook/sam-3d-objects --revision main --local-dir resources/code/sam-3d-objects" \

@@ -293,7 +293,8 @@ def config_weights(config: dict[str, Any]) -> list[WeightSpec]:
 
 def reconstructor_weights(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The 3D track's weights: each external image-to-3D model's (its config entry, else the adapter's
-    Hugging Face default) and the LPIPS trunk of the appearance metrics."""
+    Hugging Face default), the further models an adapter loads (``aux_weights``: LGM's ImageDream, InstantMesh's
+    Zero123++) and the LPIPS trunk of the appearance metrics."""
     entries = []
     recons = config.get("reconstructors", {})
     if recons:
@@ -304,6 +305,8 @@ def reconstructor_weights(config: dict[str, Any]) -> list[tuple[str, dict[str, A
             weights = spec.get("weights", getattr(cls, "default_weights", None))
             if weights:
                 entries.append((f"reconstructors.{name}", weights))
+            for key, default in getattr(cls, "aux_weights", {}).items():  # e.g. LGM's multi-view diffusion model
+                entries.append((f"reconstructors.{name}.{key}", spec.get(key, default)))
     backbone = config.get("recon3d", {}).get("appearance", {}).get("lpips", {}).get("backbone")
     if isinstance(backbone, dict):
         entries.append(("recon3d.appearance.lpips.backbone", backbone))
