@@ -618,8 +618,10 @@ def test_the_import_walk_follows_what_runs():
         f"reconstruct_3d[{k}]" for k in ("trellis", "hi3dgen", "hunyuan3d21", "direct3d", "triposg", "sam3d",
                                          "ellipsoid", "shap_e", "lgm", "instantmesh", "gaussiananything",
                                          "3dtopia_xl")}
-    # Table 2's checkout-run adapters load configs with OmegaConf and Zero123++ through diffusers in their envs
-    assert {"omegaconf", "diffusers"} <= set(_closure("reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "lgm"}))
+    # InstantMesh's adapter loads its config with OmegaConf and Zero123++ through diffusers, in its env only
+    im = set(_closure("reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "instantmesh"}))
+    assert {"omegaconf", "diffusers"} <= im and "omegaconf" not in _closure(
+        "reconstruct_3d", {"genbench.catalog:RECONSTRUCTORS": "trellis"})
 
 
 def test_a_missing_package_is_reported(monkeypatch):
