@@ -207,6 +207,16 @@ STANDINS = {
                 def __setattr__(self, k, v): self[k] = v
             """,
         "guided_diffusion/__init__.py": "",
+        "guided_diffusion/dist_util.py": """
+            import os
+            from _standin import record
+            def setup_dist(args): record("dist", rank=args.local_rank, world=os.environ["WORLD_SIZE"])
+            """,
+        "guided_diffusion/logger.py": """
+            import os
+            from _standin import record
+            def configure(dir): record("logger", dir=dir, cwd=os.getcwd())
+            """,
         "guided_diffusion/script_util.py": """
             from _standin import record
             class _Net:
@@ -239,16 +249,20 @@ STANDINS = {
                     record("engine", logdir=args["logdir"], ckpt=args["resume_checkpoint"],
                            stage1=args.get("stage_1_output_dir"), rendering=rec_model.decoder.rendering_kwargs)
                 def eval_i23d_and_export_gradio(self, inp_img, seed=42, cfg_scale=4.0, **kwargs):
-                    logdir = self.args["logdir"]
-                    record("run", size=list(inp_img.size), corner=list(inp_img.getpixel((0, 0))), seed=seed,
-                           cfg=cfg_scale, logdir=logdir)
+                    logdir = self.args["logdir"]  # relative: the demo runs from the checkout
+                    assert os.path.isfile("assets/objv_eval_pose.pt"), os.getcwd()
+                    record("run", shape=list(inp_img.shape), dtype=str(inp_img.dtype), corner=inp_img[0, 0].tolist(),
+                           seed=seed, cfg=cfg_scale, logdir=logdir)
                     os.makedirs(logdir, exist_ok=True)
+                    if "stage-1" in logdir:
+                        return os.path.join(logdir, "sample-0-0.ply")
                     m = sphere()
                     m.visual.vertex_colors = np.tile([10, 200, 30, 255], (len(m.vertices), 1)).astype(np.uint8)
                     m.export(os.path.join(logdir, "mesh.ply"))
                     trimesh.PointCloud(m.vertices[:100]).export(os.path.join(logdir, "xyz.ply"))
                     return "video.mp4", os.path.join(logdir, "xyz.ply"), os.path.join(logdir, "mesh.ply")
             """,
+        "assets/objv_eval_pose.pt": "",
         "configs/gradio_i23d_stage1_args.json": json.dumps({
             "trainer_name": "flow_matching_gs", "image_size_encoder": 224, "rendering_kwargs": {"k": 1},
             "resume_checkpoint": "yslan/GaussianAnything/ckpts/checkpoints/i23d/stage-1/model.pt",
@@ -353,6 +367,9 @@ def checkout(tmp_path, monkeypatch):
             torch.save({"state_dict": {"lrm_generator.a": torch.zeros(1), "other.b": torch.zeros(1)}},
                        weights / "instant_mesh_large.ckpt")
         if kind == "gaussiananything":
+            for key, value in (("MASTER_ADDR", "localhost"), ("MASTER_PORT", "12355"), ("RANK", "0"),
+                               ("WORLD_SIZE", "1")):
+                monkeypatch.setenv(key, value)  # what the adapter sets up: undone after the test
             for k in (1, 2):
                 (weights / f"ckpts/checkpoints/i23d/stage-{k}").mkdir(parents=True)
                 (weights / f"ckpts/checkpoints/i23d/stage-{k}/model.pt").write_bytes(b"x")
@@ -407,7 +424,7 @@ class _Zero123:
 
 
 @pytest.mark.parametrize("kind", sorted(STANDINS))
-def test_table2_adapter_contract(checkout, kind, monkeypatch):
+def test_table2_adapter_contract(checkout, kind, monkeypatch, tmp_path):
     make, log = checkout
     if kind == "instantmesh":
         import diffusers
@@ -448,9 +465,13 @@ def test_table2_adapter_contract(checkout, kind, monkeypatch):
         assert np.asarray(out.mesh.visual.vertex_colors)[0].tolist() == [51, 102, 153, 255]
     if kind == "gaussiananything":
         assert [r["seed"] for r in runs] == [1234, 1234, 99, 99] and runs[0]["cfg"] == 4.0
-        assert runs[0]["size"] == [518, 518] and runs[0]["corner"] == [255, 255, 255]
+        assert runs[0]["shape"] == [518, 518, 3] and runs[0]["dtype"] == "uint8"
+        assert runs[0]["corner"] == [255, 255, 255]  # on white
         engines = _calls(log, "engine")
         assert engines[1]["stage1"] == engines[0]["logdir"] and "ckpts/checkpoints/i23d/stage-2" in engines[1]["ckpt"]
+        assert _calls(log, "logger")[0]["dir"] == engines[0]["logdir"] and _calls(log, "dist")[0]["world"] == "1"
+        assert _calls(log, "logger")[0]["cwd"] == spec["code"]  # the demo's relative paths resolve in the checkout
+        assert (tmp_path / "gaussiananything/code/logs/i23d/stage-2/dino_img/mesh.ply").is_file()
         assert engines[0]["rendering"] == {"k": 1}
         assert np.asarray(out.mesh.visual.vertex_colors)[0].tolist() == [10, 200, 30, 255]
     if kind == "3dtopia_xl":

@@ -14,9 +14,9 @@ drives them through stand-in modules that imitate each upstream API.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import subprocess
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -283,10 +283,15 @@ class InstantMeshReconstructor(PinnedUpstream):
 class GaussianAnythingReconstructor(PinnedUpstream):
     """NIRVANALAN/GaussianAnything (scripts/gradio_app_cascaded.py): the two flow-matching stages built from
     ``configs/gradio_i23d_stage{1,2}_args.json`` (``create_model_and_diffusion``, ``create_3DAE_model``, the
-    ``flow_matching_gs`` engine of ``nsr.lsgm.flow_matching_trainer``), checkpoints from the local yslan/
-    GaussianAnything snapshot; the input is the recentred image on white resized to 518 px (LANCZOS, DINO's
-    size); ``eval_i23d_and_export_gradio(image, seed, cfg 4.0)`` of stage 1 (point cloud) then stage 2 (surfel
-    Gaussians) -> the TSDF mesh it exports (``output: mesh``) or its coloured 2DGS centres (``output: points``)."""
+    ``flow_matching_gs`` engine of ``nsr.lsgm.flow_matching_trainer``) after ``dist_util.setup_dist`` and
+    ``logger.configure(dir=stage-1 logdir)``, checkpoints from the local yslan/GaussianAnything snapshot; the input
+    is the recentred image on white resized to 518 px (LANCZOS, DINO's size), as a uint8 array;
+    ``eval_i23d_and_export_gradio(image, seed, cfg 4.0)`` of stage 1 (point cloud) then stage 2 (surfel Gaussians)
+    -> the TSDF mesh it exports (``output: mesh``) or its coloured 2DGS centres (``output: points``).
+
+    The engine reads ``assets/objv_eval_pose.pt`` and stage 1's point cloud from ``./logs/i23d/stage-1/...``
+    relative to the working directory, so every call runs inside the checkout and writes under its ``logs/``
+    (one item at a time: two jobs must not share a checkout)."""
 
     kind = "gaussiananything"
     entry = "nsr.lsgm.flow_matching_trainer.FlowMatchingEngine_gs"
@@ -297,43 +302,51 @@ class GaussianAnythingReconstructor(PinnedUpstream):
 
     def load(self, engine, weights, device):
         import json
-
-        from PIL import Image
+        import os
 
         code = self.checkout()
         su = importlib.import_module("guided_diffusion.script_util")
         nsu = importlib.import_module("nsr.script_util")
+        dist_util = importlib.import_module("guided_diffusion.dist_util")
+        logger = importlib.import_module("guided_diffusion.logger")
         easydict = self.import_entry("dnnlib.util.EasyDict")
-        self._logs = Path(tempfile.mkdtemp(prefix=f"genbench-{self.name}-"))
+        for key, value in (("MASTER_ADDR", "localhost"), ("MASTER_PORT", "12355"), ("RANK", "0"),
+                           ("WORLD_SIZE", "1")):  # a one-process group, as the demo sets it up
+            os.environ.setdefault(key, value)
         stages = []
-        for k in (1, 2):
-            args = easydict(json.loads((code / f"configs/gradio_i23d_stage{k}_args.json").read_text()))
-            ckpt = Path(weights) / args.resume_checkpoint.split("GaussianAnything/", 1)[-1]
-            if not ckpt.is_file():
-                raise FileNotFoundError(f"reconstructors.{self.name}: stage-{k} checkpoint {ckpt} missing; fetch "
-                                        f"{self.default_weights['repo_id']}")
-            args.update(resume_checkpoint=str(ckpt), logdir=str(self._logs / f"stage-{k}"), local_rank=0, gpus=1,
-                        img_size=[args.image_size_encoder], image_size=args.image_size_encoder)
-            if k == 2:
-                args.stage_1_output_dir = str(self._logs / "stage-1")
-            denoiser, diffusion = su.create_model_and_diffusion(
-                **su.args_to_dict(args, su.model_and_diffusion_defaults().keys()))
-            stages.append((args, denoiser.to(device).eval(), diffusion))
-        args1 = stages[0][0]
-        ae = nsu.create_3DAE_model(**su.args_to_dict(args1, nsu.encoder_and_nsr_defaults().keys())).to(device).eval()
-        ae.decoder.rendering_kwargs = args1.rendering_kwargs
-        loops = [engine(rec_model=ae, denoise_model=d, control_model=None, diffusion=diff, sde_diffusion=None,
-                        loss_class=None, data=None, eval_data=None, **a) for a, d, diff in stages]
-        return SimpleNamespace(stage1=loops[0], stage2=loops[1], resize=Image.LANCZOS)
+        with contextlib.chdir(code):
+            for k in (1, 2):
+                args = easydict(json.loads((code / f"configs/gradio_i23d_stage{k}_args.json").read_text()))
+                ckpt = Path(weights) / args.resume_checkpoint.split("GaussianAnything/", 1)[-1]
+                if not ckpt.is_file():
+                    raise FileNotFoundError(f"reconstructors.{self.name}: stage-{k} checkpoint {ckpt} missing; "
+                                            f"fetch {self.default_weights['repo_id']}")
+                args.update(resume_checkpoint=str(ckpt), local_rank=0, gpus=1, img_size=[args.image_size_encoder],
+                            image_size=args.image_size_encoder)
+                if k == 1:
+                    dist_util.setup_dist(args)
+                    logger.configure(dir=args.logdir)
+                denoiser, diffusion = su.create_model_and_diffusion(
+                    **su.args_to_dict(args, su.model_and_diffusion_defaults().keys()))
+                stages.append((args, denoiser.to(device).eval(), diffusion))
+            args1 = stages[0][0]
+            ae = nsu.create_3DAE_model(**su.args_to_dict(args1, nsu.encoder_and_nsr_defaults().keys()))
+            ae = ae.to(device).eval()
+            ae.decoder.rendering_kwargs = args1.rendering_kwargs
+            loops = [engine(rec_model=ae, denoise_model=d, control_model=None, diffusion=diff, sde_diffusion=None,
+                            loss_class=None, data=None, eval_data=None, **a) for a, d, diff in stages]
+        return SimpleNamespace(stage1=loops[0], stage2=loops[1], code=code)
 
     def run(self, pipe, image, rgba, seed):
         from PIL import Image
 
         s = self.settings
         src = Image.fromarray((on_white(recentre(rgba, s["foreground_ratio"])) * 255).round().astype(np.uint8))
-        src = src.resize((s["image_size"], s["image_size"]), pipe.resize)
-        pipe.stage1.eval_i23d_and_export_gradio(src, seed, s["cfg"])
-        return pipe.stage2.eval_i23d_and_export_gradio(src, seed, s["cfg"])
+        src = np.asarray(src.resize((s["image_size"], s["image_size"]), Image.LANCZOS))
+        with contextlib.chdir(pipe.code):
+            pipe.stage1.eval_i23d_and_export_gradio(src, seed, s["cfg"])
+            video, centres, mesh = pipe.stage2.eval_i23d_and_export_gradio(src, seed, s["cfg"])
+        return video, pipe.code / centres, pipe.code / mesh  # relative to the checkout, absolute stay absolute
 
     def to_reconstruction(self, out):
         _video, centres_path, mesh_path = out
