@@ -508,6 +508,16 @@ def test_table2_checkout_and_weights_are_named(checkout, tmp_path):
         load_reconstructor("l", {k: v for k, v in spec.items() if k != "code"}).reconstruct(square(), None, 0, {})
     with pytest.raises(UpstreamMissingError, match=r"cannot read the commit.*pins abc1234"):
         load_reconstructor("l", {**spec, "commit": "abc1234"}).reconstruct(square(), None, 0, {})
+    import subprocess
+
+    git = ["git", "-C", spec["code"], "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "stand-in"], check=True)
+    head = subprocess.run(git[:3] + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    with pytest.raises(UpstreamMissingError, match=rf"is at {head[:12]}, the config pins abc1234; run git -C"):
+        load_reconstructor("l", {**spec, "commit": "abc1234"}).reconstruct(square(), None, 0, {})
+    assert load_reconstructor("l", {**spec, "commit": head[:10]}).reconstruct(square(), None, 0, {}).kind == "gaussians"
     (tmp_path / "lgm/weights/model_fp16_fixrot.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"no model_fp16_fixrot.safetensors.*ashawkey/LGM"):
         load_reconstructor("l", spec).reconstruct(square(), None, 0, {})
