@@ -528,3 +528,28 @@ def test_recentre_matches_the_upstream_foreground_ratio():
     assert out.shape == (30, 30, 4)
     rows, cols = np.nonzero(out[..., 3])
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 26, 3, 26)
+
+
+def test_the_stage_writes_lgm_gaussians_and_instantmesh_colours(checkout, tmp_path, monkeypatch):
+    """Through reconstruct_dataset: LGM's centres go to pred.npz with its Gaussians as pred_gaussians.ply beside
+    them (the path diff2to3's take to the appearance metrics); InstantMesh's vertex colours reach pred.ply."""
+    import diffusers
+    from test_reconstruct3d import _dataset
+
+    from genbench.recon3d.evaluate import reconstruct_dataset
+
+    monkeypatch.setattr(diffusers, "DiffusionPipeline", _Zero123)
+    make, _ = checkout
+    manifest = _dataset(tmp_path / "data")
+    for kind in ("lgm", "instantmesh"):
+        out = tmp_path / "out" / kind
+        table = reconstruct_dataset("t", kind, make(kind), manifest, out, seed=0)
+        ok = table[table["status"] == "ok"]
+        assert len(ok) == 5 and set(table[table["status"] == "skipped"]["item_id"]) == {"f", "g"}
+        folder = out / ok["prediction"].iloc[0]
+        if kind == "lgm":
+            assert ok["kind"].eq("gaussians").all() and len(gs.load_ply(folder / "pred_gaussians.ply")) == 250
+            assert np.load(folder / "pred.npz")["points"].shape == (250, 3)
+        else:
+            mesh = trimesh.load(folder / "pred.ply", process=False)
+            assert np.asarray(mesh.visual.vertex_colors)[0].tolist() == [51, 102, 153, 255]
