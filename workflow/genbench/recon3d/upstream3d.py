@@ -450,7 +450,7 @@ class Topia3DXLReconstructor(PinnedUpstream):
         prim.srt_param[:, 1:4] *= s["position_scale"]
         # drop primitives farther from their nearest neighbour than the two scales cover (the script's filter)
         pos, scale = prim.srt_param[:, 1:4], prim.srt_param[:, 0:1]
-        dist = torch.cdist(pos, pos) + torch.eye(len(pos), device=pos.device) * 1e6
+        dist = torch.cdist(pos, pos) + torch.eye(len(pos), device=pos.device)  # self at distance 1, as the script
         nearest, idx = dist.min(1)
         keep = nearest < (scale + scale[idx])[:, 0]
         prim.srt_param.data = prim.srt_param.data[keep]
